@@ -1,0 +1,23 @@
+"""Shared test configuration.
+
+Hypothesis runs derandomised (fixed seed per test) so statistical properties have a fixed false-failure
+rate; the "ci" profile (selected when CI=true) keeps example counts small enough for 2 CPU cores.
+"""
+
+import os
+
+import jax
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "dev", deadline=None, max_examples=40, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "ci", deadline=None, max_examples=25, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
+
+# Catch silent float64 -> float32 surprises: tests run in the default float32 mode unless they opt in.
+jax.config.update("jax_numpy_dtype_promotion", "standard")
