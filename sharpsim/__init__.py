@@ -9,6 +9,28 @@ __version__ = "0.1.0"
 
 # --- foundation -------------------------------------------------------------------------------------
 from sharpsim.policies import TabularPolicy
+from sharpsim import instances, rewards
+from sharpsim.oracle import (
+    AdaptiveBatch,
+    BudgetExceededError,
+    OracleBatch,
+    SampleEvaluateOracle,
+    max_likelihood_stopping_rule,
+)
+from sharpsim.metrics import (
+    argmax_set,
+    concentrability,
+    concentrability_beta,
+    coverage,
+    coverage_bar,
+    is_sharpened,
+    margin,
+    mass_on,
+    pass_at_n,
+    sharpness_error,
+)
+from sharpsim.exact import bon_policy, bon_success_probability, kl_regularized_optimum
+from sharpsim.algorithms import best_of_n
 
 # --- autoregressive policies (issue: Autoregressive policies) ----------------------------------------
 

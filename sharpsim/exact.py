@@ -1,0 +1,79 @@
+"""Closed forms: the best-of-N law π^BoN_N and the KL-regularised optimum π*_β ∝ π_base^{1+1/β}.
+
+theory.md §6 (best-of-N law), §8 (Proposition C.1), §9 (Eq. 3 and its optimiser).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from sharpsim._validation import check_gamma, check_positive, check_positive_int
+from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on
+from sharpsim.policies import TabularPolicy
+
+__all__ = ["bon_policy", "bon_log_probs", "kl_regularized_optimum", "bon_success_probability"]
+
+
+def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
+    """log π^BoN_N(·|x) for one prompt: the law of the best of N draws under r_self = log π (theory.md §6).
+
+    With L(y) the mass strictly below π(y) and G the tie group of y (|G| responses at the same
+    probability q), the group's total mass is (L + |G| q)^N − L^N, split uniformly within G. Evaluated as
+    U^N · (−expm1(N (log L − log U))) with U the mass at or below the group, so
+    the result stays accurate when U is close to 1 and when probabilities are tiny (the cumulative mass is
+    summed from whichever end is small).
+    """
+    N = check_positive_int(N, "N")
+    lp = log_probs - jax.nn.logsumexp(log_probs)
+    p = jnp.exp(lp)
+    order = jnp.argsort(p)  # ascending
+    p_asc = p[order]
+    zero = jnp.zeros((1,), p.dtype)
+    below = jnp.concatenate([zero, jnp.cumsum(p_asc)])  # below[i] = mass of the i smallest
+    above = jnp.concatenate([jnp.cumsum(p_asc[::-1])[::-1], zero])  # above[i] = mass of all but them
+    first = jnp.searchsorted(p_asc, p_asc, side="left")  # tie group of element i is [first, last)
+    last = jnp.searchsorted(p_asc, p_asc, side="right")
+
+    def log_cdf(i):
+        # log of the mass of the i smallest responses; each side of the sum is accurate where it is small.
+        return jnp.where(below[i] < 0.5, jnp.log(below[i]), jnp.log1p(-jnp.clip(above[i], 0.0, 1.0)))
+
+    log_U, log_L = log_cdf(last), log_cdf(first)  # mass at-or-below / strictly below the tie group
+    log_group = N * log_U + jnp.log(-jnp.expm1(N * (log_L - log_U)))
+    log_each = log_group - jnp.log((last - first).astype(p.dtype))
+    log_each = jnp.where(p_asc > 0, log_each, -jnp.inf)
+    return jnp.zeros_like(lp).at[order].set(log_each)
+
+
+def bon_policy(pi: PolicyLike, N: int) -> TabularPolicy:
+    """The exact best-of-N policy π^BoN_N under the log-probability self-reward, ties split uniformly.
+
+    π^BoN_N(·|x) is the law of argmax{log π(y_i|x) : y_1, …, y_N ~ π(·|x)} (theory.md §6, Eq. 7's target).
+    """
+    pi = as_policy(pi)
+    N = check_positive_int(N, "N")
+    return TabularPolicy(log_probs=jax.vmap(lambda row: bon_log_probs(row, N))(pi.log_probs))
+
+
+def bon_success_probability(pi: PolicyLike, N: int, gamma: float = 0.0) -> Float[Array, " X"]:
+    """P[best-of-N ∈ y*_γ(x)] = 1 − (1 − π(y*_γ(x)|x))^N per prompt (Proposition C.1's identity).
+
+    BoN with r_self = log π returns an element of y*_γ exactly when one of the N draws lands there.
+    """
+    N = check_positive_int(N, "N")
+    check_gamma(gamma)
+    pi = as_policy(pi)
+    p = jnp.clip(mass_on(pi, argmax_set(pi, gamma)), 0.0, 1.0)
+    return -jnp.expm1(N * jnp.log1p(-p))
+
+
+def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
+    """π*_β(y|x) ∝ π(y|x)^{1+1/β}: the maximiser of E_π'[log π] − β·KL(π' ‖ π) (Eq. 3 with Eq. 2).
+
+    Also the exact minimiser of the Eq. (8) squared loss over the tabular class (Assumption 4.3).
+    """
+    check_positive(beta, "beta")
+    pi = as_policy(pi)
+    return TabularPolicy(log_probs=jax.nn.log_softmax((1.0 + 1.0 / beta) * pi.log_probs, axis=-1))

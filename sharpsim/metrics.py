@@ -1,0 +1,193 @@
+"""Exact sharpness, coverage, concentrability and margin over a finite prompt space (theory.md §1, §3, §9).
+
+Every function takes policies as :class:`~sharpsim.TabularPolicy` (or a ``[X, Y]`` probability table)
+and the prompt distribution ``mu`` (``[X]``), and computes the paper's quantity *exactly* (no sampling).
+Computations run in log space so probabilities down to 1e-30 (float32) or 1e-300 (float64) give finite
+results, and zero-probability responses never produce NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from sharpsim._validation import (
+    check_distribution,
+    check_gamma,
+    check_open_unit,
+    check_positive,
+    check_positive_int,
+    is_concrete,
+)
+from sharpsim.policies import TabularPolicy
+
+__all__ = [
+    "as_policy",
+    "argmax_set",
+    "mass_on",
+    "sharpness_error",
+    "is_sharpened",
+    "coverage",
+    "coverage_bar",
+    "concentrability",
+    "concentrability_beta",
+    "margin",
+    "pass_at_n",
+]
+
+PolicyLike = Union[TabularPolicy, Float[Array, "X Y"]]
+
+
+def as_policy(pi: PolicyLike, name: str = "pi") -> TabularPolicy:
+    """Accept a :class:`TabularPolicy` or a ``[X, Y]`` probability table (validated)."""
+    if isinstance(pi, TabularPolicy):
+        return pi
+    if hasattr(pi, "to_tabular"):
+        return pi.to_tabular()
+    try:
+        return TabularPolicy.from_probs(pi)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+def _check_shapes(mu, *pairs: tuple[str, TabularPolicy]) -> None:
+    if not is_concrete(mu):
+        return
+    (name0, p0), *rest = pairs
+    for name, p in rest:
+        if p.log_probs.shape != p0.log_probs.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(p.log_probs.shape)} but {name0} has shape {tuple(p0.log_probs.shape)}; "
+                "both must be [X, Y] over the same prompts and responses."
+            )
+    check_distribution(mu, p0.num_prompts, "mu")
+
+
+def _log_mu(mu) -> Float[Array, " X"]:
+    m = jnp.asarray(mu, dtype=jnp.result_type(float))
+    return jnp.log(m)
+
+
+def argmax_set(pi: PolicyLike, gamma: float = 0.0) -> Bool[Array, "X Y"]:
+    """Boolean mask of the (1−γ)-approximate maximisers y*_γ(x) = {y : π(y|x) ≥ (1−γ)·max_y' π(y'|x)}.
+
+    Appendix F.1; γ = 0 is the argmax *set* y*(x) of Eq. (2), ties included.
+    """
+    check_gamma(gamma)
+    pi = as_policy(pi)
+    lp = pi.log_probs
+    top = jnp.max(lp, axis=-1, keepdims=True)
+    return lp >= top + jnp.log1p(-jnp.asarray(gamma, lp.dtype))
+
+
+def mass_on(pi: PolicyLike, mask: Bool[Array, "X Y"]) -> Float[Array, " X"]:
+    """π(S(x)|x) = Σ_{y ∈ S(x)} π(y|x) for a set given as a boolean ``[X, Y]`` mask."""
+    pi = as_policy(pi)
+    return jnp.sum(jnp.where(mask, pi.probs, 0.0), axis=-1)
+
+
+def sharpness_error(
+    pi_hat: PolicyLike, pi_base: PolicyLike, mu, delta: float, gamma: float = 0.0
+) -> Float[Array, ""]:
+    """P_{x~μ}[ π̂(y*_γ(x)|x) ≤ 1 − δ ], with y*_γ the approximate argmax set of ``pi_base``.
+
+    The failure probability of Definition 3.1 (γ = 0) / Definition F.1; π̂ is (ε, δ, γ)-sharpened iff
+    this is ≤ ε. The event uses "≤ 1 − δ" as in Theorem 4.1.
+    """
+    check_open_unit(delta, "delta")
+    pi_hat, pi_base = as_policy(pi_hat, "pi_hat"), as_policy(pi_base, "pi_base")
+    _check_shapes(mu, ("pi_base", pi_base), ("pi_hat", pi_hat))
+    mass = mass_on(pi_hat, argmax_set(pi_base, gamma))
+    bad = mass <= 1.0 - delta
+    return jnp.sum(jnp.where(bad, jnp.asarray(mu, mass.dtype), 0.0))
+
+
+def is_sharpened(
+    pi_hat: PolicyLike, pi_base: PolicyLike, mu, epsilon: float, delta: float, gamma: float = 0.0
+) -> Bool[Array, ""]:
+    """Whether π̂ is (ε, δ, γ)-sharpened relative to π_base (Definitions 3.1 and F.1)."""
+    check_open_unit(epsilon, "epsilon")
+    return sharpness_error(pi_hat, pi_base, mu, delta, gamma) <= epsilon
+
+
+def coverage(pi: PolicyLike, mu, gamma: float = 0.0, p: int = 1) -> Float[Array, ""]:
+    """Generalised coverage coefficient C_cov,γ,p(π) = (E_{x~μ}[π(y^π_γ(x)|x)^{−p}])^{1/p}.
+
+    Eq. (6) at γ = 0, p = 1: C_cov = E_μ[1 / π(y*(x)|x)], the mass on the whole argmax set (App. F.1/H).
+    Computed as a log-sum-exp, so tiny masses give a large finite value (or +inf past the dtype's range).
+    """
+    check_gamma(gamma)
+    p = check_positive_int(p, "p")
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    log_mass = jnp.log(mass_on(pi, argmax_set(pi, gamma)))
+    return jnp.exp(jax.nn.logsumexp(_log_mu(mu) - p * log_mass) / p)
+
+
+def coverage_bar(pi: PolicyLike, mu) -> Float[Array, ""]:
+    """C̄_cov = E_{x~μ}[1 / max_y π(y|x)] (Appendix D; ≥ C_cov, equal when the argmax is unique)."""
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    return jnp.exp(jax.nn.logsumexp(_log_mu(mu) - jnp.max(pi.log_probs, axis=-1)))
+
+
+def _expect_log(pi: TabularPolicy, mu, log_f: Float[Array, "X Y"]) -> Float[Array, ""]:
+    """log E_{x~μ, y~π}[exp(log_f)], skipping π(y|x) = 0 terms (so 0·∞ never becomes NaN)."""
+    terms = jnp.where(pi.log_probs > -jnp.inf, pi.log_probs + log_f, -jnp.inf)
+    return jax.nn.logsumexp(_log_mu(mu)[:, None] + terms)
+
+
+def concentrability(pi: PolicyLike, pi_base: PolicyLike, mu) -> Float[Array, ""]:
+    """𝒞_π = E_{x~μ, y~π}[π(y|x) / π_base(y|x)] (Eq. 9). +inf when π puts mass where π_base has none."""
+    pi, pi_base = as_policy(pi), as_policy(pi_base, "pi_base")
+    _check_shapes(mu, ("pi_base", pi_base), ("pi", pi))
+    return jnp.exp(_expect_log(pi, mu, pi.log_probs - pi_base.log_probs))
+
+
+def concentrability_beta(pi: PolicyLike, pi_prime: PolicyLike, mu, beta: float) -> Float[Array, ""]:
+    """𝒞_{π/π′;β} = E_{x~μ, y~π}[(π(y|x) / π′(y|x))^β] (Eq. 9).
+
+    The DPO analysis uses 𝒞_{π_base/π;β}: call ``concentrability_beta(pi_base, pi, mu, beta)``.
+    """
+    check_positive(beta, "beta")
+    pi, pi_prime = as_policy(pi), as_policy(pi_prime, "pi_prime")
+    _check_shapes(mu, ("pi", pi), ("pi_prime", pi_prime))
+    return jnp.exp(_expect_log(pi, mu, beta * (pi.log_probs - pi_prime.log_probs)))
+
+
+def margin(pi: PolicyLike, mu) -> Float[Array, ""]:
+    """The largest γ_margin with max_y π(y|x) ≥ (1 + γ_margin)·π(y′|x) for all y′ ∉ y*(x), x ∈ supp(μ).
+
+    Assumption 4.2. Equals min_x (max π / largest non-maximal π) − 1; +inf when no prompt in supp(μ) has
+    a non-maximal response with positive mass.
+    """
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    lp = pi.log_probs
+    top = jnp.max(lp, axis=-1, keepdims=True)
+    runner_up = jnp.max(jnp.where(lp < top, lp, -jnp.inf), axis=-1)  # -inf when nothing below the max
+    log_ratio = top[:, 0] - runner_up  # +inf when no runner-up
+    in_support = jnp.asarray(mu) > 0
+    return jnp.expm1(jnp.min(jnp.where(in_support, log_ratio, jnp.inf)))
+
+
+def pass_at_n(pi: PolicyLike, correct: Bool[Array, "X Y"], mu, N: int) -> Float[Array, ""]:
+    """Pass@N = E_{x~μ}[1 − (1 − π(correct(x)|x))^N]: the chance that N i.i.d. samples contain a correct one.
+
+    A skyline (it uses ground truth), not a self-reward (theory.md §1).
+    """
+    N = check_positive_int(N, "N")
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    if is_concrete(correct) and np.shape(correct) != tuple(pi.log_probs.shape):
+        raise ValueError(
+            f"correct has shape {np.shape(correct)} but pi has shape {tuple(pi.log_probs.shape)}; "
+            "give a boolean [X, Y] mask of correct responses."
+        )
+    p_correct = jnp.clip(mass_on(pi, jnp.asarray(correct, bool)), 0.0, 1.0)
+    fail = jnp.exp(N * jnp.log1p(-p_correct))
+    return jnp.sum(jnp.asarray(mu, fail.dtype) * (1.0 - fail))

@@ -1,0 +1,243 @@
+"""The sample-and-evaluate oracle: the only door to π_base (Definitions 3.2 and D.1).
+
+One *query* is one response y ~ π_base(·|x) drawn together with its likelihood π_base(y|x). The oracle
+counts queries exactly: a fixed-N call costs m = n·N (a static Python int, known before anything runs);
+an adaptive call (Definition D.1) lets a stopping rule decide per prompt, and reports the realised count.
+
+The oracle is a frozen pytree over ``(pi_base, mu)``; it works with any policy that exposes
+``sample_and_log_prob(key, x, num) -> (responses [num, ...], log_probs [num])`` (tabular or
+autoregressive), so it can be passed through ``jit`` and ``vmap``-ed over trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from sharpsim._validation import check_distribution, check_positive, check_positive_int, is_concrete
+from sharpsim.policies import inverse_cdf_sample
+
+__all__ = [
+    "BudgetExceededError",
+    "SampleEvaluateOracle",
+    "OracleBatch",
+    "AdaptiveBatch",
+    "StoppingRule",
+    "max_likelihood_stopping_rule",
+]
+
+#: ``stop(k, best_log_prob) -> bool``: after k draws whose best log-likelihood is ``best_log_prob``.
+StoppingRule = Callable[[Int[Array, ""], Float[Array, ""]], Bool[Array, ""]]
+
+
+class BudgetExceededError(ValueError):
+    """A call would consume more sample-and-evaluate queries than the oracle's budget allows."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class OracleBatch:
+    """n prompts with N evaluated responses each; ``num_queries = n·N`` (static)."""
+
+    prompts: Int[Array, " n"]
+    responses: Any  # Int[Array, "n N"] (tabular) or Int[Array, "n N H"] (autoregressive)
+    log_probs: Float[Array, "n N"]
+    num_queries: int = dataclasses.field(metadata=dict(static=True))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AdaptiveBatch:
+    """Adaptive sample-and-evaluate (Definition D.1): per prompt, the most likely response seen.
+
+    ``num_drawn[i]`` responses were drawn for prompt i (the realised per-prompt cost); ``truncated[i]``
+    says the per-prompt cap stopped the draws before the stopping rule did (or the budget ran out).
+    """
+
+    prompts: Int[Array, " n"]
+    best_response: Any  # Int[Array, " n"] or Int[Array, "n H"]
+    best_log_prob: Float[Array, " n"]
+    num_drawn: Int[Array, " n"]
+    truncated: Bool[Array, " n"]
+
+    @property
+    def num_queries(self) -> Int[Array, ""]:
+        """Total queries m = Σ_i N(x_i), a random variable."""
+        return jnp.sum(self.num_drawn)
+
+
+def max_likelihood_stopping_rule(mu_stop: float) -> StoppingRule:
+    """Eq. (10): stop after k draws once 1 / max_{j≤k} π_base(y_j|x) ≤ k / μ_stop.
+
+    Theorem D.1 takes μ_stop = ln(2/δ). Written in logs as log k ≥ log μ_stop − max_j log π_base(y_j|x).
+    """
+    check_positive(mu_stop, "mu_stop")
+    log_mu = float(np.log(mu_stop))
+
+    def stop(k, best_log_prob):
+        return jnp.log(k.astype(best_log_prob.dtype)) >= log_mu - best_log_prob
+
+    return stop
+
+
+def _index(tree, i):
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SampleEvaluateOracle:
+    """Sample-and-evaluate access to ``pi_base`` under the prompt distribution ``mu`` (Definition 3.2).
+
+    Args:
+      pi_base: the base policy (anything with ``sample_and_log_prob(key, x, num)``).
+      mu: prompt distribution, ``[X]``.
+      budget: optional cap on queries per call; a call that would exceed it raises
+        :class:`BudgetExceededError` (a ``ValueError``) before drawing anything.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sharpsim import TabularPolicy
+    >>> oracle = SampleEvaluateOracle(TabularPolicy.from_probs(jnp.array([[0.7, 0.3]])), jnp.array([1.0]))
+    >>> batch = oracle.sample_and_evaluate(jax.random.key(0), n=3, N=4)
+    >>> batch.responses.shape, batch.num_queries
+    ((3, 4), 12)
+    """
+
+    pi_base: Any
+    mu: Float[Array, " X"]
+    budget: Optional[int] = dataclasses.field(default=None, metadata=dict(static=True))
+
+    def __post_init__(self):
+        num_prompts = getattr(self.pi_base, "num_prompts", None)
+        if is_concrete(self.mu):
+            if not isinstance(num_prompts, int):
+                num_prompts = None
+            check_distribution(self.mu, num_prompts, "mu")
+        if self.budget is not None:
+            check_positive_int(self.budget, "budget")
+
+    # -------------------------------------------------------------------------------- accounting
+    def _charge(self, queries: int, what: str) -> None:
+        if self.budget is not None and queries > self.budget:
+            raise BudgetExceededError(
+                f"{what} needs {queries} sample-and-evaluate queries but the oracle's budget is {self.budget}; "
+                "lower n or N, or raise `budget`."
+            )
+
+    # -------------------------------------------------------------------------------- queries
+    def sample_prompts(self, key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
+        """Draw n prompts x ~ μ (free: prompts are not sample-and-evaluate queries)."""
+        n = check_positive_int(n, "n")
+        return inverse_cdf_sample(key, jnp.log(jnp.asarray(self.mu)), n)
+
+    def respond(self, key: PRNGKeyArray, prompts: Int[Array, " n"], N: int) -> OracleBatch:
+        """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N)."""
+        N = check_positive_int(N, "N")
+        n = int(np.shape(prompts)[0])
+        self._charge(n * N, f"respond(n={n}, N={N})")
+        keys = jax.random.split(key, n)
+        ys, lps = jax.vmap(lambda k, x: self.pi_base.sample_and_log_prob(k, x, N))(keys, prompts)
+        return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
+
+    def sample_and_evaluate(self, key: PRNGKeyArray, n: int, N: int) -> OracleBatch:
+        """Draw n prompts x ~ μ and N evaluated responses for each: m = n·N queries (Definition 3.2)."""
+        n = check_positive_int(n, "n")
+        N = check_positive_int(N, "N")
+        self._charge(n * N, f"sample_and_evaluate(n={n}, N={N})")
+        key_x, key_y = jax.random.split(key)
+        return self.respond(key_y, self.sample_prompts(key_x, n), N)
+
+    def evaluate(self, prompts: Int[Array, "..."], responses: Any) -> tuple[Float[Array, "..."], int]:
+        """log π_base(y|x) for arbitrary pairs (XPO's more general access, footnote 7), and its query count.
+
+        Each evaluated pair costs one query.
+        """
+        count = int(np.prod(np.shape(prompts))) if np.ndim(prompts) else 1
+        self._charge(count, f"evaluate({count} pairs)")
+        return self.pi_base.log_prob(prompts, responses), count
+
+    def sample_adaptive(
+        self,
+        key: PRNGKeyArray,
+        n: int,
+        stop: StoppingRule,
+        *,
+        chunk: int = 32,
+        max_per_prompt: int = 1 << 20,
+    ) -> AdaptiveBatch:
+        """Adaptive sample-and-evaluate (Definition D.1) keeping the most likely response per prompt.
+
+        For each of n prompts x ~ μ, draws y_1, y_2, … ~ π_base(·|x) until ``stop(k, max_j log π_base(y_j|x))``
+        holds (e.g. :func:`max_likelihood_stopping_rule`, Eq. 10) or ``max_per_prompt`` draws were made.
+        Draws come in chunks of ``chunk`` inside a ``lax.while_loop``, but the count stops at the exact
+        draw where the rule fires; the realised counts are in ``num_drawn``. Ties in likelihood keep the
+        first draw, which is uniform over the tie group by exchangeability.
+
+        With a ``budget``, prompts are processed in order and drawing stops when the budget is spent;
+        eagerly that raises :class:`BudgetExceededError`, under ``jit`` it sets ``truncated``.
+        """
+        n = check_positive_int(n, "n")
+        chunk = check_positive_int(chunk, "chunk")
+        max_per_prompt = check_positive_int(max_per_prompt, "max_per_prompt")
+        key_x, key_y = jax.random.split(key)
+        prompts = self.sample_prompts(key_x, n)
+        keys = jax.random.split(key_y, n)
+
+        if self.budget is None:
+            out = jax.vmap(lambda k, x: self._adaptive_one(k, x, stop, chunk, max_per_prompt))(keys, prompts)
+            best, best_lp, count, truncated = out
+        else:
+
+            def body(remaining, kx):
+                k, x = kx
+                cap = jnp.minimum(remaining, max_per_prompt)
+                res = self._adaptive_one(k, x, stop, chunk, cap)
+                return remaining - res[2], res
+
+            remaining, out = jax.lax.scan(body, jnp.asarray(self.budget, jnp.int32), (keys, prompts))
+            best, best_lp, count, truncated = out
+            if is_concrete(remaining) and bool(jnp.any(truncated & (jnp.cumsum(count) >= self.budget))):
+                raise BudgetExceededError(
+                    f"sample_adaptive(n={n}) spent the whole budget of {self.budget} queries before the stopping "
+                    f"rule fired on every prompt ({int(jnp.sum(count > 0))} prompts reached); raise `budget` or lower n."
+                )
+        return AdaptiveBatch(prompts, best, best_lp, count, truncated)
+
+    def _adaptive_one(self, key, x, stop, chunk, cap):
+        probe_y, probe_lp = self.pi_base.sample_and_log_prob(key, x, 1)
+        init = (
+            key,
+            jnp.asarray(0, jnp.int32),
+            _index(probe_y, 0),
+            jnp.asarray(-jnp.inf, probe_lp.dtype),
+            jnp.asarray(cap) <= 0,  # nothing left to spend: draw nothing
+        )
+
+        def cond(s):
+            return ~s[4]
+
+        def body(s):
+            k, count, best, best_lp, _ = s
+            k, sub = jax.random.split(k)
+            ys, lps = self.pi_base.sample_and_log_prob(sub, x, chunk)
+            running = jnp.maximum(best_lp, jax.lax.cummax(lps))
+            ks = count + 1 + jnp.arange(chunk, dtype=jnp.int32)
+            fire = jax.vmap(stop)(ks, running) | (ks >= cap)
+            any_fire = jnp.any(fire)
+            j_stop = jnp.where(any_fire, jnp.argmax(fire), chunk - 1)  # last draw taken in this chunk
+            taken = jnp.arange(chunk) <= j_stop
+            masked = jnp.where(taken, lps, -jnp.inf)
+            j_best = jnp.argmax(masked)
+            improve = masked[j_best] > best_lp
+            best = jax.tree_util.tree_map(lambda a, b: jnp.where(improve, a, b), _index(ys, j_best), best)
+            best_lp = jnp.where(improve, masked[j_best], best_lp)
+            return k, count + j_stop + 1, best, best_lp, any_fire
+
+        _, count, best, best_lp, _ = jax.lax.while_loop(cond, body, init)
+        truncated = ~stop(count, best_lp)
+        return best, best_lp, count, truncated
