@@ -1,0 +1,374 @@
+r"""Empirical sample complexity: success curves, m̂(ρ) with bootstrap intervals, log-log slope fits.
+
+The path from trials to a figure next to a bound of :mod:`bounds`:
+
+1. run K independent trials of an algorithm at each query budget m_b and record whether it succeeded
+   (e.g. the output is (ε, δ)-sharpened): ``successes[b, k]``;
+2. :func:`success_curve` gives the success rate per budget with a Wilson or Clopper–Pearson interval;
+3. :func:`empirical_sample_complexity` reads off m̂(ρ) = the smallest budget whose success rate is ≥ 1 − ρ (the
+   empirical analogue of "with probability ≥ 1 − ρ, m queries suffice"), with a bootstrap interval over trials;
+4. :func:`fit_loglog_slope` fits log m̂ = a + b log x against a sweep variable x (C_cov, log|Π|, 1/ε, 1/δ,
+   1/γ_margin, d) and compares b with the exponent predicted by ``bounds.<result>.exponent``.
+
+Everything is NumPy/SciPy: the inputs are small arrays of results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+__all__ = [
+    "SuccessCurve",
+    "SampleComplexity",
+    "SlopeFit",
+    "proportion_interval",
+    "success_curve",
+    "empirical_sample_complexity",
+    "fit_loglog_slope",
+]
+
+_METHODS = {"wilson": "wilson", "clopper-pearson": "exact"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# input checks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_level(level: float) -> float:
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}.")
+    return level
+
+
+def _check_budgets_successes(budgets: Any, successes: Any) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(budgets, dtype=float)
+    s = np.asarray(successes)
+    if m.ndim != 1 or m.size == 0:
+        raise ValueError(f"budgets must be a non-empty 1-D array, got shape {m.shape}.")
+    if s.ndim != 2 or s.shape[0] != m.shape[0]:
+        raise ValueError(
+            f"successes must have shape [B, K] = [{m.shape[0]}, trials] (one row per budget), got {s.shape}."
+        )
+    if s.shape[1] == 0:
+        raise ValueError("successes has no trials (K = 0).")
+    if s.dtype != bool:
+        if not np.all(np.isin(s, (0, 1))):
+            raise ValueError("successes must be boolean (or 0/1).")
+        s = s.astype(bool)
+    if np.any(~np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError("budgets must be finite and > 0 (they live on a log axis).")
+    if np.any(np.diff(m) <= 0):
+        raise ValueError("budgets must be strictly increasing.")
+    return m, s
+
+
+# ---------------------------------------------------------------------------------------------------------
+# success curves
+# ---------------------------------------------------------------------------------------------------------
+
+
+def proportion_interval(k: Any, n: Any, *, method: str = "wilson", level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence interval for a binomial proportion k/n, elementwise: ``(lower, upper)``.
+
+    ``method="wilson"`` (score interval, no continuity correction) or ``"clopper-pearson"`` (exact, coverage
+    ≥ level for every p); both from :meth:`scipy.stats.binomtest(...).proportion_ci`.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}.")
+    level = _check_level(level)
+    k_arr, n_arr = np.broadcast_arrays(np.asarray(k), np.asarray(n))
+    if np.any(n_arr < 1) or np.any(k_arr < 0) or np.any(k_arr > n_arr):
+        raise ValueError("need integers 0 <= k <= n and n >= 1.")
+    lower = np.empty(k_arr.shape)
+    upper = np.empty(k_arr.shape)
+    for idx in np.ndindex(k_arr.shape):
+        ci = scipy.stats.binomtest(int(k_arr[idx]), int(n_arr[idx])).proportion_ci(
+            confidence_level=level, method=_METHODS[method]
+        )
+        lower[idx], upper[idx] = ci.low, ci.high
+    return lower, upper
+
+
+@dataclass(frozen=True)
+class SuccessCurve:
+    """Success rate per budget with a ``level`` interval (``method`` = wilson | clopper-pearson)."""
+
+    budgets: np.ndarray
+    rate: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    trials: np.ndarray
+    successes: np.ndarray
+    method: str
+    level: float
+
+
+def success_curve(budgets: Any, successes: Any, *, method: str = "wilson", level: float = 0.95) -> SuccessCurve:
+    """Success probability vs query budget from ``successes[B, K]`` (trial k at budget b succeeded).
+
+    ``budgets`` must be strictly increasing and positive.
+    """
+    m, s = _check_budgets_successes(budgets, successes)
+    k = s.sum(axis=1)
+    trials = np.full(m.shape, s.shape[1])
+    lower, upper = proportion_interval(k, trials, method=method, level=level)
+    return SuccessCurve(
+        budgets=m, rate=k / trials, lower=lower, upper=upper, trials=trials, successes=k, method=method,
+        level=float(level),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# empirical sample complexity m̂(ρ)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleComplexity:
+    """m̂(ρ): the smallest budget whose success rate is ≥ 1 − ρ, with a bootstrap percentile interval.
+
+    ``reached`` is False when no budget reaches 1 − ρ (then ``estimate = inf``). ``below_grid`` is True when the
+    smallest budget already succeeds (m̂ is then only an upper estimate). ``upper`` is ``inf`` when more than
+    (1 − level)/2 of the bootstrap replicates never reach 1 − ρ. ``reached_fraction`` is the fraction of
+    replicates that reach it.
+    """
+
+    estimate: float
+    lower: float
+    upper: float
+    level: float
+    rho: float
+    reached: bool
+    below_grid: bool
+    reached_fraction: float
+    n_boot: int
+
+
+def _threshold_budget(m: np.ndarray, rates: np.ndarray, target: float, interpolate: str, rule: str) -> np.ndarray:
+    """m̂ for each row of ``rates`` ([R, B]); inf where the target is never reached."""
+    ok = rates >= target
+    if rule == "first":
+        hit = ok.any(axis=1)
+        i = np.argmax(ok, axis=1)  # first budget at the target
+    else:  # "stable": one past the last budget below the target
+        below = ~ok
+        any_below = below.any(axis=1)
+        last_below = m.size - 1 - np.argmax(below[:, ::-1], axis=1)
+        i = np.where(any_below, last_below + 1, 0)
+        hit = i < m.size
+        i = np.minimum(i, m.size - 1)
+    est = m[i].astype(float)
+    if interpolate == "log":
+        j = np.maximum(i - 1, 0)
+        rows = np.arange(rates.shape[0])
+        r_lo, r_hi = rates[rows, j], rates[rows, i]
+        frac = np.where(r_hi > r_lo, (target - r_lo) / np.where(r_hi > r_lo, r_hi - r_lo, 1.0), 1.0)
+        frac = np.clip(frac, 0.0, 1.0)
+        interp = np.exp(np.log(m[j]) + frac * (np.log(m[i]) - np.log(m[j])))
+        est = np.where(i > 0, interp, est)
+    return np.where(hit, est, np.inf)
+
+
+def empirical_sample_complexity(
+    budgets: Any,
+    successes: Any,
+    rho: float,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    interpolate: str = "log",
+    rule: str = "first",
+    paired: bool = False,
+) -> SampleComplexity:
+    """m̂(ρ) = the smallest budget m with empirical success ≥ 1 − ρ, with a bootstrap interval.
+
+    Parameters
+    ----------
+    budgets, successes:
+        Strictly increasing budgets ``[B]`` and outcomes ``[B, K]``.
+    rho:
+        Allowed failure probability, in (0, 1).
+    interpolate:
+        ``"log"``: between the last grid point below the target and the first at it, interpolate the rate
+        linearly in log m (so m̂ is not tied to the grid); ``"none"``: the grid point itself.
+    rule:
+        ``"first"``: the first budget at the target (the literal definition); ``"stable"``: one past the last
+        budget below the target (robust to a noisy early crossing).
+    paired:
+        Resample trial *columns* jointly across budgets (trials share randomness across budgets, e.g. prefix
+        masks of one large sample); otherwise trials are resampled independently within each budget.
+    n_boot, seed, level:
+        Percentile bootstrap with ``n_boot`` replicates from ``numpy.random.default_rng(seed)``.
+    """
+    m, s = _check_budgets_successes(budgets, successes)
+    rho = float(rho)
+    if not 0.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in the open interval (0, 1), got {rho!r}.")
+    level = _check_level(level)
+    if interpolate not in ("log", "none"):
+        raise ValueError(f"interpolate must be 'log' or 'none', got {interpolate!r}.")
+    if rule not in ("first", "stable"):
+        raise ValueError(f"rule must be 'first' or 'stable', got {rule!r}.")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}.")
+    n_boot = int(n_boot)
+    target = 1.0 - rho
+    K = s.shape[1]
+    rates = s.mean(axis=1)
+    est = float(_threshold_budget(m, rates[None, :], target, interpolate, rule)[0])
+
+    rng = np.random.default_rng(seed)
+    if paired:
+        idx = rng.integers(0, K, size=(n_boot, K))
+        boot_rates = s[:, idx].mean(axis=2).T  # [n_boot, B]
+    else:
+        # resampling K trials with replacement within a budget: the count is Binomial(K, rate) exactly
+        boot_rates = rng.binomial(K, rates, size=(n_boot, m.size)) / K
+    boot = _threshold_budget(m, boot_rates, target, interpolate, rule)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], method="inverted_cdf")
+    return SampleComplexity(
+        estimate=est, lower=float(lo), upper=float(hi), level=level, rho=rho, reached=bool(np.isfinite(est)),
+        below_grid=bool(rates[0] >= target), reached_fraction=float(np.isfinite(boot).mean()), n_boot=n_boot,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# log-log slope fits
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """log y = intercept + slope · log x, with a ``level`` interval [lower, upper] for the slope."""
+
+    slope: float
+    intercept: float
+    lower: float
+    upper: float
+    intercept_lower: float
+    intercept_upper: float
+    level: float
+    method: str
+    x: np.ndarray
+    y: np.ndarray
+
+    def predict(self, x: Any) -> np.ndarray:
+        """exp(intercept) · x^slope."""
+        return np.exp(self.intercept) * np.asarray(x, dtype=float) ** self.slope
+
+    def contains(self, slope: float) -> bool:
+        """Whether ``slope`` (e.g. a predicted exponent) lies in the interval."""
+        return bool(self.lower <= float(slope) <= self.upper)
+
+
+def _positive_finite(v: np.ndarray, name: str) -> None:
+    if np.any(~np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"{name} must be finite and > 0 (log axis); got {v!r}.")
+
+
+def _wls(lx: np.ndarray, ly: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares line(s) along the last axis: (slope, intercept)."""
+    sw = w.sum(-1)
+    mx = (w * lx).sum(-1) / sw
+    my = (w * ly).sum(-1) / sw
+    slope = (w * (lx - mx[..., None]) * (ly - my[..., None])).sum(-1) / (w * (lx - mx[..., None]) ** 2).sum(-1)
+    return slope, my - slope * mx
+
+
+def fit_loglog_slope(
+    x: Any,
+    y: Any,
+    *,
+    y_lower: Any = None,
+    y_upper: Any = None,
+    method: str | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> SlopeFit:
+    """Fit log y = a + b log x and give a ``level`` interval for the slope b.
+
+    Methods
+    -------
+    ``"ols"`` (default without intervals): ordinary least squares with the Student-t interval of
+        :func:`scipy.stats.linregress` (exact under Gaussian noise in log y; needs ≥ 3 points).
+    ``"bootstrap"``: OLS with a case-resampling percentile bootstrap (needs ≥ 3 distinct x).
+    ``"parametric"`` (default when ``y_lower``/``y_upper`` are given, e.g. m̂'s bootstrap intervals): weighted
+        least squares with per-point log-scale s.d. σ_i = (log y_upper − log y_lower)/(2 z_level), and a
+        parametric bootstrap log y_i* = log y_i + σ_i Z.
+    """
+    lx_raw = np.asarray(x, dtype=float)
+    ly_raw = np.asarray(y, dtype=float)
+    if lx_raw.ndim != 1 or lx_raw.shape != ly_raw.shape:
+        raise ValueError(f"x and y must be 1-D arrays of the same length, got shapes {lx_raw.shape} and {ly_raw.shape}.")
+    _positive_finite(lx_raw, "x")
+    _positive_finite(ly_raw, "y")
+    level = _check_level(level)
+    if (y_lower is None) != (y_upper is None):
+        raise ValueError("give both y_lower and y_upper, or neither.")
+    if method is None:
+        method = "ols" if y_lower is None else "parametric"
+    if method not in ("ols", "bootstrap", "parametric"):
+        raise ValueError(f"method must be 'ols', 'bootstrap' or 'parametric', got {method!r}.")
+    if method == "parametric" and y_lower is None:
+        raise ValueError("method='parametric' needs y_lower and y_upper.")
+    k = lx_raw.size
+    if k < 3:
+        raise ValueError(f"a slope interval needs at least 3 points, got {k}.")
+    if np.unique(lx_raw).size < 2:
+        raise ValueError("x must take at least 2 distinct values.")
+    lx, ly = np.log(lx_raw), np.log(ly_raw)
+    alpha = (1.0 - level) / 2.0
+    rng = np.random.default_rng(seed)
+
+    if method == "ols":
+        res = scipy.stats.linregress(lx, ly)
+        t = scipy.stats.t.ppf(1.0 - alpha, df=k - 2)
+        return SlopeFit(
+            slope=float(res.slope), intercept=float(res.intercept),
+            lower=float(res.slope - t * res.stderr), upper=float(res.slope + t * res.stderr),
+            intercept_lower=float(res.intercept - t * res.intercept_stderr),
+            intercept_upper=float(res.intercept + t * res.intercept_stderr),
+            level=level, method=method, x=lx_raw, y=ly_raw,
+        )
+
+    if method == "bootstrap":
+        slope, intercept = _wls(lx, ly, np.ones(k))
+        idx = rng.integers(0, k, size=(int(n_boot), k))
+        bx, by = lx[idx], ly[idx]
+        degenerate = np.ptp(bx, axis=1) == 0
+        while np.any(degenerate):  # redraw resamples with a single distinct x (slope undefined)
+            idx[degenerate] = rng.integers(0, k, size=(int(degenerate.sum()), k))
+            bx, by = lx[idx], ly[idx]
+            degenerate = np.ptp(bx, axis=1) == 0
+        bs, bi = _wls(bx, by, np.ones_like(bx))
+    else:
+        lo_raw, hi_raw = np.asarray(y_lower, dtype=float), np.asarray(y_upper, dtype=float)
+        if lo_raw.shape != lx_raw.shape or hi_raw.shape != lx_raw.shape:
+            raise ValueError("y_lower and y_upper must have the same shape as y.")
+        _positive_finite(lo_raw, "y_lower")
+        _positive_finite(hi_raw, "y_upper")
+        if np.any(lo_raw > ly_raw) or np.any(hi_raw < ly_raw):
+            raise ValueError("need y_lower <= y <= y_upper.")
+        z = scipy.stats.norm.ppf(1.0 - alpha)
+        sigma = (np.log(hi_raw) - np.log(lo_raw)) / (2.0 * z)
+        floor = max(1e-12, 1e-3 * float(sigma.max())) if sigma.max() > 0 else 1e-12
+        sigma = np.maximum(sigma, floor)  # a zero-width interval would get infinite weight
+        w = 1.0 / sigma**2
+        slope, intercept = _wls(lx, ly, w)
+        by = ly + sigma * rng.standard_normal((int(n_boot), k))
+        bs, bi = _wls(np.broadcast_to(lx, by.shape), by, np.broadcast_to(w, by.shape))
+    s_lo, s_hi = np.quantile(bs, [alpha, 1.0 - alpha])
+    i_lo, i_hi = np.quantile(bi, [alpha, 1.0 - alpha])
+    return SlopeFit(
+        slope=float(slope), intercept=float(intercept), lower=float(s_lo), upper=float(s_hi),
+        intercept_lower=float(i_lo), intercept_upper=float(i_hi), level=level, method=method, x=lx_raw, y=ly_raw,
+    )
