@@ -1,0 +1,519 @@
+"""Sharpening real causal LMs: SFT-sharpening (§6), RLHF-sharpening with the Eq. 8 squared loss or the logistic
+DPO loss (§9), and reward-based XPO (Algorithm 1, §10). The bridge owns its losses (TRL has no BoN/XPO).
+
+Conventions shared with the simulated algorithms: ``num_samples`` is N (responses per prompt), ``beta`` the KL
+coefficient, ``alpha`` XPO's optimism coefficient, ``num_iterations`` T; every result reports ``queries`` (the
+number of sample-and-evaluate queries to π_base, m = n·N), the self-reward ``self_reward`` (mean
+log π_base(y|x)), and ``pass_at_n`` / ``accuracy`` when a ground-truth checker is given.
+
+Training works on the sampled *token ids* (never re-tokenised text) and uses float32 teacher forcing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Hashable, Sequence
+
+from sharpsim.bridge._deps import require_peft, require_torch
+from sharpsim.bridge._rewards import compute_self_reward, select_best
+from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
+from sharpsim.bridge._scoring import (
+    completion_token_logps,
+    model_device,
+    pad_left,
+    pad_right,
+    resolve_special_ids,
+    score_ids,
+    tokenize_prompts,
+)
+
+torch = require_torch()
+F = torch.nn.functional
+
+__all__ = [
+    "RLHFConfig",
+    "SFTConfig",
+    "SharpeningResult",
+    "XPOConfig",
+    "apply_lora",
+    "dpo_logistic_loss",
+    "evaluate_policy",
+    "fine_tune",
+    "rlhf_sharpening",
+    "sequence_logps",
+    "sft_nll_loss",
+    "sft_sharpening",
+    "sharpening_squared_loss",
+    "xpo_loss",
+    "xpo_sharpening",
+]
+
+
+# --- losses (pure functions of summed sequence log-probs) -------------------------------------------------
+
+
+def sft_nll_loss(policy_logps):
+    """Negative log-likelihood of the kept responses, averaged over sequences (the MLE step of §6)."""
+    return -policy_logps.mean()
+
+
+def sharpening_squared_loss(policy_logps_y, policy_logps_y2, ref_logps_y, ref_logps_y2, beta: float,
+                            rewards_y=None, rewards_y2=None):
+    """Eq. 8 (Eq. 4 with a general reward): mean over pairs of
+
+    ``( β log π(y)/π_base(y) − β log π(y')/π_base(y') − (r(y) − r(y')) )²``
+
+    with r = log π_base by default, i.e. the reference log-probs double as the self-reward. Zero at the
+    KL-regularised optimum π*_β ∝ π_base^{1+1/β}.
+    """
+    if (rewards_y is None) != (rewards_y2 is None):
+        raise ValueError("give both rewards_y and rewards_y2, or neither")
+    if rewards_y is None:
+        rewards_y, rewards_y2 = ref_logps_y, ref_logps_y2
+    pred = beta * ((policy_logps_y - ref_logps_y) - (policy_logps_y2 - ref_logps_y2))
+    return ((pred - (rewards_y - rewards_y2)) ** 2).mean()
+
+
+def dpo_logistic_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
+    """Logistic DPO loss: ``−log σ(β[(log π(y⁺) − log π_base(y⁺)) − (log π(y⁻) − log π_base(y⁻))])``, mean."""
+    return -F.logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))).mean()
+
+
+def xpo_loss(policy_logps_y, policy_logps_base, ref_logps_y, ref_logps_base, beta: float, alpha: float,
+             rewards_y=None, rewards_base=None):
+    """Algorithm 1's objective (with the sign fixed as in the proof, theory.md §10), averaged over D:
+
+    ``α · log π(ỹ|x) + ( β log π(y)/π_base(y) − β log π(ỹ)/π_base(ỹ) − (r(y) − r(ỹ)) )²``
+
+    where y ~ π^(t) and ỹ ~ π_base. The optimism term lowers the mass on what the base already produces.
+    """
+    sq = sharpening_squared_loss(policy_logps_y, policy_logps_base, ref_logps_y, ref_logps_base, beta,
+                                 rewards_y, rewards_base)
+    return alpha * policy_logps_base.mean() + sq
+
+
+# --- batching rows of token ids -------------------------------------------------------------------------
+
+
+def _rows_from_samples(samples: Samples) -> tuple[list[list[int]], list[list[int]]]:
+    """Unpadded (prompt ids, completion ids) for each completion row of ``samples``."""
+    p_ids, p_mask = samples.prompt_ids.cpu(), samples.prompt_mask.cpu()
+    c_ids, c_mask = samples.completion_ids.cpu(), samples.completion_mask.cpu()
+    prompts = [p_ids[i][p_mask[i]].tolist() for i in range(p_ids.shape[0])]
+    rows_p = [prompts[i // samples.num_samples] for i in range(c_ids.shape[0])]
+    rows_c = [c_ids[i][c_mask[i]].tolist() for i in range(c_ids.shape[0])]
+    return rows_p, rows_c
+
+
+def sequence_logps(model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int):
+    """Summed log π(c|p) for lists of token ids, **with gradients** (training-time counterpart of scoring)."""
+    dev = model_device(model)
+    p, pm = pad_left(prompts, pad_id, dev)
+    c, cm = pad_right(completions, pad_id, dev)
+    return completion_token_logps(model, p, pm, c, cm).sum(-1)
+
+
+def _lr_lambda(schedule: str, total: int):
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "linear":
+        return lambda step: max(0.0, 1.0 - step / max(total, 1))
+    raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {schedule!r}")
+
+
+def _optimizer(model, learning_rate, weight_decay):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+
+
+def _train_loop(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_size: int, learning_rate: float,
+                weight_decay: float, max_grad_norm: float | None, lr_schedule: str, seed: int,
+                log_every: int = 0) -> list[dict]:
+    """Shared AdamW loop: ``loss_fn(row_indices) -> scalar loss``; epochs of shuffled mini-batches."""
+    opt = _optimizer(model, learning_rate, weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, steps))
+    gen = torch.Generator().manual_seed(seed)
+    history, order, pos = [], torch.randperm(num_rows, generator=gen), 0
+    model.train()
+    for step in range(steps):
+        if pos >= num_rows:
+            order, pos = torch.randperm(num_rows, generator=gen), 0
+        idx = order[pos: pos + batch_size]
+        pos += batch_size
+        loss = loss_fn(idx.tolist())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        opt.step()
+        sched.step()
+        history.append({"step": step, "loss": float(loss.detach())})
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"  step {step:4d}  loss {float(loss):.4f}", flush=True)
+    model.eval()
+    return history
+
+
+def _num_steps(steps: int | None, epochs: int | None, num_rows: int, batch_size: int) -> int:
+    if steps is not None:
+        return int(steps)
+    return max(1, int(epochs or 1) * math.ceil(num_rows / batch_size))
+
+
+def fine_tune(model, tokenizer, prompts, completions, *, steps: int | None = None, epochs: int | None = None,
+              batch_size: int = 8, learning_rate: float = 1e-4, weight_decay: float = 0.0,
+              max_grad_norm: float | None = 1.0, lr_schedule: str = "linear", seed: int = 0,
+              add_eos: bool = False, log_every: int = 0) -> list[dict]:
+    """MLE fine-tuning on (prompt, completion) pairs, given as texts or as lists of token ids.
+
+    Maximises Σ log π(c|p) (sequence-level NLL averaged over the mini-batch) with AdamW; returns the loss
+    history. Works on a peft model too (only its trainable adapters are updated).
+    """
+    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    if prompts and isinstance(prompts[0], str):
+        prompts = tokenize_prompts(tokenizer, prompts)
+    if completions and isinstance(completions[0], str):
+        completions = [list(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions]
+    if add_eos:
+        completions = [list(c) + [eos_ids[0]] for c in completions]
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    total = _num_steps(steps, epochs, len(prompts), batch_size)
+
+    def loss_fn(idx):
+        lp = sequence_logps(model, [prompts[i] for i in idx], [completions[i] for i in idx], pad_id)
+        return sft_nll_loss(lp)
+
+    return _train_loop(model, len(prompts), loss_fn, steps=total, batch_size=batch_size,
+                       learning_rate=learning_rate, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+                       lr_schedule=lr_schedule, seed=seed, log_every=log_every)
+
+
+def apply_lora(model, *, r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
+               target_modules="all-linear"):
+    """Wrap ``model`` with LoRA adapters (needs ``pip install 'sharpsim[lora]'``)."""
+    peft = require_peft()
+    cfg = peft.LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
+                          task_type="CAUSAL_LM")
+    return peft.get_peft_model(model, cfg)
+
+
+def _maybe_lora(model, lora):
+    if lora is None or lora is False:
+        return model
+    if lora is True:
+        return apply_lora(model)
+    if isinstance(lora, dict):
+        return apply_lora(model, **lora)
+    peft = require_peft()
+    return peft.get_peft_model(model, lora)
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+
+
+def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None, num_samples: int = 4,
+                    answers: Sequence | None = None, check: Callable[[str, object], bool] | None = None,
+                    max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0,
+                    max_batch_rows: int = 64) -> dict:
+    """Metrics of a (sharpened) policy, with the self-reward measured under ``reference`` (π_base).
+
+    ``self_reward``: mean log π_base(y|x) of samples y ~ π̂ at ``temperature``; ``greedy_self_reward``: the same
+    for π̂'s greedy completion. With ``answers`` and ``check(text, answer) -> bool``: ``accuracy`` (sampled),
+    ``greedy_accuracy`` and ``pass_at_n`` (share of prompts with a correct answer among the N samples).
+    """
+    check_num_samples(num_samples)
+    ref = reference if reference is not None else model
+    s = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens,
+                           temperature=temperature, seed=seed, max_batch_rows=max_batch_rows)
+    sc = score_ids(ref, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
+    g = sample_completions(model, tokenizer, prompts, 1, max_new_tokens=max_new_tokens, do_sample=False,
+                           max_batch_rows=max_batch_rows)
+    gsc = score_ids(ref, g.prompt_ids, g.prompt_mask, g.completion_ids, g.completion_mask)
+    out = {
+        "self_reward": float(sc.logps.mean()),
+        "self_reward_mean_token": float((sc.logps / sc.lengths.clamp(min=1)).mean()),
+        "greedy_self_reward": float(gsc.logps.mean()),
+        "mean_length": float(sc.lengths.float().mean()),
+        "truncated_rate": float(s.truncated.float().mean()),
+    }
+    if answers is not None and check is not None:
+        texts = s.texts(tokenizer)
+        ok = torch.tensor([check(t, answers[i // num_samples]) for i, t in enumerate(texts)], dtype=torch.float32)
+        g_ok = torch.tensor([check(t, a) for t, a in zip(g.texts(tokenizer), answers)], dtype=torch.float32)
+        out.update(accuracy=float(ok.mean()), greedy_accuracy=float(g_ok.mean()),
+                   pass_at_n=float(ok.view(len(prompts), num_samples).amax(1).mean()))
+    return out
+
+
+# --- configs and results --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _TrainConfig:
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    epochs: int | None = 3
+    steps: int | None = None
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    lr_schedule: str = "linear"
+    seed: int = 0
+    max_batch_rows: int = 64
+    log_every: int = 0
+
+
+@dataclasses.dataclass
+class SFTConfig(_TrainConfig):
+    """SFT-sharpening: N samples per prompt, keep the best by ``reward``, fine-tune by MLE (§6)."""
+
+    num_samples: int = 8
+    reward: str | Callable = "logprob"
+
+
+@dataclasses.dataclass
+class RLHFConfig(_TrainConfig):
+    """RLHF-sharpening on pairs y, y' ~ π_base (N = 2): ``loss="squared"`` (Eq. 8) or ``"logistic"`` (DPO)."""
+
+    beta: float = 0.1
+    loss: str = "squared"
+    reward: str | Callable = "logprob"
+
+
+@dataclasses.dataclass
+class XPOConfig(_TrainConfig):
+    """Algorithm 1 (XPO): T iterations, each adds ``prompts_per_iteration`` triples (x, y ~ π^(t), ỹ ~ π_base)
+    to D and takes ``steps_per_iteration`` gradient steps on α·log π(ỹ) + squared loss over the whole D."""
+
+    beta: float = 0.1
+    alpha: float = 0.01
+    num_iterations: int = 8
+    prompts_per_iteration: int = 4
+    steps_per_iteration: int = 4
+
+
+@dataclasses.dataclass
+class SharpeningResult:
+    """``model`` (trained in place; a peft wrapper if LoRA was used), ``metrics`` (``queries``,
+    ``self_reward`` …), the loss ``history`` and the exportable ``data`` (SFT rows or DPO pairs)."""
+
+    model: object
+    metrics: dict
+    history: list[dict]
+    data: dict
+
+
+def _truth_metrics(texts, num_samples, answers, check, picks=None) -> dict:
+    if answers is None or check is None:
+        return {}
+    ok = torch.tensor([check(t, answers[i // num_samples]) for i, t in enumerate(texts)],
+                      dtype=torch.float32).view(-1, num_samples)
+    out = {"base_accuracy": float(ok.mean()), "pass_at_n": float(ok.amax(1).mean())}
+    if picks is not None:
+        out["bon_accuracy"] = float(ok.gather(1, picks[:, None]).mean())
+    return out
+
+
+# --- SFT-sharpening ------------------------------------------------------------------------------------
+
+
+def sft_sharpening(model, tokenizer, prompts: Sequence[str], config: SFTConfig | None = None, *,
+                   extract_answer: Callable[[str], Hashable | None] | None = None,
+                   answers: Sequence | None = None, check: Callable[[str, object], bool] | None = None,
+                   lora=None) -> SharpeningResult:
+    """SFT-sharpening (§6): for each prompt draw N responses from π_base = ``model``, keep
+    argmax_j r_self(y_j|x), and fine-tune ``model`` by MLE on the kept (prompt, response) token ids.
+
+    ``lora``: ``None`` (full fine-tune), ``True`` / a dict of :func:`apply_lora` kwargs / a ``peft.LoraConfig``.
+    Metrics: ``queries`` (n·N), ``self_reward`` (mean log π_base of the base samples), ``selected_self_reward``
+    (of the kept ones), plus ``pass_at_n`` / ``base_accuracy`` / ``bon_accuracy`` with ``answers`` and ``check``.
+    """
+    cfg = config or SFTConfig()
+    check_num_samples(cfg.num_samples)
+    pad_id, _ = resolve_special_ids(tokenizer, model)
+    samples = sample_completions(model, tokenizer, prompts, cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
+                                 temperature=cfg.temperature, seed=cfg.seed, max_batch_rows=cfg.max_batch_rows)
+    scores = score_ids(model, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
+                       samples.completion_mask, truncated=samples.truncated)
+    texts = samples.texts(tokenizer)
+    rewards = compute_self_reward(cfg.reward, scores, num_samples=cfg.num_samples, texts=texts,
+                                  prompts=list(prompts), extract_answer=extract_answer)
+    picks, _ = select_best(rewards.view(len(prompts), cfg.num_samples))
+    flat = (torch.arange(len(prompts)) * cfg.num_samples + picks).tolist()
+    rows_p, rows_c = _rows_from_samples(samples)
+    kept_p, kept_c = [rows_p[i] for i in flat], [rows_c[i] for i in flat]
+    metrics = {
+        "algorithm": "sft_sharpening", "num_prompts": len(prompts), "num_samples": cfg.num_samples,
+        "queries": len(prompts) * cfg.num_samples,
+        "self_reward": float(scores.logps.mean()),
+        "selected_self_reward": float(scores.logps[flat].mean()),
+        "selected_mean_length": float(scores.lengths[flat].float().mean()),
+        "truncated_rate": float(samples.truncated.float().mean()),
+    }
+    metrics.update(_truth_metrics(texts, cfg.num_samples, answers, check, picks))
+    model = _maybe_lora(model, lora)
+    history = fine_tune(model, tokenizer, kept_p, kept_c, steps=cfg.steps, epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                        max_grad_norm=cfg.max_grad_norm, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
+                        log_every=cfg.log_every)
+    data = {"prompt": [prompts[i // cfg.num_samples] for i in flat], "completion": [texts[i] for i in flat],
+            "ref_logps": [float(scores.logps[i]) for i in flat]}
+    return SharpeningResult(model, metrics, history, data)
+
+
+# --- RLHF-sharpening (DPO / REBEL) ---------------------------------------------------------------------
+
+
+def _pair_loss(model, pad_id, loss: str, beta: float, alpha: float | None):
+    def fn(p, y, y2, ref_y, ref_y2, r_y, r_y2):
+        lp = sequence_logps(model, p + p, y + y2, pad_id)
+        lp_y, lp_y2 = lp[: len(p)], lp[len(p):]
+        if loss == "squared":
+            return sharpening_squared_loss(lp_y, lp_y2, ref_y, ref_y2, beta, r_y, r_y2)
+        if loss == "logistic":
+            chosen = r_y >= r_y2  # higher self-reward is "chosen"
+            return dpo_logistic_loss(torch.where(chosen, lp_y, lp_y2), torch.where(chosen, lp_y2, lp_y),
+                                     torch.where(chosen, ref_y, ref_y2), torch.where(chosen, ref_y2, ref_y), beta)
+        if loss == "xpo":
+            return xpo_loss(lp_y, lp_y2, ref_y, ref_y2, beta, alpha, r_y, r_y2)
+        raise ValueError(f"loss must be 'squared' or 'logistic', got {loss!r}")
+    return fn
+
+
+def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig | None = None, *,
+                    extract_answer=None, answers=None, check=None, lora=None) -> SharpeningResult:
+    """RLHF-sharpening (§9): one pair y, y' ~ π_base per prompt (N = 2, m = 2n), then minimise Eq. 8
+    (``loss="squared"``) or the logistic DPO loss against the frozen π_base. The base log-probs are computed
+    once before training and double as the reference log-probs (and as the self-reward for ``"logprob"``).
+    """
+    cfg = config or RLHFConfig()
+    if cfg.loss not in ("squared", "logistic"):
+        raise ValueError(f"loss must be 'squared' or 'logistic', got {cfg.loss!r}")
+    if cfg.beta <= 0:
+        raise ValueError(f"beta must be > 0, got {cfg.beta}")
+    pad_id, _ = resolve_special_ids(tokenizer, model)
+    samples = sample_completions(model, tokenizer, prompts, 2, max_new_tokens=cfg.max_new_tokens,
+                                 temperature=cfg.temperature, seed=cfg.seed, max_batch_rows=cfg.max_batch_rows)
+    scores = score_ids(model, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
+                       samples.completion_mask, truncated=samples.truncated)
+    texts = samples.texts(tokenizer)
+    rewards = compute_self_reward(cfg.reward, scores, num_samples=2, texts=texts, prompts=list(prompts),
+                                  extract_answer=extract_answer).view(-1, 2)
+    ref = scores.logps.view(-1, 2)
+    rows_p, rows_c = _rows_from_samples(samples)
+    P = [rows_p[2 * i] for i in range(len(prompts))]
+    Y, Y2 = [rows_c[2 * i] for i in range(len(prompts))], [rows_c[2 * i + 1] for i in range(len(prompts))]
+    dev = model_device(model)
+    ref, rewards = ref.to(dev), rewards.to(dev)
+    model = _maybe_lora(model, lora)
+    fn = _pair_loss(model, pad_id, cfg.loss, cfg.beta, None)
+
+    def loss_fn(idx):
+        return fn([P[i] for i in idx], [Y[i] for i in idx], [Y2[i] for i in idx], ref[idx, 0], ref[idx, 1],
+                  rewards[idx, 0], rewards[idx, 1])
+
+    steps = _num_steps(cfg.steps, cfg.epochs, len(P), cfg.batch_size)
+    history = _train_loop(model, len(P), loss_fn, steps=steps, batch_size=cfg.batch_size,
+                          learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                          max_grad_norm=cfg.max_grad_norm, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
+                          log_every=cfg.log_every)
+    metrics = {"algorithm": f"rlhf_sharpening_{cfg.loss}", "num_prompts": len(prompts), "num_samples": 2,
+               "queries": 2 * len(prompts), "beta": cfg.beta, "self_reward": float(scores.logps.mean()),
+               "truncated_rate": float(samples.truncated.float().mean())}
+    metrics.update(_truth_metrics(texts, 2, answers, check))
+    from sharpsim.bridge._interop import dpo_pairs
+    data = dpo_pairs([p for p in prompts], [texts[2 * i] for i in range(len(prompts))],
+                     [texts[2 * i + 1] for i in range(len(prompts))], rewards[:, 0].tolist(),
+                     rewards[:, 1].tolist(), ref[:, 0].tolist(), ref[:, 1].tolist())
+    return SharpeningResult(model, metrics, history, data)
+
+
+# --- XPO ------------------------------------------------------------------------------------------------
+
+
+def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig | None = None, *,
+                   reference=None, extract_answer=None, answers=None, check=None, lora=None) -> SharpeningResult:
+    """Reward-based XPO (Algorithm 1) with r = log π_base (or ``config.reward``) and a growing dataset D.
+
+    Iteration t draws ``prompts_per_iteration`` prompts (cycling through a seeded shuffle), y ~ π^(t) from the
+    current ``model`` and ỹ ~ π_base from ``reference`` (default: a frozen deep copy of ``model`` taken before
+    training), scores both under π_base, appends the triples to D, and takes ``steps_per_iteration`` AdamW steps
+    on ``α·mean log π(ỹ) + mean squared loss`` over mini-batches of D. Returns the last iterate (the paper's
+    argmax_t J_β(π^(t)) needs validation data; ``history`` records the loss per step).
+
+    ``queries`` counts sample-and-evaluate calls to π_base: 2 per triple (ỹ sampled and scored, y scored).
+    """
+    cfg = config or XPOConfig()
+    if cfg.beta <= 0 or cfg.alpha < 0:
+        raise ValueError(f"need beta > 0 and alpha >= 0, got beta={cfg.beta}, alpha={cfg.alpha}")
+    check_num_samples(cfg.num_iterations, "num_iterations")
+    check_num_samples(cfg.prompts_per_iteration, "prompts_per_iteration")
+    pad_id, _ = resolve_special_ids(tokenizer, model)
+    if reference is None:
+        reference = copy.deepcopy(model)
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    model = _maybe_lora(model, lora)
+    dev = model_device(model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(prompts), generator=gen).tolist()
+    D_p, D_y, D_b, D_ref_y, D_ref_b, D_r_y, D_r_b, texts_y, texts_b, D_x = ([] for _ in range(10))
+    history: list[dict] = []
+    opt = _optimizer(model, cfg.learning_rate, cfg.weight_decay)
+    fn = _pair_loss(model, pad_id, "xpo", cfg.beta, cfg.alpha)
+    cursor = 0
+    for t in range(cfg.num_iterations):
+        batch = []
+        for _ in range(cfg.prompts_per_iteration):
+            batch.append(prompts[order[cursor % len(order)]])
+            cursor += 1
+        y = sample_completions(model, tokenizer, batch, 1, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, seed=cfg.seed + 2 * t,
+                               max_batch_rows=cfg.max_batch_rows)
+        b = sample_completions(reference, tokenizer, batch, 1, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, seed=cfg.seed + 2 * t + 1,
+                               max_batch_rows=cfg.max_batch_rows)
+        sy = score_ids(reference, y.prompt_ids, y.prompt_mask, y.completion_ids, y.completion_mask)
+        sb = score_ids(reference, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
+        ty, tb = y.texts(tokenizer), b.texts(tokenizer)
+        ry = compute_self_reward(cfg.reward, sy, num_samples=1, texts=ty, prompts=batch,
+                                 extract_answer=extract_answer)
+        rb = compute_self_reward(cfg.reward, sb, num_samples=1, texts=tb, prompts=batch,
+                                 extract_answer=extract_answer)
+        rp, rc = _rows_from_samples(y)
+        _, rcb = _rows_from_samples(b)
+        D_p += rp; D_y += rc; D_b += rcb; D_x += batch; texts_y += ty; texts_b += tb
+        D_ref_y += sy.logps.tolist(); D_ref_b += sb.logps.tolist(); D_r_y += ry.tolist(); D_r_b += rb.tolist()
+        ref_y, ref_b = torch.tensor(D_ref_y, device=dev), torch.tensor(D_ref_b, device=dev)
+        r_y, r_b = torch.tensor(D_r_y, device=dev), torch.tensor(D_r_b, device=dev)
+        model.train()
+        for s in range(cfg.steps_per_iteration):
+            idx = torch.randperm(len(D_p), generator=gen)[: cfg.batch_size].tolist()
+            loss = fn([D_p[i] for i in idx], [D_y[i] for i in idx], [D_b[i] for i in idx], ref_y[idx], ref_b[idx],
+                      r_y[idx], r_b[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                               cfg.max_grad_norm)
+            opt.step()
+            history.append({"iteration": t, "step": s, "loss": float(loss.detach()),
+                            "self_reward_policy_samples": float(sy.logps.mean())})
+        model.eval()
+        if cfg.log_every:
+            print(f"  xpo iteration {t}: |D|={len(D_p)} loss {history[-1]['loss']:.4f} "
+                  f"log π_base(y~π^(t)) {float(sy.logps.mean()):.3f}", flush=True)
+    metrics = {"algorithm": "xpo", "num_iterations": cfg.num_iterations, "dataset_size": len(D_p),
+               "queries": 2 * len(D_p), "beta": cfg.beta, "alpha": cfg.alpha,
+               "self_reward": float(torch.tensor(D_ref_b).mean()),
+               "policy_self_reward_last": float(torch.tensor(D_ref_y[-cfg.prompts_per_iteration:]).mean())}
+    data = {"prompt": D_x, "policy_completion": texts_y, "base_completion": texts_b,
+            "ref_policy_logps": D_ref_y, "ref_base_logps": D_ref_b}
+    return SharpeningResult(model, metrics, history, data)

@@ -1,0 +1,161 @@
+"""Batched sampling of N completions per prompt with ``generate(num_return_sequences=N)``, chunked.
+
+Rows are grouped per prompt (rows ``i·N … i·N+N−1`` belong to prompt ``i``), exactly as ``generate`` returns
+them. The completion mask runs up to and including the first EOS (correct when pad == eos), and every
+completion carries its length and a ``truncated`` flag (no EOS within ``max_new_tokens``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sharpsim.bridge._deps import require_torch
+from sharpsim.bridge._scoring import (
+    completion_mask_from_ids,
+    context_length,
+    model_device,
+    pad_left,
+    resolve_special_ids,
+    tokenize_prompts,
+)
+
+torch = require_torch()
+
+__all__ = ["Samples", "check_num_samples", "sample_completions"]
+
+
+def check_num_samples(num_samples, name: str = "N") -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"{name} (number of samples per prompt) must be an integer >= 1, got {num_samples!r}")
+    return num_samples
+
+
+@dataclasses.dataclass
+class Samples:
+    """N sampled completions for each of B prompts (tensors on the model's device).
+
+    ``prompt_ids``/``prompt_mask``: ``[B, P]`` left-padded. ``completion_ids``/``completion_mask``:
+    ``[B·N, T]`` right-padded, mask up to and including the first EOS. ``lengths``/``truncated``: ``[B·N]``.
+    """
+
+    prompt_ids: "torch.Tensor"
+    prompt_mask: "torch.Tensor"
+    completion_ids: "torch.Tensor"
+    completion_mask: "torch.Tensor"
+    lengths: "torch.Tensor"
+    truncated: "torch.Tensor"
+    num_samples: int
+    prompts: list[str] | None = None
+
+    @property
+    def num_prompts(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    @property
+    def prompt_index(self) -> "torch.Tensor":
+        """``[B·N]``: the prompt row of each completion row."""
+        return torch.arange(self.num_prompts).repeat_interleave(self.num_samples)
+
+    def grouped(self, x):
+        """Reshape a ``[B·N, ...]`` tensor to ``[B, N, ...]``."""
+        return x.reshape(self.num_prompts, self.num_samples, *x.shape[1:])
+
+    def texts(self, tokenizer, *, skip_special_tokens: bool = True) -> list[str]:
+        """Decoded completions (only the masked tokens, so padding never leaks in)."""
+        ids = self.completion_ids.cpu()
+        mask = self.completion_mask.cpu()
+        return [tokenizer.decode(ids[i][mask[i]].tolist(), skip_special_tokens=skip_special_tokens)
+                for i in range(ids.shape[0])]
+
+    def select(self, rows: "torch.Tensor") -> "Samples":
+        """A ``Samples`` with one completion per prompt: ``rows[i]`` in ``[0, N)`` picks prompt i's sample."""
+        rows = torch.as_tensor(rows, device=self.completion_ids.device)
+        flat = torch.arange(self.num_prompts, device=rows.device) * self.num_samples + rows
+        return Samples(self.prompt_ids, self.prompt_mask, self.completion_ids[flat], self.completion_mask[flat],
+                       self.lengths[flat.to(self.lengths.device)], self.truncated[flat.to(self.truncated.device)],
+                       1, self.prompts)
+
+
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    num_samples: int,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    do_sample: bool = True,
+    max_batch_rows: int = 64,
+    seed: int | None = None,
+    add_special_tokens: bool = True,
+) -> Samples:
+    """Draw ``num_samples`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
+
+    Generation runs in chunks of at most ``max_batch_rows`` rows (prompts × samples) to bound memory; a prompt
+    whose N exceeds the chunk is split over several calls. ``do_sample=False`` gives greedy decoding (use
+    ``num_samples=1``). ``seed`` seeds torch's global RNG before sampling.
+    """
+    check_num_samples(num_samples)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if max_batch_rows < 1:
+        raise ValueError(f"max_batch_rows must be >= 1, got {max_batch_rows}")
+    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    dev = model_device(model)
+    p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
+    ctx = context_length(model)
+    if ctx is not None:
+        for i, ids in enumerate(p_ids):
+            if len(ids) + max_new_tokens > ctx:
+                raise ValueError(
+                    f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
+                    f"model's context of {ctx} tokens. Shorten the prompt or lower max_new_tokens"
+                )
+    prompt_ids, prompt_mask = pad_left(p_ids, pad_id, dev)
+    if seed is not None:
+        torch.manual_seed(seed)
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=list(eos_ids),
+                      do_sample=do_sample)
+    if do_sample:
+        gen_kwargs.update(temperature=float(temperature), top_k=top_k, top_p=float(top_p))
+    else:
+        gen_kwargs.update(temperature=None, top_k=None, top_p=None)
+
+    pieces: list[torch.Tensor] = []  # completion ids, prompt-major, each [rows, T_chunk]
+    per_chunk = max(1, max_batch_rows // num_samples)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(p_ids), per_chunk):
+                sl = slice(start, min(start + per_chunk, len(p_ids)))
+                ids, mask = _trim_left(prompt_ids[sl], prompt_mask[sl])
+                remaining = num_samples
+                while remaining > 0:
+                    k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
+                    out = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=k,
+                                         **gen_kwargs)
+                    pieces.append(out[:, ids.shape[1]:])
+                    remaining -= k
+    finally:
+        model.train(was_training)
+    width = max(p.shape[1] for p in pieces)
+    completion_ids = torch.full((sum(p.shape[0] for p in pieces), width), pad_id, dtype=torch.long, device=dev)
+    valid = torch.zeros_like(completion_ids, dtype=torch.bool)
+    row = 0
+    for p in pieces:
+        completion_ids[row: row + p.shape[0], : p.shape[1]] = p
+        valid[row: row + p.shape[0], : p.shape[1]] = True
+        row += p.shape[0]
+    completion_mask, lengths, truncated = completion_mask_from_ids(completion_ids, eos_ids, valid)
+    return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, num_samples,
+                   list(prompts))
+
+
+def _trim_left(ids, mask):
+    """Drop leading columns that are padding in every row of a chunk."""
+    keep_from = int((~mask.bool()).all(0).long().cumprod(0).sum())
+    return ids[:, keep_from:], mask[:, keep_from:]

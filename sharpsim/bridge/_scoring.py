@@ -1,0 +1,319 @@
+"""Teacher-forced scoring: log π(c | p) of completions, in float32, batched with left padding.
+
+Traps handled here (``design.md`` §5):
+
+* scores come from a fresh teacher-forced forward pass in float32, never from ``generate``'s processed scores
+  (those include temperature / top-k warping);
+* prompts are left-padded and the forward pass gets explicit ``position_ids = cumsum(attention_mask) - 1``
+  (GPT-2's absolute positions are otherwise shifted by the padding);
+* the completion mask covers tokens up to **and including** the first EOS, so a real EOS is kept even when
+  ``pad == eos``; masked positions are zeroed with ``masked_fill`` (never by multiplying, ``-inf * 0 = nan``);
+* every score travels with its token count (``lengths``), so summed and mean log-probs are both available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sharpsim.bridge._deps import require_torch, require_transformers
+
+torch = require_torch()
+require_transformers()
+
+__all__ = [
+    "Scores",
+    "check_same_device",
+    "completion_mask_from_ids",
+    "completion_token_logps",
+    "context_length",
+    "model_device",
+    "pad_left",
+    "pad_right",
+    "resolve_special_ids",
+    "score_completions",
+    "score_ids",
+    "tokenize_prompts",
+]
+
+
+@dataclasses.dataclass
+class Scores:
+    """Per-completion scores. All tensors are 1-D with one entry per completion, on the CPU.
+
+    ``logps``: summed log π(c|p) (float32); ``lengths``: number of scored completion tokens (EOS included when
+    present); ``values``: the score asked for (``logps`` for ``normalize="sum"``, ``logps / lengths`` for
+    ``"mean"``); ``truncated``: True where the completion has no EOS (``None`` when unknown).
+    """
+
+    values: "torch.Tensor"
+    logps: "torch.Tensor"
+    lengths: "torch.Tensor"
+    normalize: str = "sum"
+    truncated: "torch.Tensor | None" = None
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+# --- small helpers ---------------------------------------------------------------------------------------
+
+
+def model_device(model) -> "torch.device":
+    """The device of the model's parameters (first parameter)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover
+        return torch.device("cpu")
+
+
+def check_same_device(model, **tensors) -> None:
+    """Raise ``ValueError`` if any named tensor is not on the model's device."""
+    dev = model_device(model)
+    for name, t in tensors.items():
+        if t is not None and t.device != dev:
+            raise ValueError(
+                f"model is on {dev} but {name} is on {t.device}; move the inputs with .to({str(dev)!r}) "
+                "(or pass text, which the bridge tokenizes onto the model's device)"
+            )
+
+
+def context_length(model) -> int | None:
+    """Maximum sequence length the model accepts (``max_position_embeddings`` / ``n_positions``), if known."""
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        val = getattr(cfg, attr, None)
+        if isinstance(val, int) and val > 0:
+            return val
+    return None
+
+
+def resolve_special_ids(tokenizer, model=None) -> tuple[int, tuple[int, ...]]:
+    """Return ``(pad_id, eos_ids)``.
+
+    EOS ids are the tokenizer's ``eos_token_id`` plus any in the model's ``generation_config``. A missing pad
+    token falls back to EOS (as ``generate`` does); a tokenizer with neither raises ``ValueError``.
+    """
+    eos: list[int] = []
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        eos.append(int(tokenizer.eos_token_id))
+    gen_cfg = getattr(model, "generation_config", None)
+    gen_eos = getattr(gen_cfg, "eos_token_id", None)
+    if gen_eos is not None:
+        for e in gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos]:
+            if int(e) not in eos:
+                eos.append(int(e))
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None and not eos:
+        raise ValueError(
+            "the tokenizer has neither a pad token nor an EOS token; the bridge needs an EOS to end completions "
+            "and a pad id for batching. Set one, e.g. tokenizer.add_special_tokens({'eos_token': '</s>'}) and "
+            "resize the model's embeddings, or tokenizer.pad_token = tokenizer.eos_token"
+        )
+    if not eos:
+        raise ValueError(
+            "the tokenizer has no EOS token (tokenizer.eos_token_id is None and the model's generation_config "
+            "names none): completions could never end. Set tokenizer.eos_token"
+        )
+    if pad is None:
+        pad = eos[0]
+    return int(pad), tuple(eos)
+
+
+def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
+    """Left-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s):] = True
+    return ids.to(device), mask.to(device)
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
+    """Right-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, : len(s)] = True
+    return ids.to(device), mask.to(device)
+
+
+def completion_mask_from_ids(completion_ids, eos_ids: Sequence[int], valid=None):
+    """Mask of a (right-aligned) completion up to **and including** its first EOS.
+
+    Returns ``(mask [B, T] bool, lengths [B] long, truncated [B] bool)``; ``truncated`` is True where no EOS
+    occurs (the completion was cut by ``max_new_tokens``). ``valid`` optionally marks positions that exist at all
+    (e.g. when chunks of different widths were padded together); it must be a prefix mask.
+    Works when pad == eos: only the *first* EOS counts, later ones are padding.
+    """
+    is_eos = torch.zeros_like(completion_ids, dtype=torch.bool)
+    for e in eos_ids:
+        is_eos |= completion_ids == e
+    if valid is not None:
+        is_eos &= valid
+    # number of EOS tokens strictly before each position; a position is kept while that count is zero
+    before = torch.cumsum(is_eos.long(), dim=-1) - is_eos.long()
+    mask = before == 0
+    if valid is not None:
+        mask &= valid
+    lengths = mask.sum(-1)
+    truncated = ~is_eos.any(-1)
+    return mask, lengths, truncated
+
+
+def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of each prompt text (no padding); raises on an empty prompt."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not a single string")
+    out = [list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
+    for i, ids in enumerate(out):
+        if not ids:
+            raise ValueError(f"prompt {i} tokenizes to zero tokens; log π(c|p) needs at least one prompt token")
+    return out
+
+
+# --- the forward pass -------------------------------------------------------------------------------------
+
+
+def _forward_completion_logits(model, input_ids, attention_mask, num_completion: int):
+    """Logits predicting the last ``num_completion`` positions (``[B, num_completion, V]``), float32."""
+    attn = attention_mask.long()
+    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+    kwargs = dict(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=False)
+    try:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
+        logits = model(**kwargs, logits_to_keep=num_completion + 1).logits
+    except TypeError:
+        logits = model(**kwargs).logits
+    return logits[:, -(num_completion + 1):-1, :].float()
+
+
+def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """Per-token log π(c_t | p, c_<t) for a batch, with gradients (used by training and scoring).
+
+    ``prompt_ids/prompt_mask``: ``[B, P]`` left-padded; ``completion_ids/completion_mask``: ``[B, T]``
+    right-padded. Returns ``[B, T]`` float32 with masked positions set to 0 (``masked_fill``).
+    """
+    check_same_device(model, prompt_ids=prompt_ids, completion_ids=completion_ids)
+    prompt_mask = prompt_mask.bool()
+    completion_mask = completion_mask.bool()
+    if prompt_ids.shape[0] != completion_ids.shape[0]:
+        raise ValueError(f"{prompt_ids.shape[0]} prompt rows but {completion_ids.shape[0]} completion rows")
+    if not bool(prompt_mask[:, -1].all()):
+        raise ValueError("prompts must be left-padded: the last prompt column must be a real token in every row")
+    # drop all-pad leading prompt columns and trailing completion columns (saves compute on ragged chunks)
+    keep_from = int((~prompt_mask).all(0).long().cumprod(0).sum())
+    prompt_ids, prompt_mask = prompt_ids[:, keep_from:], prompt_mask[:, keep_from:]
+    t_used = int(completion_mask.long().sum(-1).max()) if completion_ids.numel() else 0
+    B, T = completion_ids.shape
+    if t_used == 0:
+        return torch.zeros((B, T), dtype=torch.float32, device=completion_ids.device)
+    c_ids, c_mask = completion_ids[:, :t_used], completion_mask[:, :t_used]
+    ctx = context_length(model)
+    total = prompt_mask.long().sum(-1) + c_mask.long().sum(-1)
+    if ctx is not None and int(total.max()) > ctx:
+        i = int(total.argmax())
+        raise ValueError(
+            f"row {i}: prompt + completion is {int(total[i])} tokens, longer than the model's context ({ctx}); "
+            "shorten the prompt or the completion"
+        )
+    input_ids = torch.cat([prompt_ids, c_ids], dim=1)
+    attn = torch.cat([prompt_mask, c_mask], dim=1)
+    logits = _forward_completion_logits(model, input_ids, attn, t_used)
+    tok = torch.gather(logits, -1, c_ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    tok = tok.masked_fill(~c_mask, 0.0)
+    return torch.nn.functional.pad(tok, (0, T - t_used))
+
+
+def score_ids(
+    model,
+    prompt_ids,
+    prompt_mask,
+    completion_ids,
+    completion_mask,
+    *,
+    normalize: str = "sum",
+    batch_size: int = 16,
+    truncated=None,
+) -> Scores:
+    """log π(c|p) on token ids, without gradients, in chunks of ``batch_size`` rows.
+
+    ``prompt_ids`` may have ``B`` rows for ``B·N`` completion rows grouped per prompt (rows ``i·N … i·N+N−1``,
+    as ``generate(num_return_sequences=N)`` returns them): prompts are then repeated to match.
+    """
+    _check_normalize(normalize)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    B, M = prompt_ids.shape[0], completion_ids.shape[0]
+    if M % max(B, 1) != 0:
+        raise ValueError(f"{M} completion rows is not a multiple of {B} prompt rows")
+    group = M // B if B else 1
+    sums = []
+    with torch.inference_mode():
+        for start in range(0, M, batch_size):
+            rows = torch.arange(start, min(start + batch_size, M), device=prompt_ids.device)
+            prow = rows // group
+            tok = completion_token_logps(
+                model, prompt_ids[prow], prompt_mask[prow], completion_ids[rows], completion_mask[rows]
+            )
+            sums.append(tok.sum(-1).cpu())
+    logps = torch.cat(sums) if sums else torch.zeros(0)
+    lengths = completion_mask.long().sum(-1).cpu()
+    values = logps / lengths.clamp(min=1) if normalize == "mean" else logps
+    return Scores(values=values, logps=logps, lengths=lengths, normalize=normalize,
+                  truncated=None if truncated is None else truncated.cpu())
+
+
+def score_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    normalize: str = "sum",
+    *,
+    add_eos: bool = False,
+    batch_size: int = 16,
+    add_special_tokens: bool = True,
+) -> Scores:
+    """log π(c | p) of each completion text given its prompt text, by teacher forcing in float32.
+
+    The prompt and the completion are tokenized separately (so the completion's tokens are exactly the ones
+    scored) and concatenated; the batch is left-padded with explicit position ids. Completions are scored
+    **as given**: no EOS is appended unless ``add_eos=True``. ``normalize="mean"`` divides by the number of
+    completion tokens (``Scores.lengths``). ``len(prompts)`` must equal ``len(completions)``, or divide it
+    (completions grouped per prompt).
+
+    >>> from sharpsim.bridge import tiny_gpt2, char_tokenizer
+    >>> tok = char_tokenizer("ab"); model = tiny_gpt2(tok, seed=0)
+    >>> s = score_completions(model, tok, ["a", "b"], ["ab", "b"])
+    >>> s.lengths.tolist(), bool((s.logps < 0).all())
+    ([2, 1], True)
+    """
+    _check_normalize(normalize)
+    if isinstance(completions, str):
+        raise TypeError("completions must be a sequence of strings, not a single string")
+    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    if len(prompts) == 0 or len(completions) % len(prompts) != 0:
+        raise ValueError(
+            f"got {len(prompts)} prompts and {len(completions)} completions; need equal counts, or completions "
+            "grouped per prompt (a multiple)"
+        )
+    dev = model_device(model)
+    p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
+    c_ids = [list(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions]
+    if add_eos:
+        c_ids = [ids + [eos_ids[0]] for ids in c_ids]
+    prompt_ids, prompt_mask = pad_left(p_ids, pad_id, dev)
+    completion_ids, completion_mask = pad_right(c_ids, pad_id, dev)
+    return score_ids(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                     normalize=normalize, batch_size=batch_size)
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in ("sum", "mean"):
+        raise ValueError(f"normalize must be 'sum' or 'mean', got {normalize!r}")
