@@ -73,6 +73,10 @@ LATEX_NAMES: dict[str, str] = {
     "d": "d",
     "B": "B",
     "c": "c",
+    "gamma": r"\gamma",
+    "T": "T",
+    "eps_disc": r"\varepsilon_{\mathrm{disc}}",
+    "c_beta": r"c_{\beta}",
 }
 
 #: Symbols whose interesting regime is "small" (→ 0+); every other symbol's regime is "large" (→ ∞).
