@@ -33,5 +33,13 @@ from sharpsim.exact import bon_policy, bon_success_probability, kl_regularized_o
 from sharpsim.algorithms import best_of_n
 
 # --- autoregressive policies (issue: Autoregressive policies) ----------------------------------------
+from sharpsim.policies import (
+    AutoregressivePolicy,
+    LinearSoftmaxPolicy,
+    MarkovPolicy,
+    TransformerPolicy,
+    sequence_lengths,
+)
+from sharpsim.decoding import beam_search, exact_argmax, greedy, temperature_sample
 
 # --- algorithms and classes (issue: Sharpening algorithms) -------------------------------------------
