@@ -1,0 +1,254 @@
+"""Tests for sharpsim.complexity: proportion intervals, success curves, m̂(ρ) and log-log slope fits.
+
+Fixed seeds throughout; where a test is statistical, the comment gives its false-failure rate under a fresh seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from sharpsim.complexity import (
+    empirical_sample_complexity,
+    fit_loglog_slope,
+    proportion_interval,
+    success_curve,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# intervals: textbook formulas written out here (independent of the scipy call inside the module)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def wilson_formula(k, n, level):
+    z = scipy.stats.norm.ppf(0.5 + level / 2)
+    phat = k / n
+    centre = (phat + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * math.sqrt(phat * (1 - phat) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def clopper_pearson_formula(k, n, level):
+    a = 1 - level
+    lo = 0.0 if k == 0 else scipy.stats.beta.ppf(a / 2, k, n - k + 1)
+    hi = 1.0 if k == n else scipy.stats.beta.ppf(1 - a / 2, k + 1, n - k)
+    return lo, hi
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+@pytest.mark.parametrize("n", [1, 7, 40, 250])
+def test_intervals_match_formulas(n, level):
+    k = np.arange(n + 1)
+    lo_w, hi_w = proportion_interval(k, n, method="wilson", level=level)
+    lo_c, hi_c = proportion_interval(k, n, method="clopper-pearson", level=level)
+    for i in k:
+        assert (lo_w[i], hi_w[i]) == pytest.approx(wilson_formula(i, n, level), abs=1e-10)
+        assert (lo_c[i], hi_c[i]) == pytest.approx(clopper_pearson_formula(i, n, level), abs=1e-8)
+        if i % 7:
+            continue  # binomtest is slow; a subset of k suffices
+        res = scipy.stats.binomtest(int(i), n)
+        w, cp = res.proportion_ci(level, method="wilson"), res.proportion_ci(level, method="exact")
+        assert (lo_w[i], hi_w[i]) == pytest.approx((w.low, w.high), abs=1e-10)
+        assert (lo_c[i], hi_c[i]) == pytest.approx((cp.low, cp.high), abs=1e-8)
+
+
+def test_success_curve_matches_binomtest():
+    rng = np.random.default_rng(0)
+    budgets = np.array([10, 30, 100, 300])
+    s = rng.random((4, 57)) < np.array([0.1, 0.4, 0.8, 0.97])[:, None]
+    for method, sp in (("wilson", "wilson"), ("clopper-pearson", "exact")):
+        curve = success_curve(budgets, s, method=method, level=0.9)
+        assert np.array_equal(curve.successes, s.sum(1)) and np.allclose(curve.rate, s.mean(1))
+        for b in range(4):
+            ci = scipy.stats.binomtest(int(s[b].sum()), 57).proportion_ci(confidence_level=0.9, method=sp)
+            assert (curve.lower[b], curve.upper[b]) == pytest.approx((ci.low, ci.high))
+
+
+def exact_coverage(n, p, method, level):
+    """Σ_k Binom(k; n, p) 1[p ∈ CI(k)]: the interval's exact coverage at p."""
+    k = np.arange(n + 1)
+    lo, hi = proportion_interval(k, n, method=method, level=level)
+    return float(scipy.stats.binom.pmf(k, n, p)[(lo <= p) & (p <= hi)].sum())
+
+
+@pytest.mark.parametrize("n", [20, 60, 150])
+@pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.8, 0.93])
+def test_coverage_near_nominal(n, p):
+    """Clopper–Pearson is exact (coverage ≥ level for every p); Wilson oscillates around the level.
+
+    Wilson's exact coverage at 95% stays within [0.92, 0.985] once n·min(p, 1−p) ≥ 1 (Brown, Cai & DasGupta
+    2001, Fig. 5) — that band is the tolerance. A Monte-Carlo run of R = 4000 binomial draws agrees with the
+    exact coverage within 4 standard errors (false-failure ≈ 6e-5).
+    """
+    assert exact_coverage(n, p, "clopper-pearson", 0.95) >= 0.95 - 1e-12
+    cov = exact_coverage(n, p, "wilson", 0.95)
+    assert 0.92 <= cov <= 0.985
+    rng = np.random.default_rng(int(1000 * p) + n)
+    R = 4000
+    k = rng.binomial(n, p, size=R)
+    for method in ("wilson", "clopper-pearson"):
+        table_lo, table_hi = proportion_interval(np.arange(n + 1), n, method=method)
+        mc = np.mean((table_lo[k] <= p) & (p <= table_hi[k]))
+        exact = exact_coverage(n, p, method, 0.95)
+        assert abs(mc - exact) <= 4 * math.sqrt(exact * (1 - exact) / R) + 1e-12
+
+
+def test_interval_errors():
+    with pytest.raises(ValueError, match="method"):
+        proportion_interval(3, 10, method="agresti")
+    with pytest.raises(ValueError, match="k <= n"):
+        proportion_interval(11, 10)
+    with pytest.raises(ValueError, match="level"):
+        proportion_interval(3, 10, level=1.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# m̂(ρ)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def logistic_successes(rng, budgets, m0, slope, K):
+    """Success probability σ(slope·(log m − log m0)) at each budget, K Bernoulli trials each."""
+    p = 1 / (1 + np.exp(-slope * (np.log(budgets) - np.log(m0))))
+    return rng.random((budgets.size, K)) < p[:, None], p
+
+
+def test_threshold_recovered_from_logistic_curve():
+    """True m(ρ) solves σ(s (log m − log m0)) = 1 − ρ: m = m0 · ((1−ρ)/ρ)^{1/s}.
+
+    Over 40 seeds, the bootstrap percentile interval should cover it about 95% of the time; with a fine grid
+    (interpolation error ≪ sampling error) we require ≥ the 1e-4 quantile of Binomial(40, 0.85) — a margin for
+    the percentile bootstrap's approximate coverage — and every point estimate within 15% of the truth.
+    """
+    budgets = np.geomspace(10, 1e5, 60)
+    m0, s, rho = 300.0, 2.5, 0.1
+    truth = m0 * ((1 - rho) / rho) ** (1 / s)
+    covered = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        succ, _ = logistic_successes(rng, budgets, m0, s, K=400)
+        est = empirical_sample_complexity(budgets, succ, rho, n_boot=400, seed=seed, rule="stable")
+        assert est.reached and not est.below_grid
+        assert abs(est.estimate / truth - 1) < 0.15
+        covered += est.lower <= truth <= est.upper
+    assert covered >= scipy.stats.binom.ppf(1e-4, 40, 0.85)
+
+
+def test_grid_and_rules():
+    budgets = np.array([1.0, 10.0, 100.0, 1000.0])
+    s = np.zeros((4, 10), dtype=bool)
+    s[0, :10] = True  # a noisy early success, then failure, then success
+    s[1, :2] = True
+    s[2, :9] = True
+    s[3, :] = True
+    first = empirical_sample_complexity(budgets, s, 0.2, interpolate="none", n_boot=10)
+    assert first.estimate == 1.0 and first.below_grid
+    stable = empirical_sample_complexity(budgets, s, 0.2, interpolate="none", rule="stable", n_boot=10)
+    assert stable.estimate == 100.0
+    # log interpolation between (10, 0.2) and (100, 0.9) at target 0.8: log m = log 10 + (0.6/0.7) log 10
+    interp = empirical_sample_complexity(budgets, s, 0.2, rule="stable", n_boot=10)
+    assert interp.estimate == pytest.approx(10 ** (1 + 0.6 / 0.7))
+
+
+def test_never_reached_is_inf():
+    budgets = np.array([1.0, 2.0, 4.0])
+    s = np.zeros((3, 20), dtype=bool)
+    out = empirical_sample_complexity(budgets, s, 0.1, n_boot=50)
+    assert out.estimate == math.inf and not out.reached and out.upper == math.inf and out.reached_fraction == 0.0
+
+
+def test_bootstrap_is_deterministic_given_seed():
+    rng = np.random.default_rng(5)
+    budgets = np.geomspace(10, 1e4, 12)
+    succ, _ = logistic_successes(rng, budgets, 200.0, 2.0, K=100)
+    for paired in (False, True):
+        a = empirical_sample_complexity(budgets, succ, 0.2, seed=3, paired=paired)
+        b = empirical_sample_complexity(budgets, succ, 0.2, seed=3, paired=paired)
+        c = empirical_sample_complexity(budgets, succ, 0.2, seed=4, paired=paired)
+        assert a == b
+        assert (a.lower, a.upper) != (c.lower, c.upper)
+
+
+def test_sample_complexity_errors():
+    b = np.array([1.0, 2.0])
+    s = np.ones((2, 5), dtype=bool)
+    with pytest.raises(ValueError, match="rho"):
+        empirical_sample_complexity(b, s, 1.0)
+    with pytest.raises(ValueError, match="rho"):
+        empirical_sample_complexity(b, s, 0.0)
+    with pytest.raises(ValueError, match=r"shape \[B, K\]"):
+        empirical_sample_complexity(b, np.ones((3, 5), dtype=bool), 0.1)
+    with pytest.raises(ValueError, match="> 0"):
+        empirical_sample_complexity(np.array([0.0, 2.0]), s, 0.1)
+    with pytest.raises(ValueError, match="increasing"):
+        empirical_sample_complexity(np.array([2.0, 1.0]), s, 0.1)
+    with pytest.raises(ValueError, match="boolean"):
+        success_curve(b, np.full((2, 5), 0.5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# log-log slopes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_ols_slope_interval_has_nominal_coverage():
+    """y = A x^b e^{σZ}: the OLS t-interval is exact, so the number of covering seeds is Binomial(300, 0.95);
+    we require ≥ its 1e-4 quantile (false-failure 1e-4) and the estimate within 5 s.e. each time."""
+    x = np.geomspace(1, 1000, 8)
+    b_true, covered, reps = -1.7, 0, 300
+    lx = np.log(x)
+    se = 0.3 / math.sqrt(((lx - lx.mean()) ** 2).sum())
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        y = 5.0 * x**b_true * np.exp(0.3 * rng.standard_normal(x.size))
+        fit = fit_loglog_slope(x, y)
+        covered += fit.contains(b_true)
+        assert abs(fit.slope - b_true) < 5 * se
+    assert covered >= scipy.stats.binom.ppf(1e-4, reps, 0.95)
+
+
+def test_parametric_slope_interval_with_point_intervals():
+    """Points with known log-normal error σ_i given as 95% intervals: the parametric bootstrap interval should
+    cover the planted slope at about 95%; ≥ the 1e-4 quantile of Binomial(150, 0.9) is required."""
+    x = np.array([2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+    sig = np.array([0.05, 0.1, 0.2, 0.1, 0.3, 0.15])
+    z = scipy.stats.norm.ppf(0.975)
+    covered, reps = 0, 150
+    for seed in range(reps):
+        rng = np.random.default_rng(1000 + seed)
+        y = 2.0 * x**1.0 * np.exp(sig * rng.standard_normal(x.size))
+        fit = fit_loglog_slope(x, y, y_lower=y * np.exp(-z * sig), y_upper=y * np.exp(z * sig), n_boot=500, seed=seed)
+        covered += fit.contains(1.0)
+    assert covered >= scipy.stats.binom.ppf(1e-4, reps, 0.9)
+
+
+def test_bootstrap_slope_and_predict():
+    rng = np.random.default_rng(9)
+    x = np.geomspace(1, 100, 10)
+    y = 3.0 * x**0.5 * np.exp(0.05 * rng.standard_normal(10))
+    fit = fit_loglog_slope(x, y, method="bootstrap", n_boot=1000, seed=1)
+    assert fit.lower <= 0.5 <= fit.upper
+    assert fit.predict(x) == pytest.approx(np.exp(fit.intercept) * x**fit.slope)
+    assert fit == fit_loglog_slope(x, y, method="bootstrap", n_boot=1000, seed=1)
+    # exact power law: OLS recovers it exactly
+    exact = fit_loglog_slope(x, 7.0 * x**-2.0)
+    assert exact.slope == pytest.approx(-2.0) and exact.predict(3.0) == pytest.approx(7.0 * 3.0**-2.0)
+
+
+def test_slope_errors():
+    x = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="same length"):
+        fit_loglog_slope(x, np.ones(4))
+    with pytest.raises(ValueError, match="> 0"):
+        fit_loglog_slope(x, np.array([1.0, -1.0, 2.0]))
+    with pytest.raises(ValueError, match="> 0"):
+        fit_loglog_slope(np.array([0.0, 1.0, 2.0]), np.ones(3))
+    with pytest.raises(ValueError, match="both"):
+        fit_loglog_slope(x, np.ones(3), y_lower=np.ones(3))
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_loglog_slope(x[:2], np.ones(2))
+    with pytest.raises(ValueError, match="y_lower <= y"):
+        fit_loglog_slope(x, np.ones(3), y_lower=np.full(3, 2.0), y_upper=np.full(3, 3.0))
