@@ -43,3 +43,19 @@ from sharpsim.policies import (
 from sharpsim.decoding import beam_search, exact_argmax, greedy, temperature_sample
 
 # --- algorithms and classes (issue: Sharpening algorithms) -------------------------------------------
+from sharpsim import classes
+from sharpsim.classes import FiniteClass, LogLinearClass, ParametricClass, TabularClass
+from sharpsim.algorithms import (
+    AdaptiveSFTConfig,
+    FitConfig,
+    RLHFConfig,
+    SFTConfig,
+    SharpeningResult,
+    XPOConfig,
+    adaptive_sft_sharpening,
+    rlhf_sharpening,
+    run_trials,
+    sft_sharpening,
+    sft_sharpening_sweep,
+    xpo_sharpening,
+)

@@ -1,5 +1,45 @@
-"""Sharpening algorithms: inference-time best-of-N and the amortised SFT / RLHF / XPO sharpening."""
+"""Sharpening algorithms: inference-time best-of-N and the amortised SFT / RLHF / XPO sharpening.
+
+Every amortised algorithm is ``algorithm(key, oracle, cls, config) -> SharpeningResult`` (pure; ``vmap``
+over keys for trials, :func:`run_trials` does ``jit(vmap(...))`` with one compile). See docs/algorithms.md.
+"""
 
 from sharpsim.algorithms._best_of_n import BestOfN, best_of_n, select_best
+from sharpsim.algorithms._common import FitConfig, NonFiniteLossError, SharpeningResult, run_trials
+from sharpsim.algorithms._adaptive_sft import AdaptiveSFTConfig, adaptive_sft_sharpening
+from sharpsim.algorithms._rlhf import RLHFConfig, rlhf_sharpening, tabular_eq8_minimizer
+from sharpsim.algorithms._xpo import XPOConfig, xpo_alpha, xpo_sharpening
+from sharpsim.algorithms._sft import (
+    THEOREM_4_1_C,
+    SFTConfig,
+    SFTSweep,
+    fit_mle,
+    sft_parameters,
+    sft_sharpening,
+    sft_sharpening_sweep,
+)
 
-__all__ = ["BestOfN", "best_of_n", "select_best"]
+__all__ = [
+    "BestOfN",
+    "best_of_n",
+    "select_best",
+    "FitConfig",
+    "NonFiniteLossError",
+    "SharpeningResult",
+    "run_trials",
+    "THEOREM_4_1_C",
+    "SFTConfig",
+    "SFTSweep",
+    "fit_mle",
+    "sft_parameters",
+    "sft_sharpening",
+    "sft_sharpening_sweep",
+    "AdaptiveSFTConfig",
+    "adaptive_sft_sharpening",
+    "RLHFConfig",
+    "rlhf_sharpening",
+    "tabular_eq8_minimizer",
+    "XPOConfig",
+    "xpo_alpha",
+    "xpo_sharpening",
+]

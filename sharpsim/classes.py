@@ -1,0 +1,423 @@
+"""Policy classes Π over which sharpening algorithms fit (theory.md §6, §9, §10, §13).
+
+Four families, all frozen dataclass pytrees (so a class can be passed through ``jit``/``vmap``):
+
+* :class:`FiniteClass` — a finite class with an exact log|Π|. Two shapes share one representation
+  ``log_probs [X, K, Y]`` (K candidate conditionals per prompt):
+
+  - ``product=True``: Π = every choice of one candidate per prompt (e.g. [M]^d of the Theorem 3.1′ hard
+    instance), log|Π| = Σ_x log K_x. A member is an index vector ``[X]``; fitting decouples per prompt.
+  - ``product=False``: a *stack* of K whole policies (e.g. π^BoN_N among distractors), log|Π| = log K.
+    A member is one index, broadcast to ``[X]``; fitting sums per-prompt scores first.
+
+  Every fitting routine is exact through sufficient statistics: per-candidate scores ``[X, K]`` (an
+  einsum of counts with the log-prob tensor for MLE, scatter-added residuals for Eq. 8 / XPO), then
+  :meth:`FiniteClass.select`.
+* :class:`TabularClass` — the full softmax class over ``[X, Y]`` (every conditional distribution).
+  Exact MLE = normalised counts; exact Eq. (8) minimiser in closed form; gradient fitting on logits.
+* :class:`LogLinearClass` — Π_{φ,B} of Definition J.3: π_θ(y|x) ∝ π_zero(y|x)·exp⟨φ(x,y), θ⟩ with
+  ‖θ‖₂ ≤ B, fitted by projected gradient steps (optax). Covering surrogate d·log(6B/ε) (Lemma J.4).
+* :class:`ParametricClass` — any differentiable ``log_prob(params, x, y)`` (autoregressive policies:
+  :meth:`ParametricClass.from_policy`), fitted by projected gradient steps.
+
+Gradient classes share the protocol ``init_params()``, ``log_prob(params, x, y)``, ``project(params)``,
+``member(params)`` (a policy with ``sample_and_log_prob``) and ``log_covering_number(eps)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from sharpsim._validation import check_positive, check_positive_int, is_concrete
+from sharpsim.exact import bon_log_probs
+from sharpsim.policies import TabularPolicy
+
+__all__ = [
+    "FiniteClass",
+    "TabularClass",
+    "LogLinearClass",
+    "ParametricClass",
+    "is_finite_class",
+    "is_gradient_class",
+    "check_class_matches",
+]
+
+
+def _float_dtype():
+    return jnp.result_type(float)
+
+
+# ============================================================================================ finite
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FiniteClass:
+    """A finite policy class with candidate conditionals ``log_probs[x, k, y] = log π_k(y|x)``.
+
+    ``valid[x, k]`` marks real candidates (padding rows are never selected). With ``product=True`` the
+    class is the product over prompts (one free choice per prompt); with ``product=False`` it is a stack
+    of K whole policies (candidate k uses row k at every prompt).
+
+    >>> import jax.numpy as jnp
+    >>> cls = FiniteClass.stack(jnp.log(jnp.array([[[0.9, 0.1]], [[0.2, 0.8]]])))  # K=2 policies, X=1, Y=2
+    >>> cls.log_class_size == float(jnp.log(2.0)), cls.mle_index(jnp.array([[1.0, 3.0]])).tolist()
+    (True, [1])
+    """
+
+    log_probs: Float[Array, "X K Y"]
+    valid: Bool[Array, "X K"]
+    product: bool = dataclasses.field(default=True, metadata=dict(static=True))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def product_class(cls, log_probs: Float[Array, "X K Y"], num_candidates=None) -> "FiniteClass":
+        """Π = ∏_x {candidates at x}; ``num_candidates[x]`` real candidates (the rest padding)."""
+        lp = jnp.asarray(log_probs, _float_dtype())
+        if lp.ndim != 3:
+            raise ValueError(f"log_probs must have shape [X, K, Y], got {lp.shape}.")
+        X, K, _ = lp.shape
+        if num_candidates is None:
+            valid = jnp.ones((X, K), bool)
+        else:
+            nc = np.asarray(num_candidates)
+            if nc.shape != (X,) or np.any(nc < 1) or np.any(nc > K):
+                raise ValueError(f"num_candidates must be [X] = ({X},) with entries in [1, {K}], got {nc.tolist()}.")
+            valid = jnp.asarray(np.arange(K)[None, :] < nc[:, None])
+        _check_rows(lp, "log_probs")
+        return cls(log_probs=lp, valid=valid, product=True)
+
+    @classmethod
+    def stack(cls, policies) -> "FiniteClass":
+        """A stack of K whole policies: ``policies`` is ``[K, X, Y]`` log-probs or a sequence of policies."""
+        if isinstance(policies, (list, tuple)):
+            policies = jnp.stack([_as_log_probs(p) for p in policies])
+        lp = jnp.asarray(policies, _float_dtype())
+        if lp.ndim != 3:
+            raise ValueError(f"a stack of policies must have shape [K, X, Y], got {lp.shape}.")
+        _check_rows(lp, "policies")
+        lp = jnp.swapaxes(lp, 0, 1)
+        return cls(log_probs=lp, valid=jnp.ones(lp.shape[:2], bool), product=False)
+
+    @classmethod
+    def from_instance(cls, instance) -> "FiniteClass":
+        """The instance's finite product class (e.g. [M]^d of :func:`~sharpsim.instances.hard_instance`)."""
+        if instance.class_log_probs is None:
+            raise ValueError(f"instance {instance.name!r} has no finite class (class_log_probs is None).")
+        return cls.product_class(instance.class_log_probs, instance.num_candidates)
+
+    def bon_closure(self, N: int) -> "FiniteClass":
+        """{π^BoN_N : π ∈ Π}: every candidate replaced by its exact best-of-N law (same log|Π|).
+
+        Realizability (Assumption 4.1) for SFT-sharpening needs π_base^BoN_N ∈ Π; when π_base ∈ Π this
+        class satisfies it. (The law is the BoN law under r_self = log π_k, i.e. under each candidate's own
+        likelihood, which is the law of π_base^BoN_N for the true candidate.)
+        """
+        N = check_positive_int(N, "N")
+        rows = self.log_probs.reshape(-1, self.log_probs.shape[-1])
+        bon = jax.vmap(lambda r: bon_log_probs(r, N))(rows).reshape(self.log_probs.shape)
+        return dataclasses.replace(self, log_probs=bon)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def num_prompts(self) -> int:
+        return self.log_probs.shape[0]
+
+    @property
+    def num_candidates(self) -> int:
+        return self.log_probs.shape[1]
+
+    @property
+    def num_responses(self) -> int:
+        return self.log_probs.shape[2]
+
+    @property
+    def log_class_size(self) -> float:
+        """log|Π| exactly: Σ_x log K_x (product) or log K (stack)."""
+        counts = np.asarray(self.valid).sum(axis=1).astype(np.float64)
+        return float(np.sum(np.log(counts))) if self.product else float(np.log(counts[0]))
+
+    def log_covering_number(self, eps: float = 0.0) -> float:
+        """A finite class is its own ε-net for every ε: log N(Π, ε) ≤ log|Π|."""
+        del eps
+        return self.log_class_size
+
+    def member(self, index: Int[Array, " X"]) -> TabularPolicy:
+        """The member policy with candidate ``index[x]`` at prompt x (a scalar index for a stack)."""
+        index = jnp.broadcast_to(jnp.asarray(index, jnp.int32), (self.num_prompts,))
+        return TabularPolicy(log_probs=self.log_probs[jnp.arange(self.num_prompts), index])
+
+    def candidate_log_probs(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "... K"]:
+        """log π_k(y|x) for every candidate k (the per-candidate evaluation used by all sufficient statistics)."""
+        return self.log_probs[x, :, y]
+
+    def select(self, scores: Float[Array, "X K"], *, maximize: bool) -> Int[Array, " X"]:
+        """Exact arg-optimum of a per-(prompt, candidate) additive objective; NaN counts as the worst value.
+
+        Product class: per-prompt argmax/argmin over valid candidates. Stack: the objective is summed over
+        prompts first, then one candidate is chosen for all prompts. Ties go to the lowest index.
+        """
+        worst = -jnp.inf if maximize else jnp.inf
+        s = jnp.where(jnp.isnan(scores), worst, scores)
+        s = jnp.where(self.valid, s, worst)
+        if not self.product:
+            s = jnp.sum(s, axis=0)  # [K]; invalid entries never occur for a stack
+            k = jnp.argmax(s) if maximize else jnp.argmin(s)
+            return jnp.full((self.num_prompts,), k, jnp.int32)
+        k = jnp.argmax(s, axis=1) if maximize else jnp.argmin(s, axis=1)
+        return k.astype(jnp.int32)
+
+    def log_likelihood_scores(self, counts: Float[Array, "X Y"]) -> Float[Array, "X K"]:
+        """Σ_y counts[x, y]·log π_k(y|x) per (prompt, candidate), exact: −inf when a counted y has π_k(y|x) = 0.
+
+        One einsum over [X, K, Y] for the finite part and one for the "impossible" indicator, so the
+        ``0·(−inf) = NaN`` trap never arises.
+        """
+        lp = self.log_probs
+        finite = jnp.isfinite(lp)
+        ll = jnp.einsum("xky,xy->xk", jnp.where(finite, lp, 0.0), counts.astype(lp.dtype))
+        impossible = jnp.einsum("xky,xy->xk", (~finite).astype(lp.dtype), counts.astype(lp.dtype))
+        return jnp.where(impossible > 0, -jnp.inf, ll)
+
+    def mle_index(self, counts: Float[Array, "X Y"]) -> Int[Array, " X"]:
+        """argmax_{π∈Π} Σ_i log π(y_i|x_i) from the count table of the (x_i, y_i) (exact; sufficient statistics)."""
+        return self.select(self.log_likelihood_scores(counts), maximize=True)
+
+    def __repr__(self) -> str:
+        X, K, Y = self.log_probs.shape
+        return f"FiniteClass(X={X}, K={K}, Y={Y}, product={self.product})"
+
+
+def _as_log_probs(p) -> Array:
+    if isinstance(p, TabularPolicy):
+        return p.log_probs
+    if hasattr(p, "to_tabular"):
+        return p.to_tabular().log_probs
+    return jnp.asarray(p)
+
+
+def _check_rows(lp, name: str) -> None:
+    if not is_concrete(lp):
+        return
+    a = np.asarray(lp, dtype=np.float64)
+    if np.any(np.isnan(a)) or np.any(a == np.inf):
+        raise ValueError(f"{name} contains NaN or +inf; give log-probabilities (−inf allowed for zero mass).")
+    sums = np.exp(a).sum(axis=-1)
+    tol = 1e-3 if np.asarray(lp).dtype == np.float32 else 1e-8
+    if np.any(np.abs(sums - 1) > tol):
+        idx = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
+        raise ValueError(f"{name}: every candidate row must be a normalised log-distribution; row {idx} sums to {sums[idx]:.6g}.")
+
+
+# ============================================================================================ tabular
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TabularClass:
+    """The full tabular softmax class: every conditional π(·|x) ∈ Δ(Y), parametrised by logits ``[X, Y]``.
+
+    * Exact MLE (:meth:`mle`): π̂(y|x) = counts[x, y] / Σ_y counts[x, y]. Prompts never seen in the data
+      carry no likelihood, so the MLE is not identified there; the documented rule ``unseen="uniform"``
+      puts the uniform distribution on them (``unseen="zero_logits"`` is the same thing).
+    * log|Π| is infinite; :meth:`log_covering_number` gives the surrogate X·Y·log(6B/ε) for logits in a
+      box of half-width B (Lemma J.4 with d = X·Y).
+    """
+
+    num_prompts: int = dataclasses.field(metadata=dict(static=True))
+    num_responses: int = dataclasses.field(metadata=dict(static=True))
+    logit_bound: float = dataclasses.field(default=30.0, metadata=dict(static=True))
+
+    def __post_init__(self):
+        check_positive_int(self.num_prompts, "num_prompts")
+        check_positive_int(self.num_responses, "num_responses")
+        check_positive(self.logit_bound, "logit_bound")
+
+    @classmethod
+    def like(cls, policy) -> "TabularClass":
+        """The tabular class over the same prompts and responses as ``policy``."""
+        lp = _as_log_probs(policy)
+        return cls(num_prompts=int(lp.shape[0]), num_responses=int(lp.shape[1]))
+
+    log_class_size = None
+
+    def log_covering_number(self, eps: float) -> float:
+        check_positive(eps, "eps")
+        return self.num_prompts * self.num_responses * math.log(max(6.0 * self.logit_bound / eps, 1.0))
+
+    def mle(self, counts: Float[Array, "X Y"]) -> TabularPolicy:
+        """Exact MLE: normalised counts; uniform at prompts with no data."""
+        c = counts.astype(_float_dtype())
+        tot = jnp.sum(c, axis=1, keepdims=True)
+        probs = jnp.where(tot > 0, c / jnp.where(tot > 0, tot, 1.0), 1.0 / self.num_responses)
+        return TabularPolicy(log_probs=jnp.log(probs))
+
+    # gradient protocol: params are logits [X, Y]
+    def init_params(self) -> Float[Array, "X Y"]:
+        return jnp.zeros((self.num_prompts, self.num_responses), _float_dtype())
+
+    def log_prob(self, params, x, y):
+        return jax.nn.log_softmax(params, axis=-1)[x, y]
+
+    def project(self, params):
+        return jnp.clip(params, -self.logit_bound, self.logit_bound)
+
+    def member(self, params) -> TabularPolicy:
+        return TabularPolicy(log_probs=jax.nn.log_softmax(params, axis=-1))
+
+
+# ============================================================================================ log-linear
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LogLinearClass:
+    """Π_{φ,B} of Definition J.3: π_θ(y|x) ∝ π_zero(y|x)·exp⟨φ(x,y), θ⟩, ‖θ‖₂ ≤ B, π_zero uniform.
+
+    ``features`` is ``[X, Y, d]`` (a ``[Y, d]`` table is broadcast over prompts). Optimisation is projected
+    gradient descent (optax), an approximation to the exact argmin. log N(Π, ε) ≤ d·log(6B/ε) (Lemma J.4).
+    """
+
+    features: Float[Array, "X Y d"]
+    norm_bound: float = dataclasses.field(metadata=dict(static=True))
+
+    @classmethod
+    def create(cls, features, norm_bound: float, num_prompts: Optional[int] = None) -> "LogLinearClass":
+        check_positive(norm_bound, "norm_bound")
+        f = jnp.asarray(features, _float_dtype())
+        if f.ndim == 2:
+            f = jnp.broadcast_to(f[None], (num_prompts or 1,) + f.shape)
+        if f.ndim != 3:
+            raise ValueError(f"features must be [X, Y, d] or [Y, d], got shape {f.shape}.")
+        if is_concrete(f):
+            norms = np.linalg.norm(np.asarray(f, np.float64), axis=-1)
+            if np.any(norms > 1 + 1e-5):
+                raise ValueError(f"Definition J.3 needs ‖φ(x, y)‖₂ ≤ 1; the largest feature norm is {norms.max():.6g}.")
+        return cls(features=f, norm_bound=float(norm_bound))
+
+    @classmethod
+    def from_instance(cls, instance, norm_bound: Optional[float] = None) -> "LogLinearClass":
+        """The log-linear class of a log-linear instance (e.g. Example J.1); B defaults to the instance's B."""
+        if instance.features is None:
+            raise ValueError(f"instance {instance.name!r} has no features; it is not log-linear.")
+        B = norm_bound if norm_bound is not None else dict(instance.params).get("B", 1.0)
+        return cls.create(instance.features, B, num_prompts=instance.pi_base.num_prompts)
+
+    @property
+    def num_prompts(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_responses(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[2]
+
+    log_class_size = None
+
+    def log_covering_number(self, eps: float) -> float:
+        """Lemma J.4: an ε-net of size (6B/ε)^d."""
+        check_positive(eps, "eps")
+        return self.dim * math.log(max(6.0 * self.norm_bound / eps, 1.0))
+
+    def init_params(self) -> Float[Array, " d"]:
+        return jnp.zeros((self.dim,), self.features.dtype)
+
+    def table(self, theta) -> Float[Array, "X Y"]:
+        return jax.nn.log_softmax(self.features @ theta, axis=-1)
+
+    def log_prob(self, theta, x, y):
+        return self.table(theta)[x, y]
+
+    def project(self, theta):
+        norm = jnp.linalg.norm(theta)
+        return theta * jnp.minimum(1.0, self.norm_bound / jnp.maximum(norm, jnp.finfo(theta.dtype).tiny))
+
+    def member(self, theta) -> TabularPolicy:
+        return TabularPolicy(log_probs=self.table(theta))
+
+
+# ============================================================================================ generic
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ParametricClass:
+    """Any differentiable class: ``log_prob_fn(params, x, y)`` plus a starting point ``params``.
+
+    ``make_policy(params)`` returns a policy (anything with ``sample_and_log_prob``; needed by XPO, which
+    samples from its iterates); ``project_fn`` is the constraint projection (identity by default).
+    """
+
+    params: Any
+    log_prob_fn: Callable = dataclasses.field(metadata=dict(static=True))
+    make_policy: Optional[Callable] = dataclasses.field(default=None, metadata=dict(static=True))
+    project_fn: Optional[Callable] = dataclasses.field(default=None, metadata=dict(static=True))
+    log_covering: Optional[Callable] = dataclasses.field(default=None, metadata=dict(static=True))
+
+    @classmethod
+    def from_policy(cls, policy, *, get_params: Callable = None, with_params: Callable = None,
+                    project_fn: Optional[Callable] = None) -> "ParametricClass":
+        """Wrap a parametric (e.g. autoregressive) policy: ``with_params(policy, p).log_prob(x, y)`` is the class.
+
+        Defaults fit :class:`~sharpsim.policies.LinearSoftmaxPolicy` (``.theta`` / ``.with_theta``), with
+        the per-position norm-ball projection when the policy has a ``norm_bound``.
+        """
+        get_params = get_params or (lambda p: p.theta)
+        with_params = with_params or (lambda p, th: p.with_theta(th))
+        B = getattr(policy, "norm_bound", None)
+        if project_fn is None and B is not None:
+            def project_fn(th, _B=float(B)):
+                norms = jnp.linalg.norm(th, axis=-1, keepdims=True)
+                return th * jnp.minimum(1.0, _B / jnp.maximum(norms, jnp.finfo(th.dtype).tiny))
+        return cls(
+            params=get_params(policy),
+            log_prob_fn=lambda th, x, y: with_params(policy, th).log_prob(x, y),
+            make_policy=lambda th: with_params(policy, th),
+            project_fn=project_fn,
+        )
+
+    log_class_size = None
+
+    def log_covering_number(self, eps: float) -> Optional[float]:
+        return None if self.log_covering is None else float(self.log_covering(eps))
+
+    def init_params(self):
+        return self.params
+
+    def log_prob(self, params, x, y):
+        return self.log_prob_fn(params, x, y)
+
+    def project(self, params):
+        return params if self.project_fn is None else self.project_fn(params)
+
+    def member(self, params):
+        if self.make_policy is None:
+            raise ValueError("this ParametricClass has no make_policy(params); give one to sample from its members.")
+        return self.make_policy(params)
+
+
+# ============================================================================================ helpers
+def is_finite_class(cls) -> bool:
+    return isinstance(cls, FiniteClass)
+
+
+def is_gradient_class(cls) -> bool:
+    return isinstance(cls, (TabularClass, LogLinearClass, ParametricClass))
+
+
+def check_class_matches(cls, pi_base, what: str) -> None:
+    """Raise a clear ``ValueError`` when ``cls`` cannot represent policies over π_base's prompts/responses."""
+    X = getattr(pi_base, "num_prompts", None)
+    Y = getattr(pi_base, "num_responses", None)
+    if not isinstance(cls, (FiniteClass, TabularClass, LogLinearClass, ParametricClass)):
+        raise ValueError(f"{what}: unsupported policy class {type(cls).__name__}; use FiniteClass, TabularClass, "
+                         "LogLinearClass or ParametricClass.")
+    if isinstance(cls, ParametricClass):
+        return
+    if isinstance(X, int) and cls.num_prompts != X or isinstance(Y, int) and cls.num_responses != Y:
+        raise ValueError(
+            f"{what}: the class represents policies over X={cls.num_prompts} prompts and Y={cls.num_responses} "
+            f"responses, but π_base has X={X}, Y={Y}; build the class over π_base's prompt and response spaces."
+        )
