@@ -18,7 +18,7 @@ from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
 from bounds._symbols import C_cov_bar, c, delta, epsilon, log_class_size, mu_stop, n, rho
 
 __all__ = [
-    "THM_D_1", "THM_D_1_ERROR", "THM_D_1_QUERIES", "ADAPTIVE_STOP", "adaptive_stop_parameter",
+    "THM_D_1", "THM_D_1_ERROR", "THM_D_1_QUERIES", "ADAPTIVE_STOP", "ADAPTIVE_NUM_PROMPTS", "adaptive_stop_parameter",
     "adaptive_sft_parameters",
 ]
 
@@ -26,6 +26,8 @@ _LOG_CLASS_OVER_RHO = log_class_size + sympy.log(1 / rho)
 
 #: μ_stop of Theorem D.1: ln(2δ^{-1})
 ADAPTIVE_STOP = sympy.log(2 / delta)
+#: n of Theorem D.1: c log(|Π|ρ^{-1}) / (δ ε)
+ADAPTIVE_NUM_PROMPTS = c * _LOG_CLASS_OVER_RHO / (delta * epsilon)
 
 _CONDITIONS = (
     Condition("δ ∈ (0, 1)", delta < 1),
@@ -82,5 +84,5 @@ def adaptive_sft_parameters(epsilon, delta, rho, log_class_size, *, c: float = 1
     eps, dlt, r = open_unit(epsilon, "epsilon"), open_unit(delta, "delta"), open_unit(rho, "rho")
     logpi = at_least(log_class_size, 0.0, "log_class_size")
     cc = positive(c, "c")
-    n_val = evaluate(c * _LOG_CLASS_OVER_RHO / (delta * epsilon), c=cc, log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
+    n_val = evaluate(ADAPTIVE_NUM_PROMPTS, c=cc, log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
     return ceil_int(n_val), adaptive_stop_parameter(dlt)

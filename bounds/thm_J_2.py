@@ -18,7 +18,7 @@ import sympy
 from bounds._core import Bound, Condition
 from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
 from bounds._symbols import (
-    R_max, SEC, T, Y_size, beta, c, delta, eps_disc, epsilon, gamma_margin, log_class_size, log_cover_size, rho,
+    R_max, SEC, T, Y_size, beta, c, delta, epsilon, gamma_margin, log_class_size, log_cover_size, rho,
 )
 
 __all__ = [

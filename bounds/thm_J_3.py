@@ -19,7 +19,7 @@ import sympy
 
 from bounds._core import Bound, Condition
 from bounds._recipes import at_least, evaluate, open_unit, positive
-from bounds._symbols import B, T, Y_size, beta, c, d, delta, epsilon, gamma_margin, rho
+from bounds._symbols import B, Y_size, beta, c, d, delta, epsilon, gamma_margin, rho
 from bounds.thm_J_2 import XPO_BETA
 
 __all__ = ["THM_J_3", "LOGLINEAR_R_MAX", "loglinear_R_max", "loglinear_norm_limit", "loglinear_log_cover_size",

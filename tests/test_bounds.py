@@ -378,6 +378,11 @@ def test_sft_and_adaptive_recipes():
     n2, mu = bounds.adaptive_sft_parameters(0.1, 0.2, 0.05, 10.0)
     assert n2 == math.ceil((10 + math.log(20)) / 0.02) and mu == pytest.approx(math.log(10))
     assert bounds.adaptive_stop_parameter(0.5) == pytest.approx(math.log(4))
+    # recipes broadcast over arrays (one sweep axis)
+    n_arr, _ = bounds.adaptive_sft_parameters(np.array([0.1, 0.2]), 0.2, 0.05, 10.0)
+    assert list(n_arr) == [math.ceil((10 + math.log(20)) / (0.2 * e)) for e in (0.1, 0.2)]
+    n_arr, N_arr = bounds.sft_parameters(0.1, 0.2, 0.05, np.array([1.0, 8.0]), 10.0)
+    assert list(N_arr) == [math.ceil(cv * math.log(10) / 0.1) for cv in (1.0, 8.0)]
     with pytest.raises(ValueError, match="epsilon"):
         bounds.sft_parameters(1.5, 0.2, 0.05, 8.0, 10.0)
 
