@@ -293,6 +293,7 @@ class XPOConfig(_TrainConfig):
 
     beta: float = 0.1
     alpha: float = 0.01
+    reward: str | Callable = "logprob"
     num_iterations: int = 8
     prompts_per_iteration: int = 4
     steps_per_iteration: int = 4

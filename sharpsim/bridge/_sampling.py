@@ -136,8 +136,12 @@ def sample_completions(
                 remaining = num_samples
                 while remaining > 0:
                     k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
-                    out = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=k,
-                                         **gen_kwargs)
+                    if do_sample:
+                        out = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=k,
+                                             **gen_kwargs)
+                    else:  # generate refuses num_return_sequences > 1 for greedy: repeat rows ourselves
+                        out = model.generate(input_ids=ids.repeat_interleave(k, 0),
+                                             attention_mask=mask.long().repeat_interleave(k, 0), **gen_kwargs)
                     pieces.append(out[:, ids.shape[1]:])
                     remaining -= k
     finally:
