@@ -75,6 +75,11 @@ def greedy(policy: AutoregressivePolicy, x: Int[Array, ""]) -> tuple[Int[Array, 
     """
     _check_policy(policy)
     policy._check_prompt(x)
+    return _greedy_jit(policy, jnp.asarray(x, jnp.int32))
+
+
+@jax.jit
+def _greedy_jit(policy, x):
     H = policy.horizon
 
     def step(carry, h):
@@ -101,7 +106,11 @@ def beam_search(
     """
     _check_policy(policy)
     policy._check_prompt(x)
-    W = check_positive_int(width, "width")
+    return _beam_jit(policy, jnp.asarray(x, jnp.int32), check_positive_int(width, "width"))
+
+
+@partial(jax.jit, static_argnames="W")
+def _beam_jit(policy, x, W):
     H, V = policy.horizon, policy.vocab_size
     ftype = jnp.result_type(float)
 
@@ -142,6 +151,11 @@ def viterbi(policy: MarkovPolicy, x: Int[Array, ""]) -> tuple[Int[Array, " H"], 
     if not isinstance(policy, MarkovPolicy):
         raise ValueError(f"viterbi needs a MarkovPolicy, got {type(policy).__name__}; use exact_argmax for other policies.")
     policy._check_prompt(x)
+    return _viterbi_jit(policy, jnp.asarray(x, jnp.int32))
+
+
+@jax.jit
+def _viterbi_jit(policy, x):
     T = policy.effective_log_probs()[x]  # [H, V+1, V]
     V = policy.vocab_size
 

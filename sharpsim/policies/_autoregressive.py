@@ -35,6 +35,7 @@ first ``h`` entries are meaningful, ``h`` may be traced):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -187,12 +188,12 @@ class AutoregressivePolicy:
                     "next token to exist."
                 )
             buf = jnp.zeros(H, jnp.int32).at[:h].set(prefix)
-            return self._next_log_probs_buffer(x, buf, h)
+            return _next_log_probs_jit(self, x, buf, h)
         if prefix.shape[0] != H:
             raise ValueError(f"with length given, prefix must be an [H]={H} buffer, got shape {prefix.shape}.")
         if is_concrete(length) and not (0 <= int(length) < H):
             raise ValueError(f"length must lie in [0, H) = [0, {H}), got {int(length)}.")
-        return self._next_log_probs_buffer(x, prefix, length)
+        return _next_log_probs_jit(self, x, prefix, length)
 
     def token_log_probs(self, x: Int[Array, ""], y: Int[Array, " H"]) -> Float[Array, " H"]:
         """Teacher-forced per-token log π_h(y_h | y_{<h}, x) for one full sequence (0 after an EOS)."""
@@ -219,11 +220,12 @@ class AutoregressivePolicy:
                 + ("; pad shorter responses with the EOS token." if y.ndim and y.shape[-1] < H else
                    "; a response is longer than the horizon H." if y.ndim and y.shape[-1] > H else ".")
             )
-        y = y.astype(jnp.int32)
-        x = jnp.asarray(x, dtype=jnp.int32)
+        return _log_prob_jit(self, jnp.asarray(x, dtype=jnp.int32), y.astype(jnp.int32))
+
+    def _log_prob_impl(self, x, y):
         batch = jnp.broadcast_shapes(x.shape, y.shape[:-1])
         xb = jnp.broadcast_to(x, batch).reshape(-1)
-        yb = jnp.broadcast_to(y, batch + (H,)).reshape(-1, H)
+        yb = jnp.broadcast_to(y, batch + (self.horizon,)).reshape(-1, self.horizon)
         out = jax.vmap(lambda xi, yi: jnp.sum(self.token_log_probs(xi, yi)))(xb, yb)
         return out.reshape(batch)
 
@@ -236,7 +238,7 @@ class AutoregressivePolicy:
             h, k = inp
             logits, cache = self._cached_logits(x, prefix, h, cache)
             lp = self._eos_mask(jax.nn.log_softmax(logits), self._done(prefix, h))
-            draw_lp = lp if temperature is None else jax.nn.log_softmax(lp / temperature)
+            draw_lp = jax.nn.log_softmax(lp / temperature)  # T = 1: the same distribution
             tok = inverse_cdf_sample(k, draw_lp, 1)[0]
             return (prefix.at[h].set(tok), cache, total + lp[tok]), None
 
@@ -256,10 +258,10 @@ class AutoregressivePolicy:
         """
         num = check_positive_int(num, "num")
         self._check_prompt(x)
-        if temperature is not None:
-            check_positive(temperature, "temperature")
-        keys = jax.random.split(key, num)
-        return jax.vmap(lambda k: self._sample_one(k, x, temperature))(keys)
+        if temperature is None:
+            temperature = 1.0
+        check_positive(temperature, "temperature")
+        return _sample_jit(self, key, jnp.asarray(x, jnp.int32), num, jnp.asarray(temperature, _float_dtype()))
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, "num H"]:
         """Draw ``num`` responses ``[num, H]`` for prompt ``x``."""
@@ -286,14 +288,35 @@ class AutoregressivePolicy:
         Sequences are in row-major order, index = Σ_h y_h V^{H-1-h} (:func:`sequences_to_index`). Rows sum
         to 1 up to floating-point rounding. Raises ``ValueError`` when V^H exceeds ``max_size``.
         """
-        seqs = self.all_sequences(max_size)
-        rows = jax.lax.map(lambda x: jax.vmap(lambda y: jnp.sum(self.token_log_probs(x, y)))(seqs),
-                           jnp.arange(self.num_prompts))
-        return TabularPolicy(log_probs=rows)
+        return TabularPolicy(log_probs=_table_jit(self, self.all_sequences(max_size)))
 
     def response_lengths(self, responses: Int[Array, "... H"]) -> Int[Array, "..."]:
         """:func:`sequence_lengths` with this policy's ``eos_id``."""
         return sequence_lengths(responses, self.eos_id)
+
+
+# Module-level jitted kernels: the policy is a pytree argument, so each (family, static config, shapes)
+# compiles once and every later call (eager or inside an outer jit) reuses it.
+@jax.jit
+def _next_log_probs_jit(policy, x, buf, h):
+    return policy._next_log_probs_buffer(x, buf, h)
+
+
+@jax.jit
+def _log_prob_jit(policy, x, y):
+    return policy._log_prob_impl(x, y)
+
+
+@partial(jax.jit, static_argnames="num")
+def _sample_jit(policy, key, x, num, temperature):
+    keys = jax.random.split(key, num)
+    return jax.vmap(lambda k: policy._sample_one(k, x, temperature))(keys)
+
+
+@jax.jit
+def _table_jit(policy, seqs):
+    return jax.lax.map(lambda x: jax.vmap(lambda y: jnp.sum(policy.token_log_probs(x, y)))(seqs),
+                       jnp.arange(policy.num_prompts))
 
 
 def _check_eos(eos_id, vocab_size: int) -> int | None:

@@ -88,8 +88,9 @@ class TransformerPolicy(AutoregressivePolicy):
         F = check_positive_int(d_ff if d_ff is not None else 4 * D, "d_ff")
         if D % nh:
             raise ValueError(f"d_model={D} must be divisible by num_heads={nh}.")
-        params = init_transformer_params(key, num_prompts=X, vocab_size=V, horizon=H, d_model=D, num_heads=nh,
-                                         num_layers=L, d_ff=F)
+        init = jax.jit(init_transformer_params, static_argnames=(
+            "num_prompts", "vocab_size", "horizon", "d_model", "num_heads", "num_layers", "d_ff", "dtype"))
+        params = init(key, num_prompts=X, vocab_size=V, horizon=H, d_model=D, num_heads=nh, num_layers=L, d_ff=F)
         return cls(params=params, num_prompts=X, vocab_size=V, horizon=H, num_heads=nh, eos_id=_check_eos(eos_id, V))
 
     def with_params(self, params: dict) -> "TransformerPolicy":
