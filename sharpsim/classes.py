@@ -27,6 +27,7 @@ Gradient classes share the protocol ``init_params()``, ``log_prob(params, x, y)`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Optional
 
@@ -119,9 +120,7 @@ class FiniteClass:
         likelihood, which is the law of π_base^BoN_N for the true candidate.)
         """
         N = check_positive_int(N, "N")
-        rows = self.log_probs.reshape(-1, self.log_probs.shape[-1])
-        bon = jax.vmap(lambda r: bon_log_probs(r, N))(rows).reshape(self.log_probs.shape)
-        return dataclasses.replace(self, log_probs=bon)
+        return dataclasses.replace(self, log_probs=_bon_rows(self.log_probs, N))
 
     # ------------------------------------------------------------------ views
     @property
@@ -191,6 +190,12 @@ class FiniteClass:
     def __repr__(self) -> str:
         X, K, Y = self.log_probs.shape
         return f"FiniteClass(X={X}, K={K}, Y={Y}, product={self.product})"
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _bon_rows(log_probs, N):
+    rows = log_probs.reshape(-1, log_probs.shape[-1])
+    return jax.vmap(lambda r: bon_log_probs(r, N))(rows).reshape(log_probs.shape)
 
 
 def _as_log_probs(p) -> Array:

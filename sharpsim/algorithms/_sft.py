@@ -91,7 +91,8 @@ def sft_parameters(
 
     The toolkit fixes c = 1 (``THEOREM_4_1_C``): the smallest round constant for which the miniature
     Theorem 4.1 tests (hard instance and random planted-mode instances with realizable BoN classes) show
-    ≥ 1 − ρ of trials sharpened; at c = 0.05 they fail (tests/test_sft.py), so the constant matters.
+    ≥ 1 − ρ of trials sharpened; at c = 0.05 (hard) / 0.01 (planted) they fail (tests/test_sft.py), so the
+    constant matters.
     """
     for v, name in ((epsilon, "epsilon"), (delta, "delta"), (rho, "rho")):
         check_open_unit(v, name)
