@@ -16,12 +16,30 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim._validation import check_positive_int, check_probability_table, is_concrete
 
-__all__ = ["TabularPolicy", "inverse_cdf_sample"]
+__all__ = ["TabularPolicy", "inverse_cdf_sample", "cumulative_sum"]
 
 
 def _float_dtype():
     """Default float dtype: float64 when ``jax_enable_x64`` is on, float32 otherwise."""
     return jnp.result_type(float)
+
+
+def cumulative_sum(p: Float[Array, "... Y"], block: int = 64) -> Float[Array, "... Y"]:
+    """Cumulative sum along the last axis as a blocked triangular matmul.
+
+    XLA:CPU lowers ``jnp.cumsum`` to a reduce-window that measured ~4x slower than this on 2 cores at
+    [1024, 4096]; within-block prefix sums are a ``[block, block]`` upper-triangular matmul (full float32
+    precision, so GPUs do not drop to TF32) and block offsets a short ``cumsum`` over Y/block entries.
+    """
+    Y = p.shape[-1]
+    if Y <= 2 * block:
+        return jnp.cumsum(p, axis=-1)
+    pad = (-Y) % block
+    r = jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, pad)]).reshape(p.shape[:-1] + ((Y + pad) // block, block))
+    inner = jnp.matmul(r, jnp.triu(jnp.ones((block, block), p.dtype)), precision=jax.lax.Precision.HIGHEST)
+    totals = inner[..., -1]
+    offsets = jnp.cumsum(totals, axis=-1) - totals
+    return (inner + offsets[..., None]).reshape(p.shape[:-1] + (Y + pad,))[..., :Y]
 
 
 def inverse_cdf_sample(
@@ -34,10 +52,10 @@ def inverse_cdf_sample(
     with positive mass to guard against ``u * total`` rounding up to ``total``.
     """
     probs = jnp.exp(log_probs)
-    cdf = jnp.cumsum(probs)
+    cdf = cumulative_sum(probs)
     total = cdf[-1]
     u = jax.random.uniform(key, (num,), dtype=cdf.dtype) * total
-    idx = jnp.searchsorted(cdf, u, side="right", method="scan_unrolled")
+    idx = jnp.searchsorted(cdf, u, side="right", method="scan")
     last_positive = probs.shape[-1] - 1 - jnp.argmax(probs[::-1] > 0)
     return jnp.minimum(idx, last_positive).astype(jnp.int32)
 
