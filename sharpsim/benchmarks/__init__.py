@@ -8,4 +8,5 @@ of the same computation in the same run and reports the ratio; compile time is r
 REGISTRY: dict[str, str] = {
     "tabular": "sharpsim.benchmarks.tabular",
     "autoregressive": "sharpsim.benchmarks.autoregressive",
+    "bridge": "sharpsim.benchmarks.bridge",
 }
