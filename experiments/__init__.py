@@ -1,0 +1,21 @@
+"""One experiment per paper claim, run by ``sharpsim run NAME`` / ``sharpsim reproduce``.
+
+Each module defines ``EXPERIMENT`` (a :class:`sharpsim.runner.Experiment`). ``REGISTRY`` maps the CLI
+name to the module; the order is the order of the report.
+"""
+
+import importlib
+
+REGISTRY: dict[str, str] = {}
+
+
+def get(name: str):
+    """The :class:`~sharpsim.runner.Experiment` called ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; `sharpsim list` shows the choices: {sorted(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name]).EXPERIMENT
+
+
+def all_experiments():
+    """Every registered experiment, in report order."""
+    return [get(name) for name in REGISTRY]

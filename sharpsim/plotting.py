@@ -1,0 +1,160 @@
+"""Figures for scaling experiments: empirical curve with a confidence band, the paper's bounds drawn from
+their sympy expressions (LaTeX labels from ``bounds/``), log-log axes with fitted vs predicted slope, and
+a normalised panel (empirical / bound) that should be flat when the bound has the right shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Optional, Sequence
+
+import numpy as np
+
+__all__ = ["BoundCurve", "scaling_figure", "save_figure", "new_figure"]
+
+
+@dataclasses.dataclass
+class BoundCurve:
+    """A bound evaluated along the sweep: ``bound`` (a :class:`bounds.Bound`), ``values`` (symbol → array
+    aligned with the sweep's x), and an optional constant (``fit=True`` calibrates it on the measurements
+    with ``bound.fit_constant``; explicit bounds keep constant 1)."""
+
+    bound: object
+    values: dict
+    constant: Optional[float] = None
+    fit: bool = True
+    label: Optional[str] = None
+
+    def evaluate(self, measured: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
+        b = self.bound
+        c = self.constant
+        if c is None:
+            if getattr(b, "explicit_constant", True) or not self.fit or measured is None:
+                c = 1.0
+            else:
+                ok = np.isfinite(measured) & (measured > 0)
+                vals = {k: np.asarray(v)[ok] if np.ndim(v) else v for k, v in self.values.items()}
+                c = float(b.fit_constant(np.asarray(measured)[ok], **vals).constant) if ok.sum() >= 1 else 1.0
+        kwargs = {k: v for k, v in self.values.items()}
+        if getattr(b, "explicit_constant", True):
+            y = np.asarray(b.numeric(**kwargs), dtype=float)
+        else:
+            y = np.asarray(b.numeric(constant=c, **kwargs), dtype=float)
+        return y, c
+
+    def text(self, c: float) -> str:
+        if self.label:
+            return self.label
+        b = self.bound
+        tag = getattr(b, "reference", getattr(b, "name", "bound"))
+        latex = getattr(b, "latex", "")
+        const = "" if getattr(b, "explicit_constant", True) else f"{c:.3g}\\cdot "
+        return f"{tag}: ${const}{latex}$"
+
+
+def new_figure(ncols: int = 2, width: float = 5.2, height: float = 4.0):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def save_figure(fig, path_stem) -> list[pathlib.Path]:
+    """Save as PNG and PDF next to each other; returns both paths."""
+    import matplotlib.pyplot as plt
+
+    stem = pathlib.Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def scaling_figure(
+    path_stem,
+    *,
+    x: Sequence[float],
+    y: Sequence[float],
+    y_lower: Optional[Sequence[float]] = None,
+    y_upper: Optional[Sequence[float]] = None,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    label: str = "empirical",
+    bounds: Sequence[BoundCurve] = (),
+    fit=None,
+    predicted_slope: Optional[float] = None,
+    normalise_by: Optional[int] = 0,
+    extra_series: Sequence[dict] = (),
+) -> list[pathlib.Path]:
+    """Two panels: (left) log-log y vs x with band, bounds and slopes; (right) y / bound, should be flat.
+
+    ``fit`` is a :class:`sharpsim.complexity.SlopeFit` of y against x (drawn dotted, slope and CI in the
+    legend); ``predicted_slope`` is printed beside it. ``extra_series`` are more empirical curves
+    (dicts with x, y, optional lower/upper, label). ``normalise_by`` picks the bound of the right panel.
+    """
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    fig, (ax, axn) = new_figure(2)
+    finite = np.isfinite(y) & (y > 0)
+    ax.plot(x[finite], y[finite], "o-", color="C0", label=label, zorder=3)
+    if y_lower is not None and y_upper is not None:
+        lo, hi = np.asarray(y_lower, float), np.asarray(y_upper, float)
+        band = finite & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        ax.fill_between(x[band], lo[band], hi[band], color="C0", alpha=0.25, label="95% CI")
+    for i, s in enumerate(extra_series):
+        sx, sy = np.asarray(s["x"], float), np.asarray(s["y"], float)
+        ok = np.isfinite(sy) & (sy > 0)
+        ax.plot(sx[ok], sy[ok], "s-", color=f"C{i + 4}", label=s.get("label", f"series {i}"), zorder=3)
+        if s.get("lower") is not None:
+            lo, hi = np.asarray(s["lower"], float), np.asarray(s["upper"], float)
+            b = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+            ax.fill_between(sx[b], lo[b], hi[b], color=f"C{i + 4}", alpha=0.2)
+    if fit is not None:
+        xs = np.geomspace(x[finite].min(), x[finite].max(), 50) if finite.any() else x
+        pred = "" if predicted_slope is None else f", predicted {predicted_slope:g}"
+        ax.plot(xs, fit.predict(xs), ":", color="k",
+                label=f"fit: slope {fit.slope:.2f} [{fit.lower:.2f}, {fit.upper:.2f}]{pred}")
+    curves = []
+    for j, bc in enumerate(bounds):
+        yb, c = bc.evaluate(y)
+        yb = np.broadcast_to(yb, x.shape)
+        curves.append(yb)
+        style = "--" if getattr(bc.bound, "kind", "upper") == "upper" else "-."
+        ax.plot(x, yb, style, color=f"C{j + 1}", label=bc.text(c))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+    if curves and normalise_by is not None:
+        ratio = y / curves[normalise_by]
+        ok = np.isfinite(ratio) & (ratio > 0)
+        axn.plot(x[ok], ratio[ok], "o-", color="C0")
+        if y_lower is not None and y_upper is not None:
+            lo = np.asarray(y_lower, float) / curves[normalise_by]
+            hi = np.asarray(y_upper, float) / curves[normalise_by]
+            b = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+            axn.fill_between(x[b], lo[b], hi[b], color="C0", alpha=0.25)
+        axn.set_xscale("log")
+        axn.set_yscale("log")
+        axn.set_title(f"normalised: empirical / {getattr(bounds[normalise_by].bound, 'name', 'bound')} (flat = right shape)",
+                      fontsize=9)
+        axn.set_xlabel(xlabel)
+        axn.set_ylabel("ratio")
+        axn.grid(True, which="both", alpha=0.3)
+    else:
+        axn.set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
