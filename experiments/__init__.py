@@ -10,7 +10,10 @@ REGISTRY: dict[str, str] = {}
 
 
 def get(name: str):
-    """The :class:`~sharpsim.runner.Experiment` called ``name``."""
+    """The :class:`~sharpsim.runner.Experiment` called ``name``, or ``"package.module:ATTRIBUTE"`` of your own."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
     if name not in REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; `sharpsim list` shows the choices: {sorted(REGISTRY)}")
     return importlib.import_module(REGISTRY[name]).EXPERIMENT

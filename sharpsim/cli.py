@@ -86,6 +86,104 @@ def _print_row(r: dict) -> None:
     print("  ".join(parts), flush=True)
 
 
+def _resolve(names):
+    import experiments
+
+    return [experiments.get(n) for n in names] if names else experiments.all_experiments()
+
+
+def _mode(args) -> str:
+    return "full" if getattr(args, "full", False) else "quick"
+
+
+def _out(args) -> "pathlib.Path":
+    import pathlib
+
+    return pathlib.Path(args.out) if args.out else pathlib.Path("results") / _mode(args)
+
+
+def _cmd_list(args) -> int:
+    for exp in _resolve(None):
+        print(f"{exp.name:<20} {exp.title}  [{', '.join(exp.paper_refs)}]")
+        print(f"{'':<20} {exp.claim}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from sharpsim.runner import ResultExistsError, run_experiment
+
+    exp = _resolve([args.name])[0]
+    try:
+        folder = run_experiment(exp, _out(args), mode=_mode(args), trials=args.trials, seed=args.seed, force=args.force)
+    except ResultExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _print_summary(folder)
+    return 0
+
+
+def _print_summary(folder) -> None:
+    summary = json.loads((folder / "summary.json").read_text())
+    for c in summary.get("checks", []):
+        print(f"  {c['quantity']}: predicted {c.get('predicted')}, measured {c.get('measured'):.3g} "
+              f"[{c.get('lower'):.3g}, {c.get('upper'):.3g}] -> {c.get('verdict')}")
+    print(f"  results in {folder}")
+
+
+def _cmd_reproduce(args) -> int:
+    import time
+
+    from sharpsim.report import write_report
+    from sharpsim.runner import finalize, run_experiment
+
+    out, mode = _out(args), _mode(args)
+    exps = _resolve(args.only)
+    t0 = time.perf_counter()
+    for exp in exps:
+        folder = out / exp.name
+        if (folder / "results.csv").exists() and not args.force:
+            print(f"[reproduce] {exp.name}: finished results found, reusing them (--force to rerun)", file=sys.stderr)
+            finalize(exp, folder)
+        else:
+            print(f"[reproduce] {exp.name}: {exp.title}", file=sys.stderr)
+            folder = run_experiment(exp, out, mode=mode, trials=args.trials, seed=args.seed, force=args.force)
+        _print_summary(folder)
+    report = write_report(out, _resolve(None))
+    print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from sharpsim.runner import finalize
+
+    out = _out(args)
+    for exp in _resolve(args.names):
+        if (out / exp.name / "results.csv").exists():
+            summary = finalize(exp, out / exp.name)
+            print(f"{exp.name}: {', '.join(summary['figures'])}")
+        else:
+            print(f"{exp.name}: no results in {out / exp.name} (run `sharpsim run {exp.name}` first)")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from sharpsim.report import write_report
+
+    print(write_report(_out(args), _resolve(None)))
+    return 0
+
+
+def _add_run_options(p, *, trials=True):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small sweeps, CPU-friendly (default)")
+    g.add_argument("--full", action="store_true", help="publication-grade sweeps (GPU)")
+    p.add_argument("--out", help="results folder (default: results/quick or results/full)")
+    if trials:
+        p.add_argument("--trials", type=int, help="trials per setting (default: the experiment's own)")
+        p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+        p.add_argument("--force", action="store_true", help="overwrite finished results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sharpsim",
@@ -102,6 +200,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("list", help="the experiments, one per paper claim")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="run one experiment (resumes a half-done run)")
+    p.add_argument("name", help="experiment name (see `sharpsim list`) or module:attribute of your own")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("reproduce", help="run every experiment and write the report (the main job)")
+    p.add_argument("--only", nargs="*", help="run only these experiments")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("plot", help="regenerate figures from result files")
+    p.add_argument("names", nargs="*")
+    _add_run_options(p, trials=False)
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("report", help="write report.md from the summaries")
+    _add_run_options(p, trials=False)
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

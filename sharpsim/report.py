@@ -1,0 +1,95 @@
+"""The reproduction report: every claim, its figure, predicted vs measured exponent, and a verdict."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Iterable
+
+from sharpsim.runner import read_results, write_atomic
+
+__all__ = ["write_report", "overall_verdict"]
+
+_ORDER = {"inconsistent": 0, "inconclusive": 1, "consistent": 2}
+
+
+def overall_verdict(checks: Iterable[dict]) -> str:
+    """The weakest verdict among an experiment's checks ("not run" when it has none)."""
+    verdicts = [c.get("verdict", "inconclusive") for c in checks]
+    if not verdicts:
+        return "not run"
+    return min(verdicts, key=lambda v: _ORDER.get(v, 1))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (int, float)):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathlib.Path:
+    """Write ``<out_dir>/report.md`` from the ``summary.json`` of each experiment folder.
+
+    Experiments without results are listed as "not run" with the command that runs them.
+    """
+    out_dir = pathlib.Path(out_dir)
+    lines = ["# sharpsim reproduction report", ""]
+    meta = None
+    sections, table = [], []
+    for exp in experiments:
+        folder = out_dir / exp.name
+        summary_path = folder / "summary.json"
+        if not summary_path.exists():
+            table.append(f"| [{exp.title}](#{exp.name}) | {', '.join(exp.paper_refs)} | {exp.predicted} | – | not run |")
+            sections += [f"## {exp.title}", f'<a id="{exp.name}"></a>', "", f"**Claim.** {exp.claim}", "",
+                         f"Not run yet: `sharpsim run {exp.name}`.", ""]
+            continue
+        summary = json.loads(summary_path.read_text())
+        if meta is None and (folder / "results.csv").exists():
+            meta, _ = read_results(folder / "results.csv")
+        checks = summary.get("checks", [])
+        verdict = overall_verdict(checks)
+        measured = "; ".join(f"{c['quantity']}: {_fmt(c.get('measured'))}" for c in checks) or "–"
+        table.append(
+            f"| [{exp.title}](#{exp.name}) | {', '.join(exp.paper_refs)} | {exp.predicted} | {measured} | **{verdict}** |"
+        )
+        sec = [f"## {exp.title}", f'<a id="{exp.name}"></a>', "", f"**Claim.** {exp.claim}", "",
+               f"**Instance.** {exp.instance}  ", f"**Sweep.** {exp.sweep}  ",
+               f"**Algorithms.** {', '.join(exp.algorithms)}  ",
+               f"**Bounds drawn.** {', '.join(exp.bounds) or '–'}  ", f"**Predicted.** {exp.predicted}", ""]
+        for fig in summary.get("figures", []):
+            if str(fig).endswith(".png"):
+                sec.append(f"![{exp.name}]({exp.name}/{fig})")
+        sec += ["", "| check | predicted | measured | 95% interval | verdict | note |", "|---|---|---|---|---|---|"]
+        for c in checks:
+            sec.append(
+                f"| {c['quantity']} | {_fmt(c.get('predicted'))} | {_fmt(c.get('measured'))} | "
+                f"[{_fmt(c.get('lower'))}, {_fmt(c.get('upper'))}] | {c.get('verdict')} | {c.get('note', '')} |"
+            )
+        sec += ["", f"**How to read the figure.** {exp.how_to_read}", ""]
+        if summary.get("notes"):
+            sec += [f"**Notes.** {summary['notes']}", ""]
+        sections += sec
+    if meta:
+        lines += [
+            f"Mode `{meta.get('mode')}`, root seed {meta.get('root_seed')}, commit `{meta.get('git_commit')}`, "
+            f"JAX {meta.get('jax_version')} on {meta.get('device')} ({meta.get('num_devices')} device(s)), "
+            f"x64 {meta.get('x64')}.",
+            "",
+        ]
+    lines += [
+        "Verdicts: **consistent** — the prediction lies in the measurement's 95% interval (widened only by the",
+        "stated slack for hidden log factors); **inconsistent** — it does not; **inconclusive** — the interval",
+        "is not finite (e.g. the success threshold was not reached on the grid).",
+        "",
+        "| claim | paper | predicted | measured | verdict |",
+        "|---|---|---|---|---|",
+        *table,
+        "",
+        *sections,
+    ]
+    path = out_dir / filename
+    write_atomic(path, "\n".join(lines) + "\n")
+    return path
