@@ -395,7 +395,8 @@ class MassEstimate:
 
     ``method`` is "enumerate", "search" or "monte_carlo"; ``log_max`` is the log-probability of the argmax
     used for the threshold and ``argmax_proven`` whether it is proven maximal. For "search" stopped by its
-    budget the interval is a hard bound (the unexplored mass); for "monte_carlo" it is a Clopper–Pearson
+    budget the interval is a hard bound (``value`` = ``lower``, the mass found; ``upper`` adds the mass of the
+    open prefixes above the threshold); for "monte_carlo" it is a Clopper–Pearson
     interval at ``confidence`` (and conditional on the threshold when ``argmax_proven`` is False).
     """
 
