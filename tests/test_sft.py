@@ -77,7 +77,7 @@ def test_sweep_tabular_class_and_trials():
     assert err[1, 1] < 0.05 and err[0, 0] > 0.5  # N = 1 copies π_base (not sharp); n = 400, N = 30 sharpens
 
 
-@pytest.mark.parametrize("which,c_low", [("hard", 0.05), ("planted", 0.01)])
+@pytest.mark.parametrize("which,c_low", [("hard", 0.05), pytest.param("planted", 0.01, marks=pytest.mark.slow)])
 def test_theorem_4_1_in_miniature(which, c_low):
     """With c = 1 (THEOREM_4_1_C) in n = c log(|Π|/ρ)/(δε), N = c C_cov log(2/δ)/ε, ≥ 1 − ρ of trials are
     (ε, δ)-sharpened; with c = c_low (0.05 hard, 0.01 planted) far fewer are (so the check can fail). Realizable class: the BoN closure.
