@@ -1,0 +1,103 @@
+"""The experiment runner: result files, refusal to overwrite, resume after a kill, devices, report."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sharpsim.report import write_report
+from sharpsim.runner import ResultExistsError, read_results, run_experiment
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import toy_experiment  # noqa: E402
+
+EXP = toy_experiment.EXPERIMENT
+
+
+def _cli(args, env_extra=None, **kw):
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "sharpsim.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_run_writes_results_metadata_summary_and_figures(tmp_path):
+    folder = run_experiment(EXP, tmp_path, trials=8, seed=3, progress=False)
+    meta, rows = read_results(folder / "results.csv")
+    assert meta["root_seed"] == 3 and meta["mode"] == "quick" and meta["trials"] == 8
+    assert {"git_commit", "jax_version", "device", "x64"} <= set(meta)
+    assert len(rows) == 3 * 8 and {r["setting"] for r in rows} == {0, 1, 2}
+    assert all(r["experiment"] == "toy" and r["metric"] == "success" for r in rows)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["checks"][0]["quantity"] == "mean success"
+    assert (folder / "toy.png").exists() and (folder / "toy.pdf").exists()
+
+
+def test_finished_results_are_never_silently_overwritten(tmp_path):
+    run_experiment(EXP, tmp_path, trials=8, progress=False)
+    with pytest.raises(ResultExistsError, match="pass --force"):
+        run_experiment(EXP, tmp_path, trials=8, progress=False)
+    run_experiment(EXP, tmp_path, trials=8, seed=1, force=True, progress=False)
+    assert read_results(tmp_path / "toy" / "results.csv")[0]["root_seed"] == 1
+    # a half-done run with other settings is not mixed in either
+    (tmp_path / "toy" / "results.csv").rename(tmp_path / "toy" / "results.partial.csv")
+    with pytest.raises(ResultExistsError, match="half-done run with other settings"):
+        run_experiment(EXP, tmp_path, trials=4, progress=False)
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    log = tmp_path / "ran.txt"
+    args = ["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "a"), "--trials", "8"]
+    proc = _cli(args, {"SHARPSIM_TOY_SLEEP": "4", "SHARPSIM_TOY_LOG": str(log)})
+    partial = tmp_path / "a" / "toy" / "results.partial.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (partial.exists() and "0.2" in log.read_text()):
+        time.sleep(0.2)  # setting 0 is written, setting 1 is sleeping
+    assert partial.exists(), proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "a" / "toy" / "results.csv").exists()
+    assert {r["setting"] for r in read_results(partial)[1]} == {0}
+
+    resumed = _cli(args, {"SHARPSIM_TOY_LOG": str(log)})
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming: 1 of 3 settings already done" in err
+    assert log.read_text().split() == ["0.1", "0.2", "0.2", "0.4"]  # setting 0 was not recomputed
+    fresh = run_experiment(EXP, tmp_path / "b", trials=8, progress=False)
+    strip = lambda rows: [(r["setting"], r["trial"], r["value"]) for r in rows]  # noqa: E731
+    assert strip(read_results(tmp_path / "a" / "toy" / "results.csv")[1]) == strip(read_results(fresh / "results.csv")[1])
+
+
+def test_same_seed_same_results_on_one_and_four_devices(tmp_path):
+    one = _cli(["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "one"), "--trials", "8"])
+    four = _cli(["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "four"), "--trials", "8"],
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    for p in (one, four):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    m1, r1 = read_results(tmp_path / "one" / "toy" / "results.csv")
+    m4, r4 = read_results(tmp_path / "four" / "toy" / "results.csv")
+    assert m1["num_devices"] == 1 and m4["num_devices"] == 4
+    assert [(r["setting"], r["trial"], r["value"]) for r in r1] == [(r["setting"], r["trial"], r["value"]) for r in r4]
+
+
+def test_report_lists_claims_checks_and_missing_runs(tmp_path):
+    run_experiment(EXP, tmp_path, trials=8, progress=False)
+    other = EXP.__class__(**{**EXP.__dict__, "name": "toy_missing", "title": "Missing"})
+    text = write_report(tmp_path, [EXP, other]).read_text()
+    assert "| [Toy best-of-N](#toy) | Proposition C.1 |" in text and "**consistent**" in text
+    assert "![toy](toy/toy.png)" in text
+    assert "Not run yet: `sharpsim run toy_missing`" in text
+
+
+def test_cli_list_info_and_unknown_experiment():
+    p = _cli(["run", "no_such_experiment"])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and err.startswith("error: unknown experiment 'no_such_experiment'")
+    assert "Traceback" not in err
