@@ -6,6 +6,7 @@ of the same computation in the same run and reports the ratio; compile time is r
 """
 
 REGISTRY: dict[str, str] = {
+    "algorithms": "sharpsim.benchmarks.algorithms",
     "tabular": "sharpsim.benchmarks.tabular",
     "autoregressive": "sharpsim.benchmarks.autoregressive",
     "bridge": "sharpsim.benchmarks.bridge",

@@ -1,0 +1,172 @@
+"""Benchmark: trials/s of SFT-sharpening and XPO on the Theorem 3.1′ hard instance, JAX vs vectorised NumPy.
+
+* ``sft``: hard instance d = 64, M = 64 (X = 65, Y = 65, class [M]^d BoN-closed), n·N up to 1e6 queries per
+  trial; JAX = ``jit(vmap(sft_sharpening))`` over trials; NumPy = the same algorithm (inverse-CDF draws,
+  best-of-N, count table, einsum MLE over [X, K, Y]) vectorised within a trial, trials in a loop.
+* ``xpo``: Algorithm 1 over the same finite class, T rounds, running per-candidate sums; JAX =
+  ``jit(vmap(xpo_sharpening))``; NumPy = the same rounds vectorised across trials (a loop over T).
+
+Compile time is reported apart; timings are the best of ``reps`` after a warm-up, with
+``block_until_ready`` on every output.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sharpsim import SampleEvaluateOracle, instances
+from sharpsim.algorithms import SFTConfig, XPOConfig, sft_sharpening, xpo_sharpening
+from sharpsim.classes import FiniteClass
+
+
+def _device_kind() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', '')}"
+
+
+def _time(fn, reps):
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# ------------------------------------------------------------------------------------------- NumPy SFT
+def _np_sample(rng, cdf, x, shape):
+    """Inverse-CDF draws y ~ π(·|x) for a [X, Y] cdf, vectorised: searchsorted in x + cdf (offset rows)."""
+    X, Y = cdf.shape
+    flat = (np.arange(X)[:, None] + cdf).ravel()
+    u = rng.random(shape) * cdf[x, -1].reshape(x.shape + (1,) * (len(shape) - x.ndim))
+    xb = x.reshape(x.shape + (1,) * (len(shape) - x.ndim))
+    idx = np.searchsorted(flat, xb + u, side="right")
+    return np.clip(idx - xb * Y, 0, Y - 1)
+
+
+def _np_sft_trial(rng, log_pb, mu, cls_lp, n, N):
+    probs = np.exp(log_pb)
+    cdf = np.cumsum(probs, axis=1)
+    x = rng.choice(len(mu), size=n, p=mu)
+    ys = _np_sample(rng, cdf, x, (n, N))
+    lps = log_pb[x[:, None], ys]
+    picks = ys[np.arange(n), np.argmax(lps, axis=1)]
+    counts = np.zeros_like(probs)
+    np.add.at(counts, (x, picks), 1.0)
+    finite = np.isfinite(cls_lp)
+    ll = np.einsum("xky,xy->xk", np.where(finite, cls_lp, 0.0), counts)
+    bad = np.einsum("xky,xy->xk", (~finite).astype(counts.dtype), counts)
+    return np.argmax(np.where(bad > 0, -np.inf, ll), axis=1)
+
+
+# ------------------------------------------------------------------------------------------- NumPy XPO
+def _np_xpo(rng, log_pb, mu, cls_lp, T, beta, alpha, E, cands, trials):
+    X, K, Y = cls_lp.shape
+    cdf_b = np.cumsum(np.exp(log_pb), axis=1)
+    S = np.zeros((trials, X, K))
+    idx = np.zeros((trials, X), np.int64)
+    hist = np.zeros((T, trials, X), np.int64)
+    ar = np.arange(trials)
+
+    def contrib(x, y, yt, ry, ryt):
+        lpy, lpt = cls_lp[x, :, y], cls_lp[x, :, yt]  # [trials, K]
+        with np.errstate(invalid="ignore"):
+            res = beta * (lpy - ry[:, None]) - beta * (lpt - ryt[:, None]) - (ry - ryt)[:, None]
+            return np.where(np.isfinite(res), alpha * lpt + res**2, np.inf)
+
+    for t in range(T):
+        x = rng.choice(X, size=trials, p=mu)
+        if t == 0:
+            y = _np_sample(rng, cdf_b, x, (trials,))
+        else:
+            rows = np.exp(cls_lp[x, idx[ar, x]])
+            cdf = np.cumsum(rows, axis=1)
+            u = rng.random(trials) * cdf[:, -1]
+            y = np.minimum((cdf <= u[:, None]).sum(1), Y - 1)
+        yt = _np_sample(rng, cdf_b, x, (trials,))
+        S[ar, x] += contrib(x, y, yt, log_pb[x, y], log_pb[x, yt])
+        idx[ar, x] = np.argmin(np.where(np.isnan(S[ar, x]), np.inf, S[ar, x]), axis=1)
+        hist[t] = idx
+    J = np.zeros((trials, len(cands)))
+    for c, it in enumerate(cands):
+        xs = rng.choice(X, size=(trials, E), p=mu)
+        if it == 0:
+            ys = _np_sample(rng, cdf_b, xs, (trials, E))
+            lp = log_pb[xs, ys]
+        else:
+            tab = cls_lp[np.arange(X)[None, :], hist[it - 1]]  # [trials, X, Y]
+            cdf = np.cumsum(np.exp(tab), axis=2)[ar[:, None], xs]  # [trials, E, Y]
+            u = rng.random((trials, E)) * cdf[..., -1]
+            ys = np.minimum((cdf <= u[..., None]).sum(-1), Y - 1)
+            lp = tab[ar[:, None], xs, ys]
+        r = log_pb[xs, ys]
+        J[:, c] = np.mean(r - beta * (lp - r), axis=1)
+    return np.argmax(J, axis=1)
+
+
+def run(quick: bool = True) -> list[dict]:
+    rows = []
+    d, M = (16, 16) if quick else (64, 64)
+    inst = instances.hard_instance(jax.random.key(0), d=d, M=M, Delta=0.5)
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    base = FiniteClass.from_instance(inst)
+    log_pb = np.asarray(inst.pi_base.log_probs, np.float64)
+    mu = np.asarray(inst.mu, np.float64)
+    mu = mu / mu.sum()
+    reps = 2 if quick else 3
+
+    sft_shapes = [(100, 100)] if quick else [(1000, 100), (1000, 1000)]
+    for n, N in sft_shapes:
+        trials = 8 if quick else (16 if n * N <= 1e5 else 4)
+        cls = base.bon_closure(N)
+        cfg = SFTConfig(n=n, N=N)
+        f = jax.jit(jax.vmap(lambda k: sft_sharpening(k, oracle, cls, cfg).params))
+        keys = jax.random.split(jax.random.key(1), trials)
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(keys))
+        compile_s = time.perf_counter() - t0
+        jt = _time(lambda: f(keys), reps)
+        cls_lp = np.asarray(cls.log_probs, np.float64)
+        rng = np.random.default_rng(0)
+        nt = _time(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(trials)], reps)
+        rows.append(_row("sft_sharpening", dict(d=d, M=M, n=n, N=N, queries_per_trial=n * N, trials=trials),
+                         compile_s, trials / jt, trials / nt))
+
+    T = 100 if quick else 1000
+    trials = 8 if quick else 32
+    beta = 0.5
+    cfg = XPOConfig(T=T, beta=beta, alpha=0.05 * beta, eval_samples=64, eval_stride=max(T // 10, 1))
+    cls = base
+    f = jax.jit(jax.vmap(lambda k: xpo_sharpening(k, oracle, cls, cfg).params))
+    keys = jax.random.split(jax.random.key(2), trials)
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(keys))
+    compile_s = time.perf_counter() - t0
+    jt = _time(lambda: f(keys), reps)
+    cls_lp = np.asarray(cls.log_probs, np.float64)
+    rng = np.random.default_rng(0)
+    nt = _time(lambda: _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples,
+                               cfg.candidate_rounds, trials), reps)
+    rows.append(_row("xpo_sharpening", dict(d=d, M=M, T=T, queries_per_trial=cfg.num_queries, trials=trials),
+                     compile_s, trials / jt, trials / nt))
+    return rows
+
+
+def _row(name, shapes, compile_s, jax_tps, np_tps):
+    return dict(
+        benchmark="algorithms", algorithm=name, device=_device_kind(), jax_version=jax.__version__,
+        dtype=str(jnp.result_type(float)), **shapes, compile_s=round(compile_s, 3),
+        jax_trials_per_s=round(jax_tps, 3), numpy_trials_per_s=round(np_tps, 3), ratio=round(jax_tps / np_tps, 2),
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    for r in run(quick="--full" not in sys.argv):
+        print(r)
