@@ -53,7 +53,11 @@ class RLHFConfig:
 
     def __post_init__(self):
         check_positive_int(self.n, "n")
-        if not (isinstance(self.beta, (int, float)) and self.beta > 0):
+        try:
+            beta = float(self.beta)
+        except (TypeError, ValueError):
+            raise ValueError(f"beta must be a number, got {self.beta!r}.") from None
+        if not beta > 0:
             raise ValueError(f"beta (the KL coefficient of Eq. 3/8) must be > 0, got {self.beta!r}.")
         if self.loss not in ("squared", "logistic"):
             raise ValueError(f"loss must be 'squared' (Eq. 8) or 'logistic' (DPO), got {self.loss!r}.")
