@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -53,12 +54,12 @@ def random_markov_policy(
 
 def planted_argmax_markov(
     key: PRNGKeyArray, *, num_prompts: int, vocab_size: int, horizon: int, target_mass: float,
-    concentration: float = 1.0,
+    logit_scale: float = 1.0,
 ) -> tuple[MarkovPolicy, Int[Array, "X H"]]:
     """A random Markov policy whose sequence y*(x) (drawn uniformly) has mass exactly ``target_mass``.
 
     Along the path of y*(x) each conditional is π_h(y*_h | y*_{h-1}, x) = target_mass^{1/H}; all other
-    mass of those rows, and all other rows, are Dirichlet(``concentration``) draws. Since the path of y*(x)
+    mass of those rows, and all other rows, are softmax(``logit_scale`` · N(0, 1)) draws. Since the path of y*(x)
     is unique, π(y*(x)|x) = target_mass exactly; when target_mass > 1/2 every other sequence has mass
     ≤ 1 − target_mass < 1/2, so y*(x) is the unique argmax — the hypothesis of Proposition 3.1.
     Returns the policy and y* as an ``[X, H]`` array.
@@ -68,15 +69,18 @@ def planted_argmax_markov(
     H = check_positive_int(horizon, "horizon")
     if not 0.0 < target_mass <= 1.0:
         raise ValueError(f"target_mass must lie in (0, 1], got {target_mass}.")
-    check_positive(concentration, "concentration")
+    check_positive(logit_scale, "logit_scale")
+    return _planted(key, jnp.asarray(float(target_mass)), jnp.asarray(float(logit_scale)), X, V, H)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5))
+def _planted(key, target_mass, logit_scale, X, V, H):
     k_star, k_rows, k_rest = jax.random.split(key, 3)
     y_star = jax.random.randint(k_star, (X, H), 0, V, dtype=jnp.int32)
-    P = jax.random.dirichlet(k_rows, jnp.full((V,), float(concentration)), (X, H, V + 1))
-    if V > 1:
-        rest = jax.random.dirichlet(k_rest, jnp.full((V - 1,), float(concentration)), (X, H))
-    else:
-        rest = jnp.zeros((X, H, 0))
-    q = float(target_mass) ** (1.0 / H)
+    # softmax of Gaussian logits (Dirichlet draws would compile a slow gamma sampler)
+    P = jax.nn.softmax(logit_scale * jax.random.normal(k_rows, (X, H, V + 1, V)), axis=-1)
+    rest = jax.nn.softmax(logit_scale * jax.random.normal(k_rest, (X, H, V - 1)), axis=-1)
+    q = target_mass ** (1.0 / H)
     prev = jnp.concatenate([jnp.full((X, 1), V, jnp.int32), y_star[:, :-1]], axis=1)  # [X, H]
 
     def planted_row(star, r):  # q on the planted token, (1 − q)·r spread over the others

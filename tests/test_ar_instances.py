@@ -16,10 +16,10 @@ X, V, H = 2, 3, 4  # fixed shapes: one compile for every hypothesis example
 
 # -------------------------------------------------------------------------------------------- Prop. 3.1
 @settings(max_examples=15)
-@given(seed=st.integers(0, 2**31 - 1), mass=st.floats(0.51, 0.99), conc=st.sampled_from([0.2, 1.0, 5.0]))
-def test_prop_3_1_greedy_returns_argmax_when_mass_above_half(seed, mass, conc):
+@given(seed=st.integers(0, 2**31 - 1), mass=st.floats(0.51, 0.99), scale=st.sampled_from([0.3, 1.0, 4.0]))
+def test_prop_3_1_greedy_returns_argmax_when_mass_above_half(seed, mass, scale):
     pol, y_star = I.planted_argmax_markov(jax.random.key(seed), num_prompts=X, vocab_size=V, horizon=H,
-                                          target_mass=mass, concentration=conc)
+                                          target_mass=mass, logit_scale=scale)
     for x in range(X):
         # Hypothesis of the proposition, checked independently by Viterbi: unique argmax with mass > 1/2.
         y_vit, lp = D.viterbi(pol, x)
