@@ -31,6 +31,10 @@ def test_greedy_rows_grouped_per_prompt_and_chunking(model_tok):
         for j in range(3):
             assert texts[i * 3 + j] == alone.texts(tok, skip_special_tokens=False)[0]
     assert s.grouped(s.lengths).shape == (3, 3)
+    # the shared-prompt-cache path and the plain num_return_sequences path give the same rows
+    plain = sample_completions(model, tok, prompts, 3, max_new_tokens=6, temperature=1e-4, max_batch_rows=4,
+                               seed=0, share_prompt_cache=False)
+    assert plain.texts(tok, skip_special_tokens=False) == texts
 
 
 def test_mask_lengths_truncation_consistent(model_tok):
@@ -47,6 +51,20 @@ def test_mask_lengths_truncation_consistent(model_tok):
             assert kept[-1] == eos and eos not in kept[:-1]
     # both kinds occur for this random model, so the test exercises both branches
     assert s.truncated.any() and (~s.truncated).any()
+
+
+def test_shared_prompt_cache_keeps_the_sampling_law(model_tok):
+    """First-token frequencies with and without the shared cache agree (same law, 2000 draws each; a 5-sigma
+    band on each of the 3 most frequent tokens, false-failure rate < 1e-5)."""
+    model, tok = model_tok
+    a = sample_completions(model, tok, ["ab"], 2000, max_new_tokens=1, seed=1, max_batch_rows=500)
+    b = sample_completions(model, tok, ["ab"], 2000, max_new_tokens=1, seed=2, max_batch_rows=500,
+                           share_prompt_cache=False)
+    ca = torch.bincount(a.completion_ids[:, 0], minlength=len(tok)).double() / 2000
+    cb = torch.bincount(b.completion_ids[:, 0], minlength=len(tok)).double() / 2000
+    for t in torch.argsort(ca + cb, descending=True)[:3]:
+        p = float(ca[t] + cb[t]) / 2
+        assert abs(float(ca[t] - cb[t])) < 5 * (2 * p * (1 - p) / 2000) ** 0.5
 
 
 def test_sampling_is_seeded_and_scores_finite(model_tok):

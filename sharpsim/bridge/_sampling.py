@@ -91,12 +91,18 @@ def sample_completions(
     max_batch_rows: int = 64,
     seed: int | None = None,
     add_special_tokens: bool = True,
+    share_prompt_cache: bool = True,
 ) -> Samples:
     """Draw ``num_samples`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
 
     Generation runs in chunks of at most ``max_batch_rows`` rows (prompts × samples) to bound memory; a prompt
     whose N exceeds the chunk is split over several calls. ``do_sample=False`` gives greedy decoding (use
     ``num_samples=1``). ``seed`` seeds torch's global RNG before sampling.
+
+    ``share_prompt_cache=True`` pre-fills each prompt's KV cache once and repeats it for its N rows (instead of
+    letting ``num_return_sequences`` pre-fill N copies of the prompt): with long prompts this divides the
+    pre-fill cost by N. Rows and the sampling law are unchanged; it falls back to the plain call when the model's
+    cache does not support it.
     """
     check_num_samples(num_samples)
     if max_new_tokens < 1:
@@ -137,8 +143,11 @@ def sample_completions(
                 while remaining > 0:
                     k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
                     if do_sample:
-                        out = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=k,
-                                             **gen_kwargs)
+                        out = _generate_shared_prefix(model, ids, mask, k, gen_kwargs) if share_prompt_cache \
+                            else None
+                        if out is None:
+                            out = model.generate(input_ids=ids, attention_mask=mask.long(),
+                                                 num_return_sequences=k, **gen_kwargs)
                     else:  # generate refuses num_return_sequences > 1 for greedy: repeat rows ourselves
                         out = model.generate(input_ids=ids.repeat_interleave(k, 0),
                                              attention_mask=mask.long().repeat_interleave(k, 0), **gen_kwargs)
@@ -157,6 +166,29 @@ def sample_completions(
     completion_mask, lengths, truncated = completion_mask_from_ids(completion_ids, eos_ids, valid)
     return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, num_samples,
                    list(prompts))
+
+
+_CACHE_FALLBACK: set[str] = set()
+
+
+def _generate_shared_prefix(model, ids, mask, k: int, gen_kwargs: dict):
+    """``generate`` for k samples per row with the prompt pre-filled once per row; ``None`` if unsupported."""
+    if ids.shape[1] < 2 or type(model).__name__ in _CACHE_FALLBACK:
+        return None
+    attn = mask.long()
+    try:
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+        cache = out.past_key_values
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            raise TypeError("no repeatable cache")
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+        return model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=attn.repeat_interleave(k, 0),
+                              past_key_values=cache, **gen_kwargs)
+    except (TypeError, ValueError, AttributeError, NotImplementedError):
+        _CACHE_FALLBACK.add(type(model).__name__)
+        return None
 
 
 def _trim_left(ids, mask):
