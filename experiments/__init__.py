@@ -6,7 +6,9 @@ name to the module; the order is the order of the report.
 
 import importlib
 
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "greedy_vs_argmax": "experiments.greedy_vs_argmax",
+}
 
 
 def get(name: str):
