@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_distribution, check_gamma, check_positive, check_positive_int, is_concrete
+from sharpsim._validation import check_distribution, check_gamma, check_positive, check_positive_int
 from sharpsim.policies._autoregressive import AutoregressivePolicy, index_to_sequences
 from sharpsim.policies._markov import MarkovPolicy
 
@@ -380,13 +380,12 @@ def exact_argmax(
 # Mass on y*_γ(x) and the coverage coefficient
 # ==================================================================================================
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper–Pearson) two-sided binomial confidence interval for a proportion."""
-    from scipy.stats import beta
+    """Exact (Clopper–Pearson) two-sided binomial confidence interval for a proportion
+    (:func:`sharpsim.complexity.proportion_interval` for one count)."""
+    from sharpsim.complexity import proportion_interval
 
-    a = 1.0 - confidence
-    lo = 0.0 if successes == 0 else float(beta.ppf(a / 2, successes, trials - successes + 1))
-    hi = 1.0 if successes == trials else float(beta.ppf(1 - a / 2, successes + 1, trials - successes))
-    return lo, hi
+    lo, hi = proportion_interval(successes, trials, method="clopper-pearson", level=confidence)
+    return float(lo), float(hi)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ autoregressive), so it can be passed through ``jit`` and ``vmap``-ed over trials
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -29,6 +30,7 @@ __all__ = [
     "AdaptiveBatch",
     "StoppingRule",
     "max_likelihood_stopping_rule",
+    "MaxLikelihoodStop",
 ]
 
 #: ``stop(k, best_log_prob) -> bool``: after k draws whose best log-likelihood is ``best_log_prob``.
@@ -71,18 +73,24 @@ class AdaptiveBatch:
         return jnp.sum(self.num_drawn)
 
 
-def max_likelihood_stopping_rule(mu_stop: float) -> StoppingRule:
+@dataclasses.dataclass(frozen=True)
+class MaxLikelihoodStop:
     """Eq. (10): stop after k draws once 1 / max_{j≤k} π_base(y_j|x) ≤ k / μ_stop.
 
-    Theorem D.1 takes μ_stop = ln(2/δ). Written in logs as log k ≥ log μ_stop − max_j log π_base(y_j|x).
+    A frozen (hashable) value rather than a closure, so jitted callers compile once per μ_stop.
+    Written in logs as log k ≥ log μ_stop − max_j log π_base(y_j|x).
     """
+
+    mu_stop: float
+
+    def __call__(self, k, best_log_prob):
+        return jnp.log(k.astype(best_log_prob.dtype)) >= float(np.log(self.mu_stop)) - best_log_prob
+
+
+def max_likelihood_stopping_rule(mu_stop: float) -> StoppingRule:
+    """The stopping rule of Eq. (10); Theorem D.1 takes μ_stop = ln(2/δ)."""
     check_positive(mu_stop, "mu_stop")
-    log_mu = float(np.log(mu_stop))
-
-    def stop(k, best_log_prob):
-        return jnp.log(k.astype(best_log_prob.dtype)) >= log_mu - best_log_prob
-
-    return stop
+    return MaxLikelihoodStop(float(mu_stop))
 
 
 def _index(tree, i):
@@ -133,15 +141,14 @@ class SampleEvaluateOracle:
     def sample_prompts(self, key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
         """Draw n prompts x ~ μ (free: prompts are not sample-and-evaluate queries)."""
         n = check_positive_int(n, "n")
-        return inverse_cdf_sample(key, jnp.log(jnp.asarray(self.mu)), n)
+        return _sample_prompts(self.mu, key, n)
 
     def respond(self, key: PRNGKeyArray, prompts: Int[Array, " n"], N: int) -> OracleBatch:
         """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N)."""
         N = check_positive_int(N, "N")
         n = int(np.shape(prompts)[0])
         self._charge(n * N, f"respond(n={n}, N={N})")
-        keys = jax.random.split(key, n)
-        ys, lps = jax.vmap(lambda k, x: self.pi_base.sample_and_log_prob(k, x, N))(keys, prompts)
+        ys, lps = _respond(self.pi_base, key, jnp.asarray(prompts), N)
         return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
 
     def sample_and_evaluate(self, key: PRNGKeyArray, n: int, N: int) -> OracleBatch:
@@ -149,8 +156,8 @@ class SampleEvaluateOracle:
         n = check_positive_int(n, "n")
         N = check_positive_int(N, "N")
         self._charge(n * N, f"sample_and_evaluate(n={n}, N={N})")
-        key_x, key_y = jax.random.split(key)
-        return self.respond(key_y, self.sample_prompts(key_x, n), N)
+        prompts, ys, lps = _sample_and_evaluate(self, key, n, N)
+        return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
 
     def evaluate(self, prompts: Int[Array, "..."], responses: Any) -> tuple[Float[Array, "..."], int]:
         """log π_base(y|x) for arbitrary pairs (XPO's more general access, footnote 7), and its query count.
@@ -184,24 +191,9 @@ class SampleEvaluateOracle:
         n = check_positive_int(n, "n")
         chunk = check_positive_int(chunk, "chunk")
         max_per_prompt = check_positive_int(max_per_prompt, "max_per_prompt")
-        key_x, key_y = jax.random.split(key)
-        prompts = self.sample_prompts(key_x, n)
-        keys = jax.random.split(key_y, n)
-
-        if self.budget is None:
-            out = jax.vmap(lambda k, x: self._adaptive_one(k, x, stop, chunk, max_per_prompt))(keys, prompts)
-            best, best_lp, count, truncated = out
-        else:
-
-            def body(remaining, kx):
-                k, x = kx
-                cap = jnp.minimum(remaining, max_per_prompt)
-                res = self._adaptive_one(k, x, stop, chunk, cap)
-                return remaining - res[2], res
-
-            remaining, out = jax.lax.scan(body, jnp.asarray(self.budget, jnp.int32), (keys, prompts))
-            best, best_lp, count, truncated = out
-            if is_concrete(remaining) and bool(jnp.any(truncated & (jnp.cumsum(count) >= self.budget))):
+        prompts, best, best_lp, count, truncated = _sample_adaptive(self, key, n, stop, chunk, max_per_prompt)
+        if self.budget is not None:
+            if is_concrete(count) and bool(jnp.any(truncated & (jnp.cumsum(count) >= self.budget))):
                 raise BudgetExceededError(
                     f"sample_adaptive(n={n}) spent the whole budget of {self.budget} queries before the stopping "
                     f"rule fired on every prompt ({int(jnp.sum(count > 0))} prompts reached); raise `budget` or lower n."
@@ -209,12 +201,13 @@ class SampleEvaluateOracle:
         return AdaptiveBatch(prompts, best, best_lp, count, truncated)
 
     def _adaptive_one(self, key, x, stop, chunk, cap):
-        probe_y, probe_lp = self.pi_base.sample_and_log_prob(key, x, 1)
+        # Shapes and dtypes of one draw, without drawing (every real draw is counted).
+        shape_y, shape_lp = jax.eval_shape(lambda k, xx: self.pi_base.sample_and_log_prob(k, xx, 1), key, x)
         init = (
             key,
             jnp.asarray(0, jnp.int32),
-            _index(probe_y, 0),
-            jnp.asarray(-jnp.inf, probe_lp.dtype),
+            jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape[1:], s.dtype), shape_y),
+            jnp.asarray(-jnp.inf, shape_lp.dtype),
             jnp.asarray(cap) <= 0,  # nothing left to spend: draw nothing
         )
 
@@ -241,3 +234,45 @@ class SampleEvaluateOracle:
         _, count, best, best_lp, _ = jax.lax.while_loop(cond, body, init)
         truncated = ~stop(count, best_lp)
         return best, best_lp, count, truncated
+
+
+# ------------------------------------------------------------------------------------------------ jitted bodies
+# The oracle is a pytree argument (never a closed-over constant: XLA would constant-fold large tables) and
+# the sizes are static, so an eager call compiles once per shape instead of dispatching op by op.
+@functools.partial(jax.jit, static_argnums=(2,))
+def _sample_prompts(mu, key, n):
+    return inverse_cdf_sample(key, jnp.log(jnp.asarray(mu)), n)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _respond(pi_base, key, prompts, N):
+    keys = jax.random.split(key, prompts.shape[0])
+    return jax.vmap(lambda k, x: pi_base.sample_and_log_prob(k, x, N))(keys, prompts)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample_and_evaluate(oracle, key, n, N):
+    key_x, key_y = jax.random.split(key)
+    prompts = _sample_prompts(oracle.mu, key_x, n)
+    ys, lps = _respond(oracle.pi_base, key_y, prompts, N)
+    return prompts, ys, lps
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _sample_adaptive(oracle, key, n, stop, chunk, max_per_prompt):
+    key_x, key_y = jax.random.split(key)
+    prompts = _sample_prompts(oracle.mu, key_x, n)
+    keys = jax.random.split(key_y, n)
+    if oracle.budget is None:
+        best, best_lp, count, truncated = jax.vmap(
+            lambda k, x: oracle._adaptive_one(k, x, stop, chunk, max_per_prompt)
+        )(keys, prompts)
+    else:
+
+        def body(remaining, kx):
+            k, x = kx
+            res = oracle._adaptive_one(k, x, stop, chunk, jnp.minimum(remaining, max_per_prompt))
+            return remaining - res[2], res
+
+        _, (best, best_lp, count, truncated) = jax.lax.scan(body, jnp.asarray(oracle.budget, jnp.int32), (keys, prompts))
+    return prompts, best, best_lp, count, truncated

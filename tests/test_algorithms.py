@@ -116,11 +116,11 @@ def test_exact_query_accounting_for_every_algorithm():
     sw = sft_sharpening_sweep(key, oracle, finite, (2, 6), (1, 4), delta=0.5)
     jax.effects_barrier()
     assert int(sw.total_drawn) == 24 == COUNTER.draws and COUNTER.evals == 0
-    # adaptive with chunk = 1: the oracle serves one probe draw per prompt (shape only, discarded) + the counted draws
+    # adaptive with chunk = 1: the base policy serves exactly the counted draws (shapes come from eval_shape)
     COUNTER.reset()
     res = adaptive_sft_sharpening(key, oracle, finite, AdaptiveSFTConfig(n=10, delta=0.2, chunk=1))
     jax.effects_barrier()
-    assert int(res.num_queries) == int(np.sum(res.diagnostics["num_drawn"])) == COUNTER.draws - 10
+    assert int(res.num_queries) == int(np.sum(res.diagnostics["num_drawn"])) == COUNTER.draws
 
 
 def test_configuration_errors():

@@ -14,22 +14,16 @@ repetitions after a warm-up, each ending in ``block_until_ready``.
 from __future__ import annotations
 
 import math
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sharpsim import decoding
 from sharpsim.ar_instances import random_markov_policy
+from sharpsim.benchmarks._timing import environment, time_jax, time_numpy
 from sharpsim.policies._transformer import TransformerPolicy
 
 __all__ = ["run", "numpy_transformer_sample"]
-
-
-def _device() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}:{getattr(d, 'device_kind', '')}"
 
 
 # ---------------------------------------------------------------------------------------------------- NumPy
@@ -83,35 +77,21 @@ def numpy_transformer_sample(params: dict, *, num_heads: int, x: int, num: int, 
     return ys, total
 
 
-# ---------------------------------------------------------------------------------------------------- timing
-def _median_time(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def _bench_transformer(V, H, D, layers, heads, num, reps) -> dict:
     pol = TransformerPolicy.init(jax.random.key(0), num_prompts=4, vocab_size=V, horizon=H, d_model=D,
                                  num_heads=heads, num_layers=layers)
     fn = jax.jit(lambda pi, k: pi.sample_and_log_prob(k, 1, num))
-    key = jax.random.key(1)
-    t = time.perf_counter()
-    jax.block_until_ready(fn(pol, key))
-    first = time.perf_counter() - t
-    jax_s = _median_time(lambda: jax.block_until_ready(fn(pol, key)), reps)
+    compile_s, jax_s = time_jax(fn, pol, jax.random.key(1), reps=reps)
     rng = np.random.default_rng(0)
-    numpy_transformer_sample(pol.params, num_heads=heads, x=1, num=num, rng=rng)  # warm-up
-    np_s = _median_time(lambda: numpy_transformer_sample(pol.params, num_heads=heads, x=1, num=num, rng=rng),
-                        max(1, reps // 2))
+    np_s = time_numpy(lambda: numpy_transformer_sample(pol.params, num_heads=heads, x=1, num=num, rng=rng),
+                      reps=max(1, reps // 2))
     tokens = num * H
     return dict(
-        name="transformer_sampling_kv_cache", device=_device(), jax_version=jax.__version__,
+        name="transformer_sampling_kv_cache", benchmark="transformer sampling (KV cache)",
+        shape=f"V={V} H={H} d={D} L={layers} heads={heads} num={num}", unit="tokens", **environment(),
         dtype=str(pol.params["pos_emb"].dtype), V=V, H=H, d_model=D, layers=layers, heads=heads, num=num,
-        compile_s=round(first - jax_s, 4), jax_s=jax_s, numpy_s=np_s,
-        jax_tokens_per_s=tokens / jax_s, numpy_tokens_per_s=tokens / np_s, ratio=np_s / jax_s,
+        compile_s=round(compile_s, 4), jax_s=jax_s, numpy_s=np_s,
+        jax_per_s=tokens / jax_s, numpy_per_s=tokens / np_s, ratio=np_s / jax_s,
     )
 
 
@@ -121,12 +101,14 @@ def _bench_argmax(V, H, scale, reps) -> dict:
     res = decoding.exact_argmax(pol, 0, method="best_first")
     bf = decoding.exact_argmax(pol, 0, method="brute_force")
     assert abs(res.log_prob - bf.log_prob) < 1e-4 * (1 + abs(bf.log_prob)), (res, bf)
-    search_s = _median_time(lambda: decoding.exact_argmax(pol, 0, method="best_first"), reps)
-    brute_s = _median_time(lambda: decoding.exact_argmax(pol, 0, method="brute_force"), max(1, reps // 2))
+    search_s = time_numpy(lambda: decoding.exact_argmax(pol, 0, method="best_first"), reps=reps)
+    brute_s = time_numpy(lambda: decoding.exact_argmax(pol, 0, method="brute_force"), reps=max(1, reps // 2))
     return dict(
-        name="exact_argmax_best_first_vs_brute_force", device=_device(), jax_version=jax.__version__,
+        name="exact_argmax_best_first_vs_brute_force", benchmark="exact argmax: best-first vs brute force",
+        shape=f"V={V} H={H}", unit="searches", **environment(),
         dtype=str(pol.log_probs.dtype), V=V, H=H, logit_scale=scale, sequences=V**H,
         nodes_expanded=res.nodes_expanded, search_s=search_s, brute_force_s=brute_s, ratio=brute_s / search_s,
+        jax_per_s=1.0 / search_s, numpy_per_s=1.0 / brute_s,
     )
 
 
