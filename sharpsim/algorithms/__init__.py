@@ -6,7 +6,12 @@ over keys for trials, :func:`run_trials` does ``jit(vmap(...))`` with one compil
 
 from sharpsim.algorithms._best_of_n import BestOfN, best_of_n, select_best
 from sharpsim.algorithms._common import FitConfig, NonFiniteLossError, SharpeningResult, run_trials
-from sharpsim.algorithms._adaptive_sft import AdaptiveSFTConfig, adaptive_sft_sharpening
+from sharpsim.algorithms._adaptive_sft import (
+    AdaptiveSFTConfig,
+    AdaptiveSFTSweep,
+    adaptive_sft_sharpening,
+    adaptive_sft_sharpening_sweep,
+)
 from sharpsim.algorithms._rlhf import RLHFConfig, rlhf_sharpening, tabular_eq8_minimizer
 from sharpsim.algorithms._xpo import XPOConfig, xpo_alpha, xpo_sharpening
 from sharpsim.algorithms._sft import (
@@ -36,6 +41,8 @@ __all__ = [
     "sft_sharpening_sweep",
     "AdaptiveSFTConfig",
     "adaptive_sft_sharpening",
+    "AdaptiveSFTSweep",
+    "adaptive_sft_sharpening_sweep",
     "RLHFConfig",
     "rlhf_sharpening",
     "tabular_eq8_minimizer",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from sharpsim import metrics
 from sharpsim._validation import check_open_unit, check_positive, check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
@@ -25,11 +26,11 @@ from sharpsim.algorithms._common import (
     jit_static,
     raise_if_nonfinite,
 )
-from sharpsim.algorithms._sft import fit_mle
-from sharpsim.classes import check_class_matches
+from sharpsim.algorithms._sft import _counts, fit_mle
+from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
 from sharpsim.oracle import max_likelihood_stopping_rule
 
-__all__ = ["AdaptiveSFTConfig", "adaptive_sft_sharpening"]
+__all__ = ["AdaptiveSFTConfig", "adaptive_sft_sharpening", "AdaptiveSFTSweep", "adaptive_sft_sharpening_sweep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,3 +89,96 @@ def _adaptive_core(key, oracle, cls, config: AdaptiveSFTConfig) -> SharpeningRes
         mu_stop=jnp.asarray(config.stopping_parameter, jnp.result_type(float)),
     )
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(batch.num_queries), diagnostics=diagnostics)
+
+
+# ------------------------------------------------------------------------------------ sweep
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AdaptiveSFTSweep:
+    """Adaptive SFT-sharpening for every n of a grid, from one adaptive draw of ``n_max`` prompts.
+
+    ``sharpness_error[g]`` = P_{x~μ}[π̂_g(y*_γ(x)|x) ≤ 1 − δ] (exact) for the MLE on the first ``n_grid[g]``
+    prompts; ``num_queries[g]`` = Σ_{i < n_g} N_{μ_stop}(x_i), exactly what that run drew (prefix sums of
+    ``num_drawn``); ``target_mass[g]`` the μ-weighted mean of π̂_g(y*_γ(x)|x); ``params[g]`` the fitted member
+    (finite class) or zeros; ``num_drawn``/``truncated`` per prompt ``[n_max]``; ``total_drawn`` = their sum.
+    """
+
+    sharpness_error: Float[Array, " G"]
+    num_queries: Int[Array, " G"]
+    target_mass: Float[Array, " G"]
+    params: Any
+    num_drawn: Int[Array, " n"]
+    truncated: Bool[Array, " n"]
+    total_drawn: Int[Array, ""]
+
+
+def adaptive_sft_sharpening_sweep(
+    key: PRNGKeyArray,
+    oracle,
+    cls,
+    n_grid: Sequence[int],
+    *,
+    delta: float,
+    mu_stop: Optional[float] = None,
+    gamma: float = 0.0,
+    chunk: int = 32,
+    max_per_prompt: int = 1 << 20,
+) -> AdaptiveSFTSweep:
+    """Adaptive SFT-sharpening (Theorem D.1) at every n of a grid from ONE adaptive draw, with exact sharpness.
+
+    Runs Eq. (10)'s stopping rule on ``n_max = max(n_grid)`` prompts once (``oracle.sample_adaptive``); grid
+    point g is exactly the adaptive run on the first ``n_grid[g]`` prompts (the rule acts per prompt, so a
+    prefix of prompts is a run of its own): MLE on the masked counts of the kept responses, and
+    ``num_queries[g]`` the cumulative draws of those prompts. ``delta`` is the sharpness threshold (π̂ ≤ 1 − δ
+    counts as an error) and, unless ``mu_stop`` is given, sets μ_stop = ln(2/δ) as in Theorem D.1. ``cls``: a
+    finite or tabular class (exact MLE). Designed for ``jit(vmap(...))`` over trial keys.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sharpsim import SampleEvaluateOracle, TabularPolicy
+    >>> from sharpsim.classes import TabularClass
+    >>> oracle = SampleEvaluateOracle(TabularPolicy.from_probs(jnp.array([[0.5, 0.3, 0.2]])), jnp.ones(1))
+    >>> sw = adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, TabularClass(1, 3), (10, 100), delta=0.1)
+    >>> sw.num_queries.shape, bool(sw.num_queries[1] == sw.total_drawn)
+    ((2,), True)
+    """
+    n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
+    if not n_grid:
+        raise ValueError("n_grid must be non-empty.")
+    check_open_unit(delta, "delta")
+    if not isinstance(cls, (FiniteClass, TabularClass)):
+        raise ValueError(
+            "adaptive_sft_sharpening_sweep needs an exact-MLE class (FiniteClass or TabularClass); got "
+            f"{type(cls).__name__}. Use adaptive_sft_sharpening per n for gradient-fitted classes."
+        )
+    check_class_matches(cls, oracle.pi_base, "adaptive_sft_sharpening_sweep")
+    n_max = max(n_grid)
+    check_oracle_budget(oracle, n_max, f"adaptive_sft_sharpening_sweep(n_max={n_max})")
+    mu = math.log(2.0 / delta) if mu_stop is None else float(mu_stop)
+    check_positive(mu, "mu_stop")
+    batch = oracle.sample_adaptive(key, n_max, max_likelihood_stopping_rule(mu), chunk=chunk,
+                                   max_per_prompt=max_per_prompt)
+    pi_base = oracle.pi_base
+    X, Y = pi_base.num_prompts, pi_base.num_responses
+    target = metrics.argmax_set(pi_base, gamma)
+    ar = jnp.arange(n_max)
+    cum = jnp.cumsum(batch.num_drawn)
+
+    def at(g_n):
+        w = (ar < g_n).astype(jnp.result_type(float))
+        counts = _counts(X, Y, batch.prompts, batch.best_response, w)
+        if isinstance(cls, FiniteClass):
+            params = cls.mle_index(counts)
+            pol = cls.member(params)
+        else:
+            pol = cls.mle(counts)
+            params = jnp.zeros((), jnp.int32)
+        mass = metrics.mass_on(pol, target)
+        err = jnp.sum(jnp.where(mass <= 1.0 - delta, oracle.mu, 0.0))
+        return err, jnp.sum(oracle.mu * mass), params
+
+    n_arr = jnp.asarray(n_grid, jnp.int32)
+    err, mass, params = jax.vmap(at)(n_arr)
+    return AdaptiveSFTSweep(
+        sharpness_error=err, num_queries=cum[n_arr - 1].astype(jnp.int32), target_mass=mass, params=params,
+        num_drawn=batch.num_drawn, truncated=batch.truncated, total_drawn=as_int(cum[-1]),
+    )
