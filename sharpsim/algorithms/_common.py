@@ -156,18 +156,26 @@ def run_trials(algorithm: Callable, key: PRNGKeyArray, num_trials: int, *args, b
     """Run ``algorithm(key, *args)`` for ``num_trials`` independent keys: one compile, trials as the batch axis.
 
     ``jit(vmap(...))`` over split keys; with ``batch_size`` the trials go through ``lax.map`` in vmapped
-    batches of that size (bounded memory, still one compile). ``args`` are closed over (static for the
-    compile: pass instances and classes, not per-trial data).
+    batches of that size (bounded memory, still one compile). The array leaves of ``args`` (instances,
+    oracles, classes) are passed to the compiled function as arguments, shared by all trials; everything
+    else (configs, callables) is static. Arrays are not closed over: XLA would fold them in as constants,
+    which takes minutes for large tables.
     """
     num_trials = check_positive_int(num_trials, "num_trials")
     keys = jax.random.split(key, num_trials)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    dynamic = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
+    arrays = [leaf for leaf, d in zip(leaves, dynamic) if d]
+    static = [leaf for leaf, d in zip(leaves, dynamic) if not d]
 
-    def one(k):
-        return algorithm(k, *args)
+    def one(k, arrays):
+        it_a, it_s = iter(arrays), iter(static)
+        rebuilt = treedef.unflatten([next(it_a) if d else next(it_s) for d in dynamic])
+        return algorithm(k, *rebuilt)
 
     if batch_size is None or batch_size >= num_trials:
-        return jax.jit(jax.vmap(one))(keys)
-    return jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=batch_size))(keys)
+        return jax.jit(jax.vmap(one, in_axes=(0, None)))(keys, arrays)
+    return jax.jit(lambda ks, arrs: jax.lax.map(lambda k: one(k, arrs), ks, batch_size=batch_size))(keys, arrays)
 
 
 def as_int(x) -> Int[Array, ""]:
