@@ -9,6 +9,7 @@ import importlib
 REGISTRY: dict[str, str] = {
     "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "bon_vs_n": "experiments.bon_vs_n",
+    "bon_lift": "experiments.bon_lift",
 }
 
 

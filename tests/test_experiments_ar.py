@@ -92,3 +92,115 @@ def test_greedy_vs_argmax_end_to_end(gva, tmp_path):
     _check_checks(summary)
     assert (folder / "results.csv").exists()
     assert {p.suffix for p in folder.iterdir()} >= {".png", ".pdf", ".csv", ".json"}
+
+
+# ------------------------------------------------------------------------------------------ bon_lift
+@pytest.fixture(scope="module")
+def bl():
+    return experiments.get("bon_lift")
+
+
+TINY_SHAPE = dict(num_prompts=4, answers=2, reasoning=2, horizon=4)
+
+
+def _tiny_bl_settings(mode="quick"):
+    from experiments.bon_lift import _FAMILIES
+
+    return [dict(family=f, **TINY_SHAPE, **_FAMILIES[f]) for f in ("likelihood_correct", "short_wrong")]
+
+
+def test_bon_lift_registered_and_settings(bl):
+    assert list(experiments.REGISTRY).index("bon_lift") > list(experiments.REGISTRY).index("greedy_vs_argmax")
+    for mode in ("quick", "full"):
+        s = bl.settings(mode)
+        assert s and all(_json_scalars(d) for d in s)
+        assert {"likelihood_correct", "short_wrong"} <= {d["family"] for d in s}
+
+
+def test_bon_law_matches_library():
+    """The N-vectorised law equals sharpsim.exact.bon_log_probs at every N, ties and zeros included."""
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.bon_lift import bon_law
+    from sharpsim.exact import bon_log_probs
+
+    p = jnp.array([0.3, 0.2, 0.2, 0.0, 0.1, 0.1, 0.1])
+    lp = jnp.log(p)
+    Ns = (1, 2, 5, 50)
+    law = np.asarray(jax.jit(bon_law)(lp, jnp.asarray(Ns)))
+    for i, N in enumerate(Ns):
+        np.testing.assert_allclose(law[i], np.exp(np.asarray(bon_log_probs(lp, N))), atol=1e-6)
+    np.testing.assert_allclose(law.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_first_n_selection_matches_library():
+    """Masked first-N selection = select_best on the first N responses (log-prob and majority)."""
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.bon_lift import first_n_choice, first_n_majority
+    from sharpsim import rewards
+    from sharpsim.algorithms import select_best
+
+    key = jax.random.key(3)
+    scores = jax.random.normal(key, (12,))
+    answers = jax.random.randint(jax.random.fold_in(key, 1), (12,), 0, 3)
+    Ns = jnp.array([1, 2, 5, 12])
+    got = np.asarray(first_n_choice(scores, Ns))
+    maj = np.asarray(jnp.argmax(first_n_majority(answers, Ns), axis=-1))
+    vote = rewards.majority(lambda ys: ys)
+    for i, N in enumerate([1, 2, 5, 12]):
+        assert got[i] == int(select_best(0, scores[:N], scores[:N])[0])
+        assert maj[i] == int(select_best(0, answers[:N], scores[:N], vote)[0])
+
+
+def test_bon_lift_task_is_a_valid_policy():
+    """The canonical responses carry all the mass, and their answers are the extracted ones."""
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.bon_lift import _FAMILIES, canonical_responses, extract_answer, task_policy
+
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in _FAMILIES["short_wrong"].items()}
+    seqs, ans = canonical_responses(TINY_SHAPE["answers"], TINY_SHAPE["reasoning"], TINY_SHAPE["horizon"])
+
+    @jax.jit  # one compile instead of one per eager op
+    def masses(key):
+        pi, a_star = task_policy(key, params, **TINY_SHAPE)
+        lp = pi.log_prob(jnp.arange(TINY_SHAPE["num_prompts"])[:, None], jnp.asarray(seqs)[None])
+        return jnp.exp(lp).sum(axis=1), jnp.exp(pi.to_tabular().log_probs).sum(axis=1), a_star
+
+    canonical, everything, a_star = masses(jax.random.key(0))
+    assert seqs.shape[0] == len({tuple(s) for s in seqs.tolist()})
+    np.testing.assert_array_equal(np.asarray(extract_answer(jnp.asarray(seqs), TINY_SHAPE["answers"])), ans)
+    np.testing.assert_allclose(np.asarray(canonical), 1.0, atol=1e-5)  # all V^H sequences: also 1
+    np.testing.assert_allclose(np.asarray(everything), 1.0, atol=1e-5)
+    assert set(np.asarray(a_star).tolist()) <= set(range(1, TINY_SHAPE["answers"] + 1))
+
+
+def test_bon_lift_rows_and_end_to_end(bl, tmp_path):
+    import dataclasses
+
+    s = _tiny_bl_settings()[0]
+    rows = bl.run_setting(trial_keys(0, 0, 8), s, "quick")
+    _check_rows(rows)
+    metrics = {r["metric"] for r in rows}
+    assert {"greedy_acc", "bon_logprob_exact", "bon_logprob_mc", "bon_lennorm_mc", "bon_majority_mc",
+            "pass_at_n", "sample_logprob"} <= metrics
+    for r in rows:
+        if r["metric"].startswith(("bon_", "pass")) and not r["metric"].endswith("loglik"):
+            assert 0.0 <= r["value"] <= 1.0 + 1e-6 and r["queries"] == r["N"] * TINY_SHAPE["num_prompts"]
+    # Pass@N dominates BoN(log-prob) at every N (the skyline), exactly.
+    by = {(r["metric"], r["trial"], r.get("N")): r["value"] for r in rows}
+    for (m, t, N), v in by.items():
+        if m == "bon_logprob_exact":
+            assert v <= by[("pass_at_n", t, N)] + 1e-5
+
+    small = dataclasses.replace(bl, settings=_tiny_bl_settings)
+    folder = run_experiment(small, tmp_path, mode="quick", trials=8, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    _check_checks(summary)
+    assert len(summary["checks"]) >= 8
+    names = {p.name for p in folder.iterdir()}
+    assert {"bon_lift.png", "bon_lift.pdf", "bon_lift_logprob_hist.png", "bon_lift_logprob_hist.pdf"} <= names
