@@ -10,6 +10,7 @@ REGISTRY: dict[str, str] = {
     "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "bon_vs_n": "experiments.bon_vs_n",
     "bon_lift": "experiments.bon_lift",
+    "sft_minimax": "experiments.sft_minimax",
 }
 
 

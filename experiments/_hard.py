@@ -1,10 +1,12 @@
 """Shared pieces of the hard-instance experiments (``sft_minimax``, ``adaptive_vs_fixed``).
 
 * :func:`hard_setting_instance` — the Theorem 3.1′ instance (γ = 1/2) of a setting, with its constants;
-* :func:`random_member_oracle` — π_base = π^I with I ~ Uniform([M]^d), drawn *per trial* (Lemma H.2 lower-bounds
-  the Bayes risk under a uniform I, so the experiments average over I exactly as the proof does);
-* :func:`adaptive_closure` — the exact law of Eq. (10)'s AdaBoN pick for every candidate of the hard class, the
-  class in which Assumption D.1 holds (the fixed-N analogue is ``FiniteClass.bon_closure``);
+* :func:`hard_class_arrays`, :func:`bon_closure_stack`, :func:`adaptive_closure_log_probs` — the hard class [M]^d,
+  its best-of-N closure (Assumption 4.1) and its AdaBoN closure (Assumption D.1), padded to a common size so
+  every setting of a mode shares ONE compiled program;
+* :func:`fixed_sweep_program`, :func:`adaptive_sweep_program` — jit(vmap) over trials; per trial π_base = π^I with
+  I ~ Uniform([M]^d) (Lemma H.2 lower-bounds the Bayes risk under a uniform I, so the experiments average over I
+  exactly as the proof does);
 * :func:`lattice` — absolute geometric grids (the same lattice for every setting, so the grid's discreteness
   cannot line up with the predicted scaling);
 * :func:`grid_sample_complexity` — m̂(ρ) = the smallest n·N on an (n, N) grid whose success rate is ≥ 1 − ρ,
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -21,33 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sharpsim.classes import FiniteClass
-from sharpsim.instances import hard_instance
 from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.policies import TabularPolicy
 
 GAMMA = 0.5  # Theorem 3.1′'s γ
 DELTA = 0.5  # success: π̂(y*_γ(x)|x) > 1/2, i.e. sharpness_error at δ = 1/2 (Theorem 3.1's criterion)
-
-
-def hard_setting_instance(epsilon: float, C: float, d: int):
-    """The App. H instance with Δ = 16ε, M = ⌈1 + C/ε⌉ (p = 1, γ = 1/2) and its exact constants."""
-    import bounds
-
-    Delta, M = bounds.hard_instance_parameters(epsilon, C)
-    inst = hard_instance(jax.random.key(0), d=d, M=int(M), Delta=float(Delta), gamma=GAMMA)
-    consts = inst.constants(gamma=GAMMA)
-    return inst, {
-        "M": int(M), "Delta": float(Delta), "C_cov": consts["C_cov"], "C_cov_bar": consts["C_cov_bar"],
-        "log_class_size": float(inst.log_class_size),
-    }
-
-
-def random_member_oracle(key, inst) -> SampleEvaluateOracle:
-    """A sample-and-evaluate oracle for π^I, I ~ Uniform([M]^d) (x_0 keeps its single candidate P_0)."""
-    lp = inst.class_log_probs  # [X, K, Y]
-    X, K, _ = lp.shape
-    index = jnp.concatenate([jnp.zeros((1,), jnp.int32), jax.random.randint(key, (X - 1,), 0, K, jnp.int32)])
-    return SampleEvaluateOracle(TabularPolicy(log_probs=lp[jnp.arange(X), index]), inst.mu)
 
 
 def adaptive_pick_mode_probability(M: int, mu_stop: float) -> float:
@@ -67,21 +48,24 @@ def adaptive_pick_mode_probability(M: int, mu_stop: float) -> float:
     return 1.0 - (1.0 - 2.0 / M) ** K_q
 
 
-def adaptive_closure(base: FiniteClass, M: int, mu_stop: float) -> FiniteClass:
-    """{π^AdaBoN_{μ_stop} : π ∈ Π} for the hard class (Assumption D.1 holds for it when π_base ∈ Π).
+def adaptive_closure_log_probs(M: int, d: int, M_max: int, mu_stop: float) -> np.ndarray:
+    """{π^AdaBoN_{μ_stop} : π ∈ Π} for the (padded) hard class, ``[X, M_max, M_max + 1]`` log-probs.
 
     Every rare-prompt candidate P_j becomes a on y_j and (1 − a)/(M − 1) on each other y_l (l ≥ 1), with
-    a = :func:`adaptive_pick_mode_probability`; x_0's candidate δ_{y_0} is its own AdaBoN law.
+    a = :func:`adaptive_pick_mode_probability`; x_0's δ_{y_0} is its own AdaBoN law. It contains
+    π_base^AdaBoN whenever π_base ∈ Π, i.e. Assumption D.1 holds.
     """
     a = adaptive_pick_mode_probability(M, mu_stop)
-    lp = np.asarray(base.log_probs, np.float64)
-    X, K, Y = lp.shape
-    rare = np.full((K, Y), (1.0 - a) / (M - 1))
-    rare[:, 0] = 0.0
-    rare[np.arange(K), np.arange(K) + 1] = a
+    X, Y = d + 1, M_max + 1
+    rare = np.zeros((M, M + 1))
+    rare[:, 1:] = (1.0 - a) / (M - 1)
+    rare[np.arange(M), np.arange(M) + 1] = a
+    probs = np.zeros((X, M_max, Y))
+    probs[0, :, 0] = 1.0
+    probs[1:, :M, :M + 1] = rare
+    probs[1:, M:, :M + 1] = rare[0]
     with np.errstate(divide="ignore"):
-        new = np.concatenate([lp[:1], np.broadcast_to(np.log(rare), (X - 1, K, Y))], axis=0)
-    return dataclasses.replace(base, log_probs=jnp.asarray(new, base.log_probs.dtype))
+        return np.log(probs)
 
 
 def lattice(lo: float, hi: float, per_octave: int) -> list[int]:
@@ -144,3 +128,109 @@ def grid_sample_complexity(n_grid, N_grid, success, rho: float, *, n_boot: int =
     g = int(np.argmin(np.abs(np.asarray(n_grid, float) - n_at)))
     return GridComplexity(float(est), float(lo), float(hi), float(n_at), float(np.isfinite(boot).mean()),
                           bool(np.isfinite(est) and rates[g, 0] >= target))
+
+
+# ------------------------------------------------------------------------------------------ padded classes
+def hard_class_arrays(M: int, d: int, M_max: int, Delta: float):
+    """The hard class [M]^d as arrays padded to M_max candidates and M_max + 1 responses.
+
+    Padding responses have probability 0 (log −inf) and padding candidates repeat candidate 0 with
+    ``valid = False`` (never selected), so every setting of a mode shares one compiled program. Returns
+    ``(log_probs [X, M_max, M_max + 1], valid [X, M_max], mu [X])`` as NumPy arrays; the un-padded block is
+    exactly :func:`sharpsim.instances.hard_instance`'s ``class_log_probs`` (γ = 1/2).
+    """
+    X, Y = d + 1, M_max + 1
+    P = np.zeros((M, M + 1))
+    P[:, 1:] = (1.0 / M) * (1.0 - GAMMA / ((M - 1) * (1.0 - GAMMA)))
+    P[np.arange(M), np.arange(M) + 1] = 1.0 / ((1.0 - GAMMA) * M)
+    probs = np.zeros((X, M_max, Y))
+    probs[0, :, 0] = 1.0
+    probs[1:, :M, :M + 1] = P
+    probs[1:, M:, :M + 1] = P[0]
+    valid = np.zeros((X, M_max), bool)
+    valid[0, 0] = True
+    valid[1:, :M] = True
+    mu = np.concatenate([[1.0 - Delta], np.full(d, Delta / d)])
+    with np.errstate(divide="ignore"):
+        return np.log(probs), valid, mu
+
+
+def bon_closure_stack(M: int, d: int, M_max: int, N_grid) -> np.ndarray:
+    """log π^BoN_N for every candidate of the (padded) hard class and every N of the grid: ``[H, X, K, Y]``.
+
+    Closed form of theory.md §6 (equal to ``FiniteClass.bon_closure(N)``; tests check it): P_j's mode y_j has
+    the mass 1 − (1 − 2/M)^N, and the M − 1 responses tied at the lower level share (1 − 2/M)^N; x_0's δ_{y_0}
+    is its own best-of-N law.
+    """
+    X, Y = d + 1, M_max + 1
+    out = np.zeros((len(N_grid), X, M_max, Y))
+    out[:, 0, :, 0] = 1.0
+    for h, N in enumerate(N_grid):
+        miss = (1.0 - 2.0 / M) ** N
+        rare = np.zeros((M, M + 1))
+        rare[:, 1:] = miss / (M - 1)
+        rare[np.arange(M), np.arange(M) + 1] = 1.0 - miss
+        out[h, 1:, :M, :M + 1] = rare
+        out[h, 1:, M:, :M + 1] = rare[0]
+    with np.errstate(divide="ignore"):
+        return np.log(out)
+
+
+def _member_oracle(key, log_probs, mu, M):
+    X = log_probs.shape[0]
+    index = jnp.concatenate([jnp.zeros((1,), jnp.int32), jax.random.randint(key, (X - 1,), 0, M, jnp.int32)])
+    return SampleEvaluateOracle(TabularPolicy(log_probs=log_probs[jnp.arange(X), index]), mu)
+
+
+def _first_stable(success):
+    """success [G, H] (monotone in H expected) -> (index of the first h from which every h' ≥ h succeeds
+    (H if none) [G], number of grid points that succeed before a later failure)."""
+    H = success.shape[-1]
+    fail = ~success
+    any_fail = jnp.any(fail, axis=-1)
+    last_fail = H - 1 - jnp.argmax(fail[:, ::-1], axis=-1)
+    first = jnp.where(any_fail, last_fail + 1, 0)
+    h = jnp.arange(H)
+    violations = jnp.sum(success & (h[None, :] < jnp.where(any_fail, last_fail, -1)[:, None]))
+    return first.astype(jnp.int32), violations.astype(jnp.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def fixed_sweep_program(n_grid: tuple, N_grid: tuple):
+    """jit(vmap over trial keys) of SFT-sharpening on the hard class over an (n, N) grid (one draw per trial).
+
+    Arguments ``(keys, class_log_probs, valid, bon_stack, mu, M, epsilon)``; per trial π_base = π^I with
+    I ~ Uniform([M]^d), then :func:`sharpsim.algorithms.sft_sharpening_sweep` with the class N ↦ bon_closure(N)
+    (rows ``bon_stack[h]``), δ = γ = 1/2. Returns ``(first_stable [K, G], violations [K])``: per n, the index of
+    the smallest grid N from which every larger grid N is sharpened (sharpness_error ≤ ε).
+    """
+    from sharpsim.algorithms import sft_sharpening_sweep
+
+    def one(key, log_probs, valid, stack, mu, M, epsilon):
+        k_inst, k_alg = jax.random.split(key)
+        oracle = _member_oracle(k_inst, log_probs, mu, M)
+        classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
+        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=DELTA, gamma=GAMMA)
+        return _first_stable(sweep.sharpness_error <= epsilon)
+
+    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 6))
+
+
+@functools.lru_cache(maxsize=None)
+def adaptive_sweep_program(n_grid: tuple, mu_stop: float, chunk: int = 32):
+    """jit(vmap over trial keys) of adaptive SFT-sharpening (Eq. 10) on the hard class over an n grid.
+
+    Arguments ``(keys, class_log_probs, valid, ada_log_probs, mu, M)``; the class is the AdaBoN closure
+    (``ada_log_probs``), δ = γ = 1/2. Returns ``(sharpness_error [K, G], num_queries [K, G], truncated [K])``.
+    """
+    from sharpsim.algorithms import adaptive_sft_sharpening_sweep
+
+    def one(key, log_probs, valid, ada, mu, M):
+        k_inst, k_alg = jax.random.split(key)
+        oracle = _member_oracle(k_inst, log_probs, mu, M)
+        cls = FiniteClass(log_probs=ada, valid=valid, product=True)
+        sweep = adaptive_sft_sharpening_sweep(k_alg, oracle, cls, n_grid, delta=DELTA, mu_stop=mu_stop,
+                                              gamma=GAMMA, chunk=chunk)
+        return sweep.sharpness_error, sweep.num_queries, jnp.any(sweep.truncated)
+
+    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 5))
