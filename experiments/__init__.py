@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "bon_vs_n": "experiments.bon_vs_n",
     "bon_lift": "experiments.bon_lift",
     "sft_minimax": "experiments.sft_minimax",
+    "dpo_margin_beta": "experiments.dpo_margin_beta",
 }
 
 
