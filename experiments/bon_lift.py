@@ -12,8 +12,9 @@ tokens, one answer token, then EOS; its extracted answer is that answer token, c
 prompt's hidden answer a*(x). Per prompt:
 
 * each reasoning token r has a confidence κ_r ~ U(0, κ_max); its rows are softmax(κ_r · noise) for the next
-  reasoning token and softmax(κ_r · (bonus·e_{a*} + noise)) for the answer — the model is mostly right when it
-  is confident, and confident rows give high sequence likelihood: the "sharpening mechanism";
+  reasoning token and softmax(κ_r·bonus·e_{a*} + noise) for the answer (unit Gaussian noise) — a confused
+  token answers at random, a confident one answers a* with a peaked row, so confident responses are both
+  likely and right: the "sharpening mechanism";
 * the first token is a strategy r ~ Dirichlet(1) *independent* of κ, so greedy decoding is myopic: it follows
   the most probable first step whether or not what follows is confident;
 * with probability s ~ U(shortcut_lo, shortcut_hi) the first token is a *shortcut*: an answer right away
@@ -25,7 +26,9 @@ Families (settings): ``likelihood_correct`` (shortcut mass 0: correctness correl
 predicts correctness). Per trial: greedy accuracy (exact); BoN accuracy under r_self = log π exactly from the
 law π^BoN_N (:func:`sharpsim.exact.bon_log_probs` over all responses of positive probability) and by Monte
 Carlo; length-normalised log-prob and majority vote (answers extracted from responses) by Monte Carlo (the
-paper's protocol: N_max = 50 samples per prompt, N < 50 by taking the first N); Pass@N (exact skyline);
+paper's protocol: N_max = 50 samples per prompt, N < 50 by taking the first N; the samples are drawn by the
+inverse CDF from the exact law over the enumerated responses — the same distribution as token-by-token
+sampling, with one random draw per trial, which keeps the compiled program small); Pass@N (exact skyline);
 E[log π(BoN_N)] (exact) and a few sampled responses' log-probabilities for the histogram.
 """
 
@@ -43,7 +46,6 @@ import scipy.stats
 
 from sharpsim import rewards
 from sharpsim.decoding import greedy
-from sharpsim.exact import bon_log_probs
 from sharpsim.policies import MarkovPolicy
 from sharpsim.runner import Check, Experiment, column, rows_where
 
@@ -334,8 +336,10 @@ def _family_stats(rows) -> dict:
                                                    lower=float(np.percentile(inc_boot[:, j], 2.5)),
                                                    upper=float(np.percentile(inc_boot[:, j], 97.5)))
             n90_boot = _n90(lift_boot)
-            curves[metric]["n90"] = dict(value=float(_n90(lift)), lower=float(np.nanpercentile(n90_boot, 2.5)) if np.isfinite(n90_boot).any() else math.nan,
-                                         upper=float(np.nanpercentile(n90_boot, 97.5)) if np.isfinite(n90_boot).any() else math.nan)
+            finite = np.isfinite(n90_boot).any()  # resamples with a non-positive lift at N = 50 have no N_90
+            curves[metric]["n90"] = dict(value=float(_n90(lift)),
+                                         lower=float(np.nanpercentile(n90_boot, 2.5)) if finite else math.nan,
+                                         upper=float(np.nanpercentile(n90_boot, 97.5)) if finite else math.nan)
             drop, drop_boot = acc[-1] - acc[0], acc_boot[:, -1] - acc_boot[:, 0]
             curves[metric]["acc50_minus_acc1"] = dict(value=float(drop), lower=float(np.percentile(drop_boot, 2.5)),
                                                       upper=float(np.percentile(drop_boot, 97.5)))
