@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "bon_lift": "experiments.bon_lift",
     "sft_minimax": "experiments.sft_minimax",
     "dpo_margin_beta": "experiments.dpo_margin_beta",
+    "xpo_vs_sft_j1": "experiments.xpo_vs_sft_j1",
     "adaptive_vs_fixed": "experiments.adaptive_vs_fixed",
 }
 

@@ -321,6 +321,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         if summary.get("margin_fit"):
             f = summary["margin_fit"]
             fit = _FitView(f["slope"], f["intercept"], f["lower"], f["upper"])
+        # C_conc := C_cov (Lemma 4.1: 𝒞_{π*_β} ≤ C_cov) and C_loss := |Y|; the constant is fitted, so only the
+        # bound's shape in γ_margin (1/γ²) is compared with the measurements
         bc = BoundCurve(bounds.THM_4_2, dict(
             C_conc=COVERAGE, C_loss=float(NUM_RESPONSES), rho=RHO, delta=DELTA, epsilon=EPSILON,
             log_class_size=TabularClass(NUM_PROMPTS, NUM_RESPONSES).log_covering_number(EPSILON),

@@ -1,0 +1,147 @@
+"""Experiments dpo_margin_beta (Theorem 4.2) and xpo_vs_sft_j1 (Example J.1): settings, rows, query counts,
+agreement with the library algorithms, analysis and an end-to-end run on shrunken settings.
+
+The tiny settings below share shapes so that every compile is reused across tests (module-level caches).
+"""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments import dpo_margin_beta as dpo
+from experiments import xpo_vs_sft_j1 as j1
+from sharpsim import SampleEvaluateOracle, metrics
+from sharpsim.algorithms import RLHFConfig, rlhf_sharpening
+from sharpsim.classes import TabularClass
+from sharpsim.runner import read_results, run_experiment, trial_keys
+
+REQUIRED = {"trial", "queries", "metric", "value"}
+#: one trial count everywhere, so the run_setting tests and the end-to-end runs share their compiles
+TRIALS = 8
+
+
+def _tiny_dpo():
+    out = []
+    for s in dpo.settings("quick"):
+        s = dict(s, n_max=64, grid_points=5)
+        if s["sweep"] == "margin" and s["gamma_margin"] < 0.2:
+            continue
+        out.append(s)
+    return out
+
+
+def _tiny_j1():
+    return [dict(s, d=d, num_responses=2**d, y_pad=32, N_max=32, num_T=2, T_max=2)
+            for s, d in zip(j1.settings("quick"), (3, 4, 5))]
+
+
+@pytest.mark.parametrize("module", [dpo, j1])
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_settings_are_flat_json(module, mode):
+    ss = module.settings(mode)
+    assert len(ss) >= 3
+    for s in ss:
+        assert all(isinstance(v, (int, float, str, bool)) for v in s.values()), s
+        json.dumps(s)
+    exp = module.EXPERIMENT
+    import bounds
+    assert all(b in bounds.REGISTRY for b in exp.bounds)
+    assert exp.trials == {"quick": 128, "full": 1000}
+
+
+def test_dpo_settings_cover_both_sweeps_with_the_recipe_beta():
+    ss = dpo.settings("quick")
+    margin = [s for s in ss if s["sweep"] == "margin"]
+    assert len(margin) == 4 and len([s for s in ss if s["sweep"] == "beta"]) == 1
+    for s in margin:
+        assert s["beta"] == pytest.approx(s["gamma_margin"] * s["delta"] * s["epsilon"])
+
+
+def test_dpo_rows_queries_and_exact_rows():
+    tiny = _tiny_dpo()
+    keys = trial_keys(0, 0, TRIALS)
+    rows = dpo.run_setting(keys, tiny[0], "quick")
+    trial_rows = [r for r in rows if r["trial"] >= 0]
+    assert all(REQUIRED <= set(r) for r in rows)
+    ns = dpo.n_grid(tiny[0])
+    assert len(trial_rows) == TRIALS * len(ns)
+    assert all(r["queries"] == 2 * r["n"] for r in trial_rows)  # N = 2 per prompt: m = 2n
+    assert all(0.0 <= r["value"] <= 1.0 + 1e-6 for r in trial_rows)
+    exact_rows = [r for r in rows if r["metric"] == "exact_sharpness_error"]
+    assert len(exact_rows) == 1 and exact_rows[0]["value"] == 0.0  # π*_β sharp at β = γδε
+    beta_rows = dpo.run_setting(keys, tiny[-1], "quick")
+    thr = [r["value"] for r in beta_rows if r["metric"] == "exact_threshold_beta"]
+    assert len(thr) == 1 and thr[0] > tiny[-1]["gamma_margin"] * dpo.DELTA * dpo.EPSILON
+
+
+def test_dpo_prefix_sweep_equals_rlhf_sharpening_at_n_max():
+    """The grid point n = n_max of one draw is exactly rlhf_sharpening (Eq. 8, tabular closed form) on that key."""
+    s = _tiny_dpo()[0]
+    inst = dpo.instance(s["gamma_margin"])
+    keys = trial_keys(0, 0, TRIALS)
+    ns = np.asarray(dpo.n_grid(s))
+    err = np.asarray(dpo._eq8_grid(keys, inst.pi_base.log_probs, inst.mu, ns.astype(np.int32),
+                                   np.full(ns.shape, s["beta"], np.float32), n_max=int(s["n_max"]), delta=dpo.DELTA))
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    cls = TabularClass(dpo.NUM_PROMPTS, dpo.NUM_RESPONSES)
+    for t in range(TRIALS):
+        res = rlhf_sharpening(keys[t], oracle, cls, RLHFConfig(n=int(s["n_max"]), beta=s["beta"]))
+        assert int(res.num_queries) == 2 * s["n_max"]
+        ref = float(metrics.sharpness_error(res.policy, inst.pi_base, inst.mu, dpo.DELTA))
+        assert err[t, -1] == pytest.approx(ref, abs=1e-6)
+
+
+def test_dpo_exact_threshold_is_where_pi_star_stops_being_sharp():
+    inst = dpo.instance(0.25)
+    thr = dpo.exact_threshold(inst.pi_base, inst.mu)
+    assert dpo.exact_error(inst.pi_base, inst.mu, thr * 0.99)[0] <= dpo.EPSILON + 1e-6
+    assert dpo.exact_error(inst.pi_base, inst.mu, thr * 1.01)[0] > dpo.EPSILON
+
+
+def test_j1_rows_queries_and_class():
+    s = _tiny_j1()[0]
+    inst, pi_base, cls, consts = j1.problem(s["d"], s["y_pad"], s["N_max"])
+    assert cls.num_candidates == j1.num_candidates(s["N_max"]) and cls.num_responses == s["y_pad"]
+    assert consts["pi_star_mass"] >= 1 - j1.DELTA / 2  # Theorem J.2, step 3
+    assert consts["margin"] >= j1.GAMMA_PACK - 1e-6  # the packing's guaranteed margin
+    # β satisfies Theorem J.2's condition β^{-1} ≥ 2 γ^{-1} log(2|Y|/δ) at this d
+    assert 1 / j1.BETA >= 2 / consts["margin"] * math.log(2 * 2 ** s["d"] / j1.DELTA)
+    rows = j1.run_setting(trial_keys(0, 0, TRIALS), s, "quick")
+    assert all(REQUIRED <= set(r) for r in rows)
+    sft = [r for r in rows if r["algorithm"] == "sft"]
+    xpo = [r for r in rows if r["algorithm"] == "xpo" and r["trial"] >= 0]
+    assert len(sft) == TRIALS * len(j1.SFT_PROMPTS) * len(j1.N_grid(s["N_max"]))
+    assert all(r["queries"] == r["n"] * r["N"] for r in sft)
+    # XPO: 2T for the rounds + E = T held-out queries for each of π^(1) and π^(T+1)
+    assert {(r["T"], r["queries"]) for r in xpo} == {(1, 4), (2, 8)}
+
+
+def test_end_to_end_dpo(tmp_path):
+    exp = _with_settings(dpo.EXPERIMENT, _tiny_dpo())
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["checks"] and all(c["verdict"] in ("consistent", "inconsistent", "inconclusive")
+                                     for c in summary["checks"])
+    assert any("γ_margin" in c["quantity"] for c in summary["checks"])
+    assert {"dpo_beta_sweep_gamma0p25.png", "dpo_margin_success_curves.png"} <= set(summary["figures"])
+    meta, rows = read_results(folder / "results.csv")
+    assert meta["trials"] == TRIALS and all(REQUIRED <= set(r) for r in rows)
+
+
+def test_end_to_end_j1(tmp_path):
+    exp = _with_settings(j1.EXPERIMENT, _tiny_j1())
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["checks"] and summary["figures"] == ["xpo_vs_sft_j1.png", "xpo_vs_sft_j1.pdf"]
+    assert [p["d"] for p in summary["per_d"]] == [3, 4, 5]
+    # SFT's m̂ can only be measured on budgets n·N; XPO's on 4T
+    for p in summary["per_d"]:
+        assert set(p["xpo_budgets"]) == {4.0, 8.0}
+
+
+def _with_settings(exp, tiny):
+    """The experiment with its settings list shrunk (the Experiment is frozen: replace, don't mutate)."""
+    return dataclasses.replace(exp, settings=lambda mode: tiny)
