@@ -1,0 +1,173 @@
+"""Experiments bon_vs_n, sft_minimax, adaptive_vs_fixed: settings, rows, analysis, end-to-end on tiny settings."""
+
+import dataclasses
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import experiments
+from experiments import _hard
+from experiments import adaptive_vs_fixed as ADA
+from experiments import bon_vs_n as BON
+from experiments import sft_minimax as SFT
+from sharpsim.classes import FiniteClass
+from sharpsim.instances import hard_instance
+from sharpsim.runner import read_results, run_experiment, trial_keys
+
+TRIALS = 8
+NAMES = ("bon_vs_n", "sft_minimax", "adaptive_vs_fixed")
+REQUIRED = {"trial", "queries", "metric", "value"}
+CHECK_KEYS = {"quantity", "predicted", "measured", "lower", "upper", "verdict", "note"}
+
+
+def _tiny_sft_settings(mode):
+    """Three small hard instances (d = 1, M = 21, 26, 35) for the ε sweep and the C sweep."""
+    return [SFT._setting(0.05, 1.0, 1, "epsilon+C"), SFT._setting(0.04, 1.0, 1, "epsilon"),
+            SFT._setting(0.03, 1.0, 1, "epsilon"), SFT._setting(0.05, 1.3, 1, "C"), SFT._setting(0.05, 1.7, 1, "C")]
+
+
+def _tiny_bon_settings(mode):
+    return [{"mass": p, "C_cov": 1 / p, "num_responses": 64, "N_max": 120, "rho": BON.RHO} for p in (0.25, 0.125, 0.0625)]
+
+
+@pytest.fixture()
+def tiny(monkeypatch):
+    """Shrink the sweeps (the grids follow the settings, so the programs are small and compiled once)."""
+    monkeypatch.setattr(SFT, "settings", _tiny_sft_settings)
+    monkeypatch.setattr(BON, "_MASSES", {"quick": [0.25, 0.125, 0.0625], "full": [0.25]})
+    monkeypatch.setattr(BON, "settings", _tiny_bon_settings)
+
+
+def _keys(i=0):
+    return trial_keys(0, i, TRIALS)
+
+
+# ------------------------------------------------------------------------------------------ settings
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_settings_are_well_formed(name, mode):
+    exp = experiments.get(name)
+    assert exp.name == name and exp.claim and exp.how_to_read and exp.predicted
+    import bounds
+
+    assert all(b in bounds.REGISTRY for b in exp.bounds)
+    ss = exp.settings(mode)
+    assert len(ss) >= 3
+    for s in ss:
+        assert isinstance(s, dict)
+        assert all(isinstance(v, (int, float, str, bool)) for v in s.values()), s
+        json.dumps(s)
+    assert set(exp.trials) == {"quick", "full"}
+
+
+def test_registry_order():
+    names = [n for n in experiments.REGISTRY if n in NAMES]
+    assert names == list(NAMES)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def test_padded_hard_class_and_closures_match_the_library():
+    M, d, M_max, Delta = 7, 2, 9, 0.5
+    inst = hard_instance(jax.random.key(0), d=d, M=M, Delta=Delta)
+    lp, valid, mu = _hard.hard_class_arrays(M, d, M_max, Delta)
+    np.testing.assert_allclose(np.exp(lp[:, :M, :M + 1]), np.exp(np.asarray(inst.class_log_probs)), atol=1e-6)
+    assert np.all(np.exp(lp[:, :, M + 1:]) == 0) and valid.sum() == 1 + d * M
+    np.testing.assert_allclose(mu, np.asarray(inst.mu), atol=1e-7)
+    base = FiniteClass.from_instance(inst)
+    stack = _hard.bon_closure_stack(M, d, M_max, (1, 10))
+    for h, N in enumerate((1, 10)):
+        ref = np.exp(np.asarray(base.bon_closure(N).log_probs))
+        np.testing.assert_allclose(np.exp(stack[h][:, :M, :M + 1]), ref, atol=1e-5)
+
+
+def test_adaptive_pick_law_matches_a_simulation_of_eq_10():
+    M, mu_stop = 8, math.log(4.0)
+    a = _hard.adaptive_pick_mode_probability(M, mu_stop)
+    rng = np.random.default_rng(0)
+    q = (M - 2) / (M * (M - 1))
+    reps, hits = 20000, 0
+    probs = np.full(M, q)
+    probs[0] = 2 / M
+    draws = rng.choice(M, size=(reps, 200), p=probs)
+    for row in draws:  # Eq. (10): stop at the first k with k ≥ μ_stop / max_{j≤k} π(y_j)
+        best = 0.0
+        for k, y in enumerate(row, start=1):
+            best = max(best, probs[y])
+            if math.log(k) >= math.log(mu_stop) - math.log(best):
+                hits += best == probs[0]
+                break
+    se = math.sqrt(a * (1 - a) / reps)
+    assert abs(hits / reps - a) < 5 * se
+    assert a >= 1 - 0.5 / 2  # Lemma I.1 with δ = 1/2: ≥ 1 − δ/2
+
+
+def test_grid_sample_complexity_on_a_known_table():
+    n_grid, N_grid = (2, 4, 8), (1, 2, 4, 8)
+    # success iff N ≥ 8 / n; the rate jumps 0 → 1 between grid points, and the log-interpolated crossing of
+    # 1 − ρ = 0.9 sits at 0.9 of the log-step: N̂(2) = 2·2^0.9, N̂(4) = 2^0.9, N̂(8) = 1 (first point)
+    table = np.array([[N >= 8 / n for N in N_grid] for n in n_grid])[:, :, None].repeat(20, axis=2)
+    gc = _hard.grid_sample_complexity(n_grid, N_grid, table, 0.1, n_boot=50)
+    assert gc.estimate == pytest.approx(8 * 2**-0.1) and gc.lower == gc.upper == pytest.approx(gc.estimate)
+    assert gc.n_at in (2.0, 4.0)
+    assert _hard.lattice(3, 20, 2) == [3, 4, 6, 8, 11, 16, 23]
+
+
+# ------------------------------------------------------------------------------------------ run_setting
+def test_bon_rows(tiny):
+    s = BON.settings("quick")[0]
+    rows = BON.run_setting(_keys(), s, "quick")
+    assert rows and all(REQUIRED <= set(r) for r in rows)
+    assert all(r["queries"] == r["N"] and r["value"] in (0.0, 1.0) for r in rows)
+    by_trial = {}
+    for r in rows:
+        by_trial.setdefault(r["trial"], []).append((r["N"], r["value"]))
+    for seq in by_trial.values():  # prefixes of one draw: success is monotone in N
+        vals = [v for _, v in sorted(seq)]
+        assert vals == sorted(vals)
+
+
+def test_sft_rows_and_queries(tiny):
+    s = SFT.settings("quick")[1]
+    n_grid, N_grid = SFT.grids("quick")
+    rows = SFT.run_setting(_keys(), s, "quick")
+    main = [r for r in rows if r["metric"] == "sharpened_from_N"]
+    assert len(main) == TRIALS * len(n_grid) and all(REQUIRED <= set(r) for r in rows)
+    assert all(r["queries"] == r["n"] * r["N"] and r["N"] == N_grid[-1] for r in main)
+    assert all(r["value"] in N_grid or r["value"] == math.inf for r in main)
+    # more prompts never hurt much on average: the largest n succeeds at some N in most trials
+    assert np.mean([math.isfinite(r["value"]) for r in main if r["n"] == n_grid[-1]]) > 0.5
+
+
+def test_adaptive_rows_count_the_realised_draws(tiny):
+    s = ADA.settings("quick")[0]
+    rows = ADA.run_setting(_keys(), s, "quick")
+    ada = [r for r in rows if r["algorithm"] == "adaptive" and r["metric"] == "sharpness_error"]
+    assert ada and all(REQUIRED <= set(r) for r in rows)
+    M = s["M"]
+    K_q = math.ceil(math.log(4.0) * M * (M - 1) / (M - 2)) + 1
+    for t in range(TRIALS):
+        q = [r["queries"] for r in sorted((r for r in ada if r["trial"] == t), key=lambda r: r["n"])]
+        ns = sorted(r["n"] for r in ada if r["trial"] == t)
+        assert all(b > a for a, b in zip(q, q[1:]))
+        # x_0 stops after exactly 2 draws (⌈ln 4⌉), a rare prompt after ≥ ⌈0.69 M⌉ and ≤ K_q draws
+        assert all(2 * n <= m <= n * K_q for n, m in zip(ns, q))
+    assert any(r["algorithm"] == "fixed" and r["queries"] == r["n"] * r["N"] for r in rows)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.parametrize("name", NAMES)
+def test_end_to_end(tiny, tmp_path, name):
+    exp = experiments.get(name)
+    mod = {"bon_vs_n": BON, "sft_minimax": SFT, "adaptive_vs_fixed": ADA}[name]
+    exp = dataclasses.replace(exp, settings=mod.settings)  # the (patched) module function
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
+    meta, rows = read_results(folder / "results.csv")
+    assert meta["trials"] == TRIALS and rows
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["checks"] and all(CHECK_KEYS <= set(c) for c in summary["checks"])
+    assert all(c["verdict"] in ("consistent", "inconsistent", "inconclusive") for c in summary["checks"])
+    assert summary["figures"] and all((folder / f).exists() for f in summary["figures"])
+    assert any(f.endswith(".pdf") for f in summary["figures"])
