@@ -216,6 +216,14 @@ class Bound:
         names = {s: LATEX_NAMES[s.name] for s in self.expr.free_symbols if s.name in LATEX_NAMES}
         return sympy.latex(self.expr, symbol_names=names)
 
+    def latex_with(self, constant: Any = None) -> str:
+        """LaTeX of the expression with the absolute constant replaced by a (fitted) number (3 digits)."""
+        if self.constant is None or constant is None:
+            return self.latex
+        expr = self.expr.subs(self.constant, sympy.Float(float(constant), 3))
+        names = {s: LATEX_NAMES[s.name] for s in expr.free_symbols if s.name in LATEX_NAMES}
+        return sympy.latex(expr, symbol_names=names)
+
     @property
     def shape(self) -> sympy.Expr:
         """``expr`` with the absolute constant set to 1 (the expression itself when it is explicit)."""

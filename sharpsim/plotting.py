@@ -48,9 +48,9 @@ class BoundCurve:
             return self.label
         b = self.bound
         tag = getattr(b, "reference", getattr(b, "name", "bound"))
-        latex = getattr(b, "latex", "")
-        const = "" if getattr(b, "explicit_constant", True) else f"{c:.3g}\\cdot "
-        return f"{tag}: ${const}{latex}$"
+        explicit = getattr(b, "explicit_constant", True)
+        latex = b.latex if explicit or not hasattr(b, "latex_with") else b.latex_with(c)
+        return f"{tag}: ${latex}$"
 
 
 def new_figure(ncols: int = 2, width: float = 5.2, height: float = 4.0):

@@ -518,3 +518,10 @@ def test_thm_D_1_queries_bound_holds_per_prompt():
         N, _ = _stopping_rule(rng, P, mu, 4000)
         bound = float(bounds.THM_D_1_QUERIES.numeric(n=1, mu_stop=mu, C_cov_bar=1 / P.max()))
         assert N.mean() <= bound + Z_ONE_SIDED * N.std(ddof=1) / math.sqrt(4000)
+
+
+def test_latex_with_a_fitted_constant_shows_it_once():
+    b = bounds.get("thm_4_1")
+    text = b.latex_with(0.0452)
+    assert text.count("0.0452") == 1 and "C_{\\mathrm{cov}} c" in b.latex and "C_{\\mathrm{cov}} c" not in text
+    assert bounds.get("prop_C_1").latex_with(3.0) == bounds.get("prop_C_1").latex  # explicit: no constant
