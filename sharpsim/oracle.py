@@ -121,6 +121,10 @@ class SampleEvaluateOracle:
     budget: Optional[int] = dataclasses.field(default=None, metadata=dict(static=True))
 
     def __post_init__(self):
+        # JAX rebuilds pytrees with placeholder leaves (tracers, ShapeDtypeStructs, sentinels) during
+        # jit/lower/eval_shape: validate only real arrays given by a user.
+        if not isinstance(self.mu, (np.ndarray, jax.Array, list, tuple)):
+            return
         num_prompts = getattr(self.pi_base, "num_prompts", None)
         if is_concrete(self.mu):
             if not isinstance(num_prompts, int):

@@ -129,3 +129,10 @@ def test_best_of_n_with_majority_picks_the_most_common_answer():
     # count(answer 1) − count(answer 0) among 256 draws has mean 51.2 and sd 13.9, so answer 1 is the
     # plurality with probability ≈ 0.9999 (normal approx.); failing the 0.97 bar in 200 trials has prob < 1e-9.
     assert np.mean(np.isin(np.asarray(picks), [1, 2])) > 0.97
+
+
+def test_oracle_survives_lowering_and_eval_shape():
+    oracle = SampleEvaluateOracle(TabularPolicy.from_probs(P), MU, budget=100)
+    f = jax.jit(lambda k, o: o.sample_and_evaluate(k, 3, 2).log_probs)
+    assert f.lower(jax.random.key(0), oracle).compile() is not None
+    assert jax.eval_shape(f, jax.random.key(0), oracle).shape == (3, 2)
