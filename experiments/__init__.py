@@ -7,13 +7,13 @@ name to the module; the order is the order of the report.
 import importlib
 
 REGISTRY: dict[str, str] = {
-    "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "bon_vs_n": "experiments.bon_vs_n",
-    "bon_lift": "experiments.bon_lift",
     "sft_minimax": "experiments.sft_minimax",
+    "adaptive_vs_fixed": "experiments.adaptive_vs_fixed",
     "dpo_margin_beta": "experiments.dpo_margin_beta",
     "xpo_vs_sft_j1": "experiments.xpo_vs_sft_j1",
-    "adaptive_vs_fixed": "experiments.adaptive_vs_fixed",
+    "greedy_vs_argmax": "experiments.greedy_vs_argmax",
+    "bon_lift": "experiments.bon_lift",
 }
 
 
