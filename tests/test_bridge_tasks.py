@@ -37,6 +37,6 @@ def test_prontoqa_answers_follow_by_modus_ponens():
 
 
 def test_extractors():
-    assert extract_number("7 + 5 = 12") == 7 and extract_number("no") is None
+    assert extract_number("7 + 5 = 12") == 12 and extract_number("no") is None
     assert extract_number("It is 1,024.") == 1024
     assert extract_bool("So the answer is False.") is False and extract_bool("maybe") is None

@@ -32,9 +32,13 @@ _NUM = re.compile(r"-?\d+")
 
 
 def extract_number(text: str) -> int | None:
-    """The first integer in the response (the answer format the prompts ask for), or ``None``."""
-    m = _NUM.search(text.replace(",", ""))
-    return int(m.group()) if m else None
+    """The last integer in the response, or ``None``.
+
+    The last, not the first: small models often restate the question before answering ("7 + 5 = 12"), and the
+    1-shot demonstration ends with the answer.
+    """
+    m = _NUM.findall(text.replace(",", ""))
+    return int(m[-1]) if m else None
 
 
 def extract_bool(text: str) -> bool | None:
@@ -44,7 +48,7 @@ def extract_bool(text: str) -> bool | None:
 
 
 def check_answer(text: str, answer) -> bool:
-    """Exact check of a response against the ground truth (int → first integer, bool → first true/false)."""
+    """Exact check of a response against the ground truth (int → last integer, bool → first true/false)."""
     if isinstance(answer, bool):
         return extract_bool(text) == answer
     if isinstance(answer, int):

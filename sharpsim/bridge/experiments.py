@@ -103,6 +103,7 @@ def run_tiny_sharpening(out_dir: pathlib.Path, quick: bool = True, seed: int = 0
                                  rlhf_sharpening, sft_sharpening, train_answer_model, xpo_sharpening)
 
     out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     name = "bridge_tiny_sharpening"
     t0 = time.time()
     print(f"[{name}] training a tiny GPT-2 on the answer task …", flush=True)
@@ -213,6 +214,7 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
     from sharpsim.bridge._tasks import chat_prompt, check_answer, extract_bool, extract_number
 
     out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model, tok = load_smollm2()
     n_max = 32
@@ -350,6 +352,7 @@ def run_smollm2_sft_sharpening(out_dir: pathlib.Path, quick: bool = True, seed: 
     from sharpsim.bridge._tasks import arithmetic_problems, chat_prompt, check_answer
 
     out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model, tok = load_smollm2()
     reference = copy.deepcopy(model)
