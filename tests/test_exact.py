@@ -66,10 +66,11 @@ def test_bon_law_is_accurate_in_float32_for_large_N_and_tiny_probs():
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
-prob_rows = hnp.arrays(np.float64, st.integers(2, 12), elements=st.floats(0.0, 1.0)).filter(lambda a: a.sum() > 1e-3)
+# Fixed length (zeros allowed) and N from a small set, so eager JAX compiles each shape once, not per example.
+prob_rows = hnp.arrays(np.float64, 10, elements=st.floats(0.0, 1.0)).filter(lambda a: a.sum() > 1e-3)
 
 
-@given(prob_rows, st.integers(1, 64), st.floats(0.0, 0.9), st.floats(1e-4, 0.5))
+@given(prob_rows, st.sampled_from([1, 2, 3, 7, 16, 64]), st.floats(0.0, 0.9), st.floats(1e-4, 0.5))
 def test_proposition_c1(row, N, gamma, rho):
     """Proposition C.1: P[BoN ∈ y*_γ] = 1 − (1 − p)^N ≥ 1 − ρ whenever N ≥ log(1/ρ)/p."""
     with jax.enable_x64(True):
@@ -122,11 +123,10 @@ def test_kl_optimum_matches_numerical_optimiser():
         np.testing.assert_allclose(q_star, q_num, atol=1e-3)
 
 
-tables = st.tuples(st.integers(1, 4), st.integers(2, 9)).flatmap(
-    lambda XY: st.tuples(
-        hnp.arrays(np.float64, XY, elements=st.floats(1e-3, 1.0)),
-        hnp.arrays(np.float64, XY[0], elements=st.floats(0.05, 1.0)),
-    )
+# Fixed shapes (3 prompts, 7 responses) for the same reason; values span three orders of magnitude.
+tables = st.tuples(
+    hnp.arrays(np.float64, (3, 7), elements=st.floats(1e-3, 1.0)),
+    hnp.arrays(np.float64, 3, elements=st.floats(0.05, 1.0)),
 )
 
 
