@@ -61,6 +61,7 @@ def _write_csv(path: pathlib.Path, rows: list[dict], prov: dict) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({**r, **prov})
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
     os.replace(tmp, path)
 
 
