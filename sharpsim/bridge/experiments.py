@@ -223,8 +223,9 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
     rng = np.random.default_rng(seed)
     rows, summary = [], {"experiment": name, "quick": quick}
     plt = _plt()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for t_i, (task, problems) in enumerate(_problems(quick, seed).items()):
+    tasks = _problems(quick, seed)
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 4.25 * len(tasks)), squeeze=False)
+    for t_i, (task, problems) in enumerate(tasks.items()):
         extract = extract_bool if task == "prontoqa" else extract_number
         prompts = [chat_prompt(tok, p) for p in problems]
         answers = [p.answer for p in problems]
@@ -303,7 +304,7 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
         }
         print(f"[{name}] {task}: {summary[task]}", flush=True)
         # figures: lift vs N, selected log-likelihood vs N, histogram by correctness
-        ax = axes[t_i, 0] if len(axes.shape) == 2 else axes[0]
+        ax = axes[t_i, 0]
         for k in ("logprob", "mean_logprob", "majority", "pass_at_n"):
             r = [x for x in rows if x.get("task") == task and x.get("reward") == k and x["metric"] == "accuracy"]
             ax.plot(N_GRID, [x["value"] for x in r], marker="o", label=k)
@@ -323,9 +324,6 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
         ax.hist(logps[ok == 0], bins=bins, alpha=0.6, density=True, label="incorrect")
         ax.set(xlabel="log π_base(y|x)", ylabel="density", title=f"{task}: log-prob by correctness (N=1 samples)")
         ax.legend()
-    if len(_problems(quick, seed)) == 1:
-        for ax in axes[1]:
-            ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}.png", dpi=110)
     plt.close(fig)
