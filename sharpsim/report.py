@@ -21,6 +21,11 @@ def overall_verdict(checks: Iterable[dict]) -> str:
     return min(verdicts, key=lambda v: _ORDER.get(v, 1))
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
@@ -42,7 +47,7 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
         folder = out_dir / exp.name
         summary_path = folder / "summary.json"
         if not summary_path.exists():
-            table.append(f"| [{exp.title}](#{exp.name}) | {', '.join(exp.paper_refs)} | {exp.predicted} | – | not run |")
+            table.append(f"| [{exp.title}](#{exp.name}) | – | – | not run |")
             sections += [f"## {exp.title}", f'<a id="{exp.name}"></a>', "", f"**Claim.** {exp.claim}", "",
                          f"Not run yet: `sharpsim run {exp.name}`.", ""]
             continue
@@ -51,10 +56,14 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
             meta, _ = read_results(folder / "results.csv")
         checks = summary.get("checks", [])
         verdict = overall_verdict(checks)
-        measured = "; ".join(f"{c['quantity']}: {_fmt(c.get('measured'))}" for c in checks) or "–"
-        table.append(
-            f"| [{exp.title}](#{exp.name}) | {', '.join(exp.paper_refs)} | {exp.predicted} | {measured} | **{verdict}** |"
+        head = checks[0] if checks else None
+        headline = "–" if head is None else (
+            f"{head['quantity']}: predicted {_fmt(head.get('predicted'))}, measured {_fmt(head.get('measured'))} "
+            f"[{_fmt(head.get('lower'))}, {_fmt(head.get('upper'))}]"
         )
+        counts = ", ".join(f"{sum(c.get('verdict') == v for c in checks)} {v}" for v in _ORDER
+                           if any(c.get("verdict") == v for c in checks))
+        table.append(f"| [{_cell(exp.title)}](#{exp.name}) | {_cell(headline)} | {counts} | **{verdict}** |")
         sec = [f"## {exp.title}", f'<a id="{exp.name}"></a>', "", f"**Claim.** {exp.claim}", "",
                f"**Instance.** {exp.instance}  ", f"**Sweep.** {exp.sweep}  ",
                f"**Algorithms.** {', '.join(exp.algorithms)}  ",
@@ -65,8 +74,8 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
         sec += ["", "| check | predicted | measured | 95% interval | verdict | note |", "|---|---|---|---|---|---|"]
         for c in checks:
             sec.append(
-                f"| {c['quantity']} | {_fmt(c.get('predicted'))} | {_fmt(c.get('measured'))} | "
-                f"[{_fmt(c.get('lower'))}, {_fmt(c.get('upper'))}] | {c.get('verdict')} | {c.get('note', '')} |"
+                f"| {_cell(c['quantity'])} | {_fmt(c.get('predicted'))} | {_fmt(c.get('measured'))} | "
+                f"[{_fmt(c.get('lower'))}, {_fmt(c.get('upper'))}] | {c.get('verdict')} | {_cell(c.get('note', ''))} |"
             )
         sec += ["", f"**How to read the figure.** {exp.how_to_read}", ""]
         if summary.get("notes"):
@@ -84,8 +93,10 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
         "stated slack for hidden log factors); **inconsistent** — it does not; **inconclusive** — the interval",
         "is not finite (e.g. the success threshold was not reached on the grid).",
         "",
-        "| claim | paper | predicted | measured | verdict |",
-        "|---|---|---|---|---|",
+        "The verdict of an experiment is the weakest of its checks; each section below lists them all.",
+        "",
+        "| claim | headline check | all checks | verdict |",
+        "|---|---|---|---|",
         *table,
         "",
         *sections,

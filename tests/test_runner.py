@@ -91,7 +91,8 @@ def test_report_lists_claims_checks_and_missing_runs(tmp_path):
     run_experiment(EXP, tmp_path, trials=8, progress=False)
     other = EXP.__class__(**{**EXP.__dict__, "name": "toy_missing", "title": "Missing"})
     text = write_report(tmp_path, [EXP, other]).read_text()
-    assert "| [Toy best-of-N](#toy) | Proposition C.1 |" in text and "**consistent**" in text
+    assert "| [Toy best-of-N](#toy) | mean success: predicted 1, measured" in text
+    assert "| 1 consistent | **consistent** |" in text
     assert "![toy](toy/toy.png)" in text
     assert "Not run yet: `sharpsim run toy_missing`" in text
 
