@@ -153,7 +153,7 @@ def _train_loop(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_si
         sched.step()
         history.append({"step": step, "loss": float(loss.detach())})
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"  step {step:4d}  loss {float(loss):.4f}", flush=True)
+            print(f"  step {step:4d}  loss {history[-1]['loss']:.4f}", flush=True)
     model.eval()
     return history
 
