@@ -47,17 +47,15 @@ def inverse_cdf_sample(
 ) -> Int[Array, " num"]:
     """Draw ``num`` i.i.d. indices from the distribution ``exp(log_probs)`` by the inverse CDF.
 
-    Zero-probability entries are never returned: a uniform ``u`` in ``[0, total)`` lands in the half-open
-    interval ``[cdf[y-1], cdf[y])``, empty when ``p(y) = 0``; the result is clipped to the last index
-    with positive mass to guard against ``u * total`` rounding up to ``total``.
+    Zero-probability entries are never returned: ``u`` is uniform on ``[0, total)`` (clamped strictly below
+    ``total``, against ``uniform · total`` rounding up), and the first index whose cumulative mass exceeds
+    ``u`` always carries positive mass, since a zero entry does not increase the CDF.
     """
-    probs = jnp.exp(log_probs)
-    cdf = cumulative_sum(probs)
+    cdf = cumulative_sum(jnp.exp(log_probs))
     total = cdf[-1]
-    u = jax.random.uniform(key, (num,), dtype=cdf.dtype) * total
+    u = jnp.minimum(jax.random.uniform(key, (num,), dtype=cdf.dtype) * total, jnp.nextafter(total, 0))
     idx = jnp.searchsorted(cdf, u, side="right", method="scan")
-    last_positive = probs.shape[-1] - 1 - jnp.argmax(probs[::-1] > 0)
-    return jnp.minimum(idx, last_positive).astype(jnp.int32)
+    return idx.astype(jnp.int32)
 
 
 @jax.tree_util.register_dataclass
