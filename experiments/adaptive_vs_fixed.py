@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope
+from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
 from sharpsim.runner import Experiment, check_slope, rows_where
 
@@ -225,7 +225,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         xlabel="1 / ε", ylabel=f"queries for success ≥ 1 − ρ (ρ = {RHO:g})",
         title="Adaptive (Eq. 10) vs fixed-N SFT-sharpening on the Thm 3.1′ instance (C = 1)",
         label="adaptive SFT Ê[m](ρ)", bounds=curves,
-        fit=None if fit is None else fixed_exp.SavedFit(fit), predicted_slope=1.0, normalise_by=0,
+        fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=1.0, normalise_by=0,
         extra_series=fx,
     )
 

@@ -28,11 +28,11 @@ import numpy as np
 import bounds
 from sharpsim import metrics
 from sharpsim.algorithms import best_of_n
-from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, success_curve
+from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope, success_curve
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
 from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Experiment, check_slope, column, rows_where
+from sharpsim.runner import Experiment, check_slope, rows_where
 
 from experiments._hard import lattice
 
@@ -184,14 +184,6 @@ def _allowed_misses(k: int) -> int:
     return m
 
 
-class _Fit:
-    def __init__(self, d):
-        self.slope, self.lower, self.upper, self.intercept = d["slope"], d["lower"], d["upper"], d["intercept"]
-
-    def predict(self, x):
-        return np.exp(self.intercept) * np.asarray(x, float) ** self.slope
-
-
 def plot(rows: list, summary: dict, out_dir) -> list:
     out_dir = pathlib.Path(out_dir)
     p = np.asarray(summary["mass"])
@@ -202,7 +194,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         title="Best-of-N (Prop. C.1): responses needed for success ≥ 1 − ρ",
         label="empirical N̂(ρ) (best_of_n)",
         bounds=[BoundCurve(bounds.PROP_C_1_BUDGET, {"rho": RHO, "mass": p}, fit=False)],
-        fit=_Fit(summary["fit"]), predicted_slope=1.0,
+        fit=SlopeFit.from_dict(summary["fit"]), predicted_slope=1.0,
         extra_series=[{"x": summary["inv_mass"], "y": summary["N_exact"], "label": "exact log ρ / log(1−p)"}],
     )
     fig, (ax, axz) = new_figure(2)

@@ -46,7 +46,7 @@ import bounds
 from sharpsim import SampleEvaluateOracle, exact, instances, metrics
 from sharpsim.algorithms import tabular_eq8_minimizer
 from sharpsim.classes import TabularClass
-from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
+from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope
@@ -320,7 +320,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         fit = None
         if summary.get("margin_fit"):
             f = summary["margin_fit"]
-            fit = _FitView(f["slope"], f["intercept"], f["lower"], f["upper"])
+            fit = SlopeFit.from_dict(f)
         # C_conc := C_cov (Lemma 4.1: 𝒞_{π*_β} ≤ C_cov) and C_loss := |Y|; the constant is fitted, so only the
         # bound's shape in γ_margin (1/γ²) is compared with the measurements
         bc = BoundCurve(bounds.THM_4_2, dict(
@@ -353,16 +353,6 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         tag = f"{p['gamma_margin']:g}".replace(".", "p")  # no dot: the stem gets a .png/.pdf suffix
         paths += _beta_figure(p, out_dir / f"dpo_beta_sweep_gamma{tag}")
     return paths
-
-
-class _FitView:
-    """What :func:`scaling_figure` needs of a SlopeFit, rebuilt from the summary."""
-
-    def __init__(self, slope, intercept, lower, upper):
-        self.slope, self.intercept, self.lower, self.upper = slope, intercept, lower, upper
-
-    def predict(self, x):
-        return np.exp(self.intercept) * np.asarray(x, float) ** self.slope
 
 
 def _beta_figure(p: dict, stem) -> list:

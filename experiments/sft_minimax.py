@@ -35,12 +35,11 @@ from __future__ import annotations
 import math
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from sharpsim.complexity import fit_loglog_slope
+from sharpsim.complexity import SlopeFit, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
 from sharpsim.runner import Experiment, check_slope, rows_where
 
@@ -225,16 +224,6 @@ def analyze(rows: list, mode: str) -> dict:
                                   "differently by float rounding); the rows count them as failures (conservative)")}
 
 
-class SavedFit:
-    """A :class:`~sharpsim.complexity.SlopeFit` read back from the summary (what the figure needs)."""
-
-    def __init__(self, d):
-        self.slope, self.lower, self.upper, self.intercept = d["slope"], d["lower"], d["upper"], d["intercept"]
-
-    def predict(self, x):
-        return np.exp(self.intercept) * np.asarray(x, float) ** self.slope
-
-
 def plot(rows: list, summary: dict, out_dir) -> list:
     out_dir = pathlib.Path(out_dir)
     files = []
@@ -254,7 +243,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
             xlabel=xlabel, ylabel=f"m̂(ρ = {RHO:g}) = n·N queries",
             title=f"SFT-sharpening on the Thm 3.1′ instance ({fixed}, d = {pts[0]['d']}): lower & upper bound",
             label="SFT-sharpening m̂(ρ) (min n·N on the grid)", bounds=curves,
-            fit=None if fit is None else SavedFit(fit), predicted_slope=pred, normalise_by=0,
+            fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=pred, normalise_by=0,
         )
     return files
 

@@ -275,6 +275,18 @@ class SlopeFit:
         """Whether ``slope`` (e.g. a predicted exponent) lies in the interval."""
         return bool(self.lower <= float(slope) <= self.upper)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SlopeFit":
+        """Rebuild a fit saved in a summary (needs slope, intercept, lower, upper; the rest is optional),
+        so figures can be drawn from result files alone."""
+        nan = float("nan")
+        return cls(
+            slope=float(d["slope"]), intercept=float(d["intercept"]), lower=float(d["lower"]),
+            upper=float(d["upper"]), intercept_lower=float(d.get("intercept_lower", nan)),
+            intercept_upper=float(d.get("intercept_upper", nan)), level=float(d.get("level", nan)),
+            method=str(d.get("method", "saved")), x=np.asarray(d.get("x", []), float), y=np.asarray(d.get("y", []), float),
+        )
+
 
 def _positive_finite(v: np.ndarray, name: str) -> None:
     if np.any(~np.isfinite(v)) or np.any(v <= 0):

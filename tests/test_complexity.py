@@ -252,3 +252,17 @@ def test_slope_errors():
         fit_loglog_slope(x[:2], np.ones(2))
     with pytest.raises(ValueError, match="y_lower <= y"):
         fit_loglog_slope(x, np.ones(3), y_lower=np.full(3, 2.0), y_upper=np.full(3, 3.0))
+
+
+def test_slope_fit_round_trips_through_a_summary_dict():
+    import dataclasses
+    import json
+
+    from sharpsim.complexity import SlopeFit
+
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    fit = fit_loglog_slope(x, 3.0 * x**1.5)
+    saved = json.loads(json.dumps({k: v for k, v in dataclasses.asdict(fit).items() if k not in ("x", "y")}))
+    back = SlopeFit.from_dict(saved)
+    np.testing.assert_allclose(back.predict(x), fit.predict(x))
+    assert (back.lower, back.upper) == (fit.lower, fit.upper)
