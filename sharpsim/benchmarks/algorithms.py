@@ -12,30 +12,14 @@ Compile time is reported apart; timings are the best of ``reps`` after a warm-up
 
 from __future__ import annotations
 
-import math
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sharpsim import SampleEvaluateOracle, instances
 from sharpsim.algorithms import SFTConfig, XPOConfig, sft_sharpening, xpo_sharpening
+from sharpsim.benchmarks._timing import environment, time_jax, time_numpy
 from sharpsim.classes import FiniteClass
-
-
-def _device_kind() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}:{getattr(d, 'device_kind', '')}"
-
-
-def _time(fn, reps):
-    best = math.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # ------------------------------------------------------------------------------------------- NumPy SFT
@@ -127,13 +111,10 @@ def run(quick: bool = True) -> list[dict]:
         cfg = SFTConfig(n=n, N=N)
         f = jax.jit(jax.vmap(lambda k: sft_sharpening(k, oracle, cls, cfg).params))
         keys = jax.random.split(jax.random.key(1), trials)
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(keys))
-        compile_s = time.perf_counter() - t0
-        jt = _time(lambda: f(keys), reps)
+        compile_s, jt = time_jax(f, keys, reps=reps)
         cls_lp = np.asarray(cls.log_probs, np.float64)
         rng = np.random.default_rng(0)
-        nt = _time(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(trials)], reps)
+        nt = time_numpy(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(trials)], reps=reps)
         rows.append(_row("sft_sharpening", dict(d=d, M=M, n=n, N=N, queries_per_trial=n * N, trials=trials),
                          compile_s, trials / jt, trials / nt))
 
@@ -144,14 +125,11 @@ def run(quick: bool = True) -> list[dict]:
     cls = base
     f = jax.jit(jax.vmap(lambda k: xpo_sharpening(k, oracle, cls, cfg).params))
     keys = jax.random.split(jax.random.key(2), trials)
-    t0 = time.perf_counter()
-    jax.block_until_ready(f(keys))
-    compile_s = time.perf_counter() - t0
-    jt = _time(lambda: f(keys), reps)
+    compile_s, jt = time_jax(f, keys, reps=reps)
     cls_lp = np.asarray(cls.log_probs, np.float64)
     rng = np.random.default_rng(0)
-    nt = _time(lambda: _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples,
-                               cfg.candidate_rounds, trials), reps)
+    nt = time_numpy(lambda: _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples,
+                                    cfg.candidate_rounds, trials), reps=reps)
     rows.append(_row("xpo_sharpening", dict(d=d, M=M, T=T, queries_per_trial=cfg.num_queries, trials=trials),
                      compile_s, trials / jt, trials / nt))
     return rows
@@ -159,9 +137,9 @@ def run(quick: bool = True) -> list[dict]:
 
 def _row(name, shapes, compile_s, jax_tps, np_tps):
     return dict(
-        benchmark="algorithms", algorithm=name, device=_device_kind(), jax_version=jax.__version__,
+        benchmark=name, algorithm=name, shape=" ".join(f"{k}={v}" for k, v in shapes.items()), unit="trials",
         dtype=str(jnp.result_type(float)), **shapes, compile_s=round(compile_s, 3),
-        jax_trials_per_s=round(jax_tps, 3), numpy_trials_per_s=round(np_tps, 3), ratio=round(jax_tps / np_tps, 2),
+        jax_per_s=jax_tps, numpy_per_s=np_tps, ratio=jax_tps / np_tps, **environment(),
     )
 
 
