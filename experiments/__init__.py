@@ -14,6 +14,9 @@ REGISTRY: dict[str, str] = {
     "xpo_vs_sft_j1": "experiments.xpo_vs_sft_j1",
     "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "bon_lift": "experiments.bon_lift",
+    "bridge_tiny": "experiments.bridge_studies:TINY",
+    "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
+    "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",
 }
 
 
@@ -24,7 +27,8 @@ def get(name: str):
         return getattr(importlib.import_module(module), attr)
     if name not in REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; `sharpsim list` shows the choices: {sorted(REGISTRY)}")
-    return importlib.import_module(REGISTRY[name]).EXPERIMENT
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr or "EXPERIMENT")
 
 
 def all_experiments():

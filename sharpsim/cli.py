@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import pathlib
 import sys
 from typing import Sequence
 
@@ -97,9 +98,7 @@ def _mode(args) -> str:
     return "full" if getattr(args, "full", False) else "quick"
 
 
-def _out(args) -> "pathlib.Path":
-    import pathlib
-
+def _out(args) -> pathlib.Path:
     return pathlib.Path(args.out) if args.out else pathlib.Path("results") / _mode(args)
 
 
@@ -111,7 +110,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from sharpsim.runner import ResultExistsError, run_experiment
+    from sharpsim.runner import ExperimentSkipped, ResultExistsError, run_experiment
 
     exp = _resolve([args.name])[0]
     try:
@@ -119,6 +118,9 @@ def _cmd_run(args) -> int:
     except ResultExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ExperimentSkipped as e:
+        print(f"skipped: {e}", file=sys.stderr)
+        return 0
     _print_summary(folder)
     return 0
 
@@ -135,10 +137,16 @@ def _cmd_reproduce(args) -> int:
     import time
 
     from sharpsim.report import write_report
-    from sharpsim.runner import finalize, run_experiment
+    from sharpsim.runner import ExperimentSkipped, finalize, run_experiment
 
     out, mode = _out(args), _mode(args)
     exps = _resolve(args.only)
+    if not args.only and mode == "quick":
+        slow = [e.name for e in exps if not e.in_quick]
+        exps = [e for e in exps if e.in_quick]
+        if slow:
+            print(f"[reproduce] not in --quick (minutes each on CPU; run with --only or --full): {', '.join(slow)}",
+                  file=sys.stderr)
     t0 = time.perf_counter()
     for exp in exps:
         folder = out / exp.name
@@ -147,7 +155,11 @@ def _cmd_reproduce(args) -> int:
             finalize(exp, folder)
         else:
             print(f"[reproduce] {exp.name}: {exp.title}", file=sys.stderr)
-            folder = run_experiment(exp, out, mode=mode, trials=args.trials, seed=args.seed, force=args.force)
+            try:
+                folder = run_experiment(exp, out, mode=mode, trials=args.trials, seed=args.seed, force=args.force)
+            except ExperimentSkipped as e:
+                print(f"[reproduce] {exp.name}: skipped: {e}", file=sys.stderr)
+                continue
         _print_summary(folder)
     report = write_report(out, _resolve(None))
     print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")

