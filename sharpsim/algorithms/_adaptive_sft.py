@@ -26,7 +26,7 @@ from sharpsim.algorithms._common import (
     jit_static,
     raise_if_nonfinite,
 )
-from sharpsim.algorithms._sft import _counts, fit_mle
+from sharpsim.algorithms._sft import _counts, exact_mle_sharpness, fit_mle
 from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
 from sharpsim.oracle import max_likelihood_stopping_rule
 
@@ -166,15 +166,7 @@ def adaptive_sft_sharpening_sweep(
     def at(g_n):
         w = (ar < g_n).astype(jnp.result_type(float))
         counts = _counts(X, Y, batch.prompts, batch.best_response, w)
-        if isinstance(cls, FiniteClass):
-            params = cls.mle_index(counts)
-            pol = cls.member(params)
-        else:
-            pol = cls.mle(counts)
-            params = jnp.zeros((), jnp.int32)
-        mass = metrics.mass_on(pol, target)
-        err = jnp.sum(jnp.where(mass <= 1.0 - delta, oracle.mu, 0.0))
-        return err, jnp.sum(oracle.mu * mass), params
+        return exact_mle_sharpness(cls, counts, target, oracle.mu, delta)
 
     n_arr = jnp.asarray(n_grid, jnp.int32)
     err, mass, params = jax.vmap(at)(n_arr)

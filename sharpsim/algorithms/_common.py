@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
 from sharpsim._validation import check_positive, check_positive_int, is_concrete
 from sharpsim.oracle import BudgetExceededError

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from sharpsim._validation import check_positive, check_positive_int
+from sharpsim._validation import check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,

@@ -37,7 +37,7 @@ from sharpsim.algorithms._common import (
     jit_static as _jit_static,
     raise_if_nonfinite,
 )
-from sharpsim.classes import FiniteClass, TabularClass, check_class_matches, is_gradient_class
+from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
 
 __all__ = ["SFTConfig", "sft_sharpening", "SFTSweep", "sft_sharpening_sweep", "sft_parameters", "fit_mle", "THEOREM_4_1_C"]
 
@@ -172,6 +172,23 @@ def _sft_core(key, oracle, cls, config: SFTConfig) -> SharpeningResult:
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(batch.num_queries), diagnostics=diagnostics)
 
 
+def exact_mle_sharpness(cls, counts: Float[Array, "X Y"], target, mu, delta: float):
+    """Fit the exact MLE of a finite or tabular class on (weighted) pick counts and score it exactly.
+
+    Returns (sharpness error P_μ[π̂(target|x) ≤ 1 − δ], μ-mean of π̂(target|x), params); the shared step of
+    the one-draw sweeps (prefix weights select which picks count).
+    """
+    if isinstance(cls, FiniteClass):
+        params = cls.mle_index(counts)
+        pol = cls.member(params)
+    else:
+        pol = cls.mle(counts)
+        params = jnp.zeros((), jnp.int32)
+    mass = metrics.mass_on(pol, target)
+    err = jnp.sum(jnp.where(mass <= 1.0 - delta, mu, 0.0))
+    return err, jnp.sum(mu * mass), params
+
+
 # ------------------------------------------------------------------------------------ sweep
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -262,15 +279,7 @@ def sft_sharpening_sweep(
         w = (ar < g_n).astype(jnp.result_type(float))
         counts = _counts(X, Y, batch.prompts, picks[h], w)
         c_ = jax.tree_util.tree_map(lambda a: a[h], stacked) if stacked is not None else cls
-        if isinstance(c_, FiniteClass):
-            params = c_.mle_index(counts)
-            pol = c_.member(params)
-        else:
-            pol = c_.mle(counts)
-            params = jnp.zeros((), jnp.int32)
-        mass = metrics.mass_on(pol, target)
-        err = jnp.sum(jnp.where(mass <= 1.0 - delta, oracle.mu, 0.0))
-        return err, jnp.sum(oracle.mu * mass), params
+        return exact_mle_sharpness(c_, counts, target, oracle.mu, delta)
 
     H = len(N_grid)
     err, mass, params = jax.vmap(lambda g_n: jax.vmap(lambda h: at(g_n, h))(jnp.arange(H)))(n_arr)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import math
 import os
 import pathlib
 import platform

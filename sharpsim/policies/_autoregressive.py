@@ -113,7 +113,7 @@ class AutoregressivePolicy:
 
     # ---------------------------------------------------------------- subclass hooks
     def _logits_at(self, x, prefix, h):  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _logits_at")  # abstract hook
 
     def _teacher_forced_logits(self, x, y) -> Float[Array, "H V"]:
         return jax.vmap(lambda h: self._logits_at(x, y, h))(jnp.arange(self.horizon))
