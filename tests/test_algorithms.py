@@ -27,7 +27,7 @@ from sharpsim.algorithms import (
 from sharpsim.classes import FiniteClass, ParametricClass, TabularClass
 from sharpsim.oracle import BudgetExceededError
 
-from tests._counting import COUNTER, CountingPolicy
+from _counting import COUNTER, CountingPolicy  # tests/ is on sys.path (pytest prepend import mode)
 
 NUM = 4000  # independent stopping-rule runs per hypothesis example
 
