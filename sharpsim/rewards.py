@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from sharpsim.policies import sequence_lengths
+
 __all__ = ["SelfReward", "log_prob", "length_normalized", "majority", "sequence_lengths"]
 
 SelfReward = Callable[[Int[Array, ""], Any, Float[Array, " N"]], Float[Array, " N"]]
@@ -23,16 +25,6 @@ def log_prob(x: Int[Array, ""], responses: Any, log_probs: Float[Array, " N"]) -
     """r_self(y|x) = log π_base(y|x): the maximum-likelihood sharpening self-reward (Eq. 2)."""
     del x, responses
     return log_probs
-
-
-def sequence_lengths(responses: Int[Array, "N H"], eos_id: Optional[int]) -> Int[Array, " N"]:
-    """|y|: tokens up to and including the first ``eos_id`` (H when there is none or ``eos_id`` is None)."""
-    H = responses.shape[-1]
-    if eos_id is None:
-        return jnp.full(responses.shape[:-1], H, jnp.int32)
-    is_eos = responses == eos_id
-    first = jnp.argmax(is_eos, axis=-1)
-    return jnp.where(jnp.any(is_eos, axis=-1), first + 1, H).astype(jnp.int32)
 
 
 def length_normalized(eos_id: Optional[int] = None, lengths: Optional[Int[Array, " Y"]] = None) -> Callable:
