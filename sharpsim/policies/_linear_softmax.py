@@ -124,7 +124,8 @@ class LinearSoftmaxPolicy(AutoregressivePolicy):
         return jax.vmap(lambda y: self.features(x, y, h))(cands).astype(self.theta.dtype)
 
     def _logits_at(self, x, prefix, h):
-        return self.feature_matrix(x, prefix, h) @ self.theta[h]
+        # Full float32 (no TF32 on GPUs): sampled and scored log-probs must agree exactly.
+        return jnp.matmul(self.feature_matrix(x, prefix, h), self.theta[h], precision=jax.lax.Precision.HIGHEST)
 
     def with_theta(self, theta: Float[Array, "H d"]) -> "LinearSoftmaxPolicy":
         """Same class (features, sizes, bound), new parameters; no checks, so usable under ``jit``/``grad``."""

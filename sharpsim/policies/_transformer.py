@@ -22,6 +22,15 @@ from sharpsim.policies._autoregressive import AutoregressivePolicy, _check_eos
 __all__ = ["TransformerPolicy", "init_transformer_params"]
 
 
+#: Full float32 matmuls: GPUs otherwise default to TF32 (10-bit mantissa), and the KV-cached sampling pass
+#: and the teacher-forced scoring pass then disagree on log π(y|x) by ~1e-3 (seen on an H100).
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
 def _layer_norm(h, scale, bias, eps=1e-5):
     mu = jnp.mean(h, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(h - mu), axis=-1, keepdims=True)
@@ -112,14 +121,14 @@ class TransformerPolicy(AutoregressivePolicy):
 
     def _mlp(self, lp, h):
         a = _layer_norm(h, lp["ln2_scale"], lp["ln2_bias"])
-        return h + jax.nn.gelu(a @ lp["w1"] + lp["b1"]) @ lp["w2"] + lp["b2"]
+        return h + _mm(jax.nn.gelu(_mm(a, lp["w1"]) + lp["b1"]), lp["w2"]) + lp["b2"]
 
     def _split(self, a):
         return a.reshape(a.shape[:-1] + (self.num_heads, a.shape[-1] // self.num_heads))
 
     def _unembed(self, h):
         p = self.params
-        return _layer_norm(h, p["lnf_scale"], p["lnf_bias"]) @ p["unembed"]
+        return _mm(_layer_norm(h, p["lnf_scale"], p["lnf_bias"]), p["unembed"])
 
     def _teacher_forced_logits(self, x, y) -> Float[Array, "H V"]:
         """One causal pass over inputs [BOS, y_0, …, y_{H-2}] → logits of every position."""
@@ -129,10 +138,10 @@ class TransformerPolicy(AutoregressivePolicy):
         causal = jnp.tril(jnp.ones((H, H), bool))
         for lp in self.params["layers"]:
             a = _layer_norm(h, lp["ln1_scale"], lp["ln1_bias"])
-            q, k, v = self._split(a @ lp["wq"]), self._split(a @ lp["wk"]), self._split(a @ lp["wv"])
-            s = jnp.einsum("qnd,knd->nqk", q, k) / math.sqrt(q.shape[-1])
+            q, k, v = self._split(_mm(a, lp["wq"])), self._split(_mm(a, lp["wk"])), self._split(_mm(a, lp["wv"]))
+            s = jnp.einsum("qnd,knd->nqk", q, k, precision=_HIGHEST) / math.sqrt(q.shape[-1])
             w = jax.nn.softmax(jnp.where(causal, s, -jnp.inf), axis=-1)
-            h = h + jnp.einsum("nqk,knd->qnd", w, v).reshape(H, -1) @ lp["wo"]
+            h = h + _mm(jnp.einsum("nqk,knd->qnd", w, v, precision=_HIGHEST).reshape(H, -1), lp["wo"])
             h = self._mlp(lp, h)
         return self._unembed(h)
 
@@ -153,12 +162,12 @@ class TransformerPolicy(AutoregressivePolicy):
         visible = jnp.arange(self.horizon) <= h
         for l, lp in enumerate(self.params["layers"]):
             a = _layer_norm(e, lp["ln1_scale"], lp["ln1_bias"])
-            q, k, v = self._split(a @ lp["wq"]), self._split(a @ lp["wk"]), self._split(a @ lp["wv"])
+            q, k, v = self._split(_mm(a, lp["wq"])), self._split(_mm(a, lp["wk"])), self._split(_mm(a, lp["wv"]))
             K = K.at[l, h].set(k)
             Vc = Vc.at[l, h].set(v)
-            s = jnp.einsum("nd,knd->nk", q, K[l]) / math.sqrt(q.shape[-1])
+            s = jnp.einsum("nd,knd->nk", q, K[l], precision=_HIGHEST) / math.sqrt(q.shape[-1])
             w = jax.nn.softmax(jnp.where(visible, s, -jnp.inf), axis=-1)
-            e = e + jnp.einsum("nk,knd->nd", w, Vc[l]).reshape(-1) @ lp["wo"]
+            e = e + _mm(jnp.einsum("nk,knd->nd", w, Vc[l], precision=_HIGHEST).reshape(-1), lp["wo"])
             e = self._mlp(lp, e)
         return self._unembed(e), (K, Vc)
 
