@@ -85,6 +85,8 @@ def _print_row(r: dict) -> None:
         parts.append(f"ratio {r['ratio']:.2f}x")
     if r.get("compile_s") is not None:
         parts.append(f"compile {r['compile_s']:.2f}s")
+    if isinstance(r.get("prepare_s"), dict):
+        parts.append("prepare " + ", ".join(f"{k} {v:.3f}s" for k, v in r["prepare_s"].items()))
     print("  ".join(parts), flush=True)
 
 

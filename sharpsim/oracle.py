@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from sharpsim._validation import check_distribution, check_positive, check_positive_int, is_concrete
-from sharpsim.policies import inverse_cdf_sample
+from sharpsim.policies import InverseCDFTable, TabularPolicy, inverse_cdf_sample
 
 __all__ = [
     "BudgetExceededError",
@@ -107,6 +107,11 @@ class SampleEvaluateOracle:
       mu: prompt distribution, ``[X]``.
       budget: optional cap on queries per call; a call that would exceed it raises
         :class:`BudgetExceededError` (a ``ValueError``) before drawing anything.
+      sampler: what the draws come from; leave it ``None``. For a tabular ``pi_base`` given as a concrete
+        array, the oracle builds its :class:`~sharpsim.policies.InverseCDFTable` once here (CDF and guide
+        table), so each call costs only short searches; draws are identical to
+        ``pi_base.sample_and_log_prob``. An oracle built inside ``jit``/``vmap`` (e.g. one per trial) and
+        non-tabular policies sample from ``pi_base`` directly.
 
     >>> import jax, jax.numpy as jnp
     >>> from sharpsim import TabularPolicy
@@ -119,8 +124,10 @@ class SampleEvaluateOracle:
     pi_base: Any
     mu: Float[Array, " X"]
     budget: Optional[int] = dataclasses.field(default=None, metadata=dict(static=True))
+    sampler: Any = None
 
     def __post_init__(self):
+        self._prepare_sampler()
         # JAX rebuilds pytrees with placeholder leaves (tracers, ShapeDtypeStructs, sentinels) during
         # jit/lower/eval_shape: validate only real arrays given by a user.
         if not isinstance(self.mu, (np.ndarray, jax.Array, list, tuple)):
@@ -132,6 +139,23 @@ class SampleEvaluateOracle:
             check_distribution(self.mu, num_prompts, "mu")
         if self.budget is not None:
             check_positive_int(self.budget, "budget")
+
+    def _prepare_sampler(self) -> None:
+        pi = self.pi_base
+        if not isinstance(pi, TabularPolicy) or not isinstance(pi.log_probs, (np.ndarray, jax.Array)):
+            return  # not tabular, or a placeholder leaf while JAX rebuilds the pytree
+        s = self.sampler
+        if not is_concrete(pi.log_probs) or (s is not None and not isinstance(s, InverseCDFTable)):
+            # Under a trace: JAX rebuilding the pytree (the table travels with it), or an oracle built
+            # per trial, where a table would cost more than the few draws made from it.
+            return
+        if s is None or s.log_probs is not pi.log_probs:  # new, or a stale table (dataclasses.replace)
+            object.__setattr__(self, "sampler", pi.inverse_cdf_table())
+
+    @property
+    def _source(self):
+        """What draws come from: the prepared table of a tabular π_base, else π_base itself."""
+        return self.pi_base if self.sampler is None else self.sampler
 
     # -------------------------------------------------------------------------------- accounting
     def _charge(self, queries: int, what: str) -> None:
@@ -152,7 +176,7 @@ class SampleEvaluateOracle:
         N = check_positive_int(N, "N")
         n = int(np.shape(prompts)[0])
         self._charge(n * N, f"respond(n={n}, N={N})")
-        ys, lps = _respond(self.pi_base, key, jnp.asarray(prompts), N)
+        ys, lps = _respond(self._source, key, jnp.asarray(prompts), N)
         return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
 
     def sample_and_evaluate(self, key: PRNGKeyArray, n: int, N: int) -> OracleBatch:
@@ -206,7 +230,7 @@ class SampleEvaluateOracle:
 
     def _adaptive_one(self, key, x, stop, chunk, cap):
         # Shapes and dtypes of one draw, without drawing (every real draw is counted).
-        shape_y, shape_lp = jax.eval_shape(lambda k, xx: self.pi_base.sample_and_log_prob(k, xx, 1), key, x)
+        shape_y, shape_lp = jax.eval_shape(lambda k, xx: self._source.sample_and_log_prob(k, xx, 1), key, x)
         init = (
             key,
             jnp.asarray(0, jnp.int32),
@@ -221,7 +245,7 @@ class SampleEvaluateOracle:
         def body(s):
             k, count, best, best_lp, _ = s
             k, sub = jax.random.split(k)
-            ys, lps = self.pi_base.sample_and_log_prob(sub, x, chunk)
+            ys, lps = self._source.sample_and_log_prob(sub, x, chunk)
             running = jnp.maximum(best_lp, jax.lax.cummax(lps))
             ks = count + 1 + jnp.arange(chunk, dtype=jnp.int32)
             fire = jax.vmap(stop)(ks, running) | (ks >= cap)
@@ -258,7 +282,7 @@ def _respond(pi_base, key, prompts, N):
 def _sample_and_evaluate(oracle, key, n, N):
     key_x, key_y = jax.random.split(key)
     prompts = _sample_prompts(oracle.mu, key_x, n)
-    ys, lps = _respond(oracle.pi_base, key_y, prompts, N)
+    ys, lps = _respond(oracle._source, key_y, prompts, N)
     return prompts, ys, lps
 
 

@@ -136,3 +136,26 @@ def test_oracle_survives_lowering_and_eval_shape():
     f = jax.jit(lambda k, o: o.sample_and_evaluate(k, 3, 2).log_probs)
     assert f.lower(jax.random.key(0), oracle).compile() is not None
     assert jax.eval_shape(f, jax.random.key(0), oracle).shape == (3, 2)
+
+
+def test_tabular_oracle_prepares_its_table_once_and_rebuilds_it_when_stale():
+    import dataclasses
+
+    from sharpsim.policies import InverseCDFTable
+
+    rng = np.random.default_rng(7)
+    P = rng.dirichlet(np.ones(300), size=4)
+    pi = TabularPolicy.from_probs(P)
+    oracle = SampleEvaluateOracle(pi, jnp.full(4, 0.25))
+    assert isinstance(oracle.sampler, InverseCDFTable) and oracle.sampler.log_probs is pi.log_probs
+    # Draws through the oracle equal the policy's own draws for the same keys.
+    batch = oracle.respond(jax.random.key(1), jnp.arange(4), 50)
+    keys = jax.random.split(jax.random.key(1), 4)
+    ys, _ = jax.vmap(lambda k, x: pi.sample_and_log_prob(k, x, 50))(keys, jnp.arange(4))
+    np.testing.assert_array_equal(batch.responses, ys)
+    # Replacing pi_base must not keep the old table (it would sample the old policy).
+    other = TabularPolicy.from_probs(np.eye(4, 300))  # point masses on y = x
+    swapped = dataclasses.replace(oracle, pi_base=other)
+    assert swapped.sampler.log_probs is other.log_probs
+    drawn = swapped.respond(jax.random.key(2), jnp.arange(4), 8).responses
+    np.testing.assert_array_equal(drawn, np.repeat(np.arange(4)[:, None], 8, axis=1))

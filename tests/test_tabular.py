@@ -111,3 +111,58 @@ def test_sample_rejects_bad_num():
         pi.sample(jax.random.key(0), 0, 0)
     with pytest.raises(ValueError, match="positive integer"):
         pi.sample(jax.random.key(0), 0, 2.5)
+
+
+# ------------------------------------------------------------------ the prepared inverse-CDF table
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sharpsim.policies import InverseCDFTable  # noqa: E402
+from sharpsim.policies._tabular import upper_bound  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 6), min_size=1, max_size=300),
+    queries=st.lists(st.floats(-1.0, 8.0), min_size=1, max_size=20),
+    offset=st.integers(0, 5),
+)
+def test_upper_bound_is_searchsorted_right(values, queries, offset):
+    # Sorted segments with many duplicates, at an offset inside a longer flat array.
+    seg = np.sort(np.asarray(values, np.float32))
+    flat = np.concatenate([np.full(offset, -10.0, np.float32), seg, np.full(3, 99.0, np.float32)])
+    u = np.asarray(queries, np.float32)
+    got = upper_bound(jnp.asarray(flat), jnp.int32(offset), len(seg), jnp.asarray(u))
+    np.testing.assert_array_equal(got, np.searchsorted(seg, u, side="right"))
+
+
+@pytest.mark.parametrize("Y", [1, 2, 7, 128, 129, 1000, 4096])
+def test_table_draws_equal_the_policy_draws(Y):
+    # Same key, same uniforms, same CDF: the prepared table must reproduce the one-shot sampler exactly
+    # (this is what lets the oracle switch to it without changing any random stream).
+    rng = np.random.default_rng(Y)
+    P = _random_table(rng, 5, Y, zeros=Y // 3)
+    pi = TabularPolicy.from_probs(P)
+    table = pi.inverse_cdf_table()
+    keys = jax.random.split(jax.random.key(Y), 5)
+    xs = jnp.arange(5)
+    a_y, a_lp = jax.vmap(lambda k, x: pi.sample_and_log_prob(k, x, 300))(keys, xs)
+    b_y, b_lp = jax.jit(jax.vmap(lambda k, x: table.sample_and_log_prob(k, x, 300)))(keys, xs)
+    np.testing.assert_array_equal(a_y, b_y)
+    np.testing.assert_array_equal(a_lp, b_lp)
+    assert np.all(P[np.arange(5)[:, None], np.asarray(b_y)] > 0), "a zero-probability response was drawn"
+    assert isinstance(table, InverseCDFTable) and table.num_responses == Y
+
+
+def test_table_frequencies_match_probabilities():
+    # Chi-square at level 1e-4 on one row of a 4096-response table (false-failure rate 1e-4).
+    rng = np.random.default_rng(11)
+    P = _random_table(rng, 2, 4096, zeros=100)
+    P[1] = 0.0
+    P[1, [3, 2000, 4095]] = [0.5, 0.3, 0.2]
+    table = TabularPolicy.from_probs(P).inverse_cdf_table()
+    n = 300_000
+    ys = np.asarray(table.sample(jax.random.key(5), 1, n))
+    counts = np.bincount(ys, minlength=4096)
+    assert counts.sum() == counts[[3, 2000, 4095]].sum()
+    assert stats.chisquare(counts[[3, 2000, 4095]], n * np.array([0.5, 0.3, 0.2])).pvalue > 1e-4

@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim._validation import check_positive_int, check_probability_table, is_concrete
 
-__all__ = ["TabularPolicy", "inverse_cdf_sample", "cumulative_sum"]
+__all__ = ["TabularPolicy", "InverseCDFTable", "inverse_cdf_sample", "cumulative_sum", "upper_bound"]
 
 
 def _float_dtype():
@@ -42,6 +42,49 @@ def cumulative_sum(p: Float[Array, "... Y"], block: int = 64) -> Float[Array, ".
     return (inner + offsets[..., None]).reshape(p.shape[:-1] + (Y + pad,))[..., :Y]
 
 
+def _uniform_below(key: PRNGKeyArray, total: Float[Array, ""], num: int) -> tuple[Float[Array, " num"], Float[Array, " num"]]:
+    """``r ~ U[0, 1)`` and ``u = r · total`` clamped strictly below ``total`` (against rounding up)."""
+    r = jax.random.uniform(key, (num,), dtype=total.dtype)
+    return r, jnp.minimum(r * total, jnp.nextafter(total, jnp.zeros_like(total)))
+
+
+def upper_bound(
+    flat_cdf: Float[Array, " L"],
+    start: Int[Array, "..."],
+    size: int | Int[Array, "..."],
+    u: Float[Array, " num"],
+    num_steps: int | Int[Array, ""] | None = None,
+    *,
+    unroll: bool = False,
+) -> Int[Array, " num"]:
+    """``#{i < size : flat_cdf[start + i] ≤ u}`` for a non-decreasing segment: ``searchsorted(side="right")``.
+
+    A branchless binary search over power-of-two steps on a flat array, so one call can search row ``x``
+    of a ``[X, Y]`` table at offset ``start = x·Y`` without slicing it out; under ``vmap`` over rows each
+    step is one flat gather, which XLA:CPU runs faster than ``jnp.searchsorted``'s per-row gathers
+    (design.md §4). ``start`` and ``size`` may differ per query (broadcast against ``u``); ``num_steps``
+    must be at least ``max(size).bit_length()`` and defaults to that for a static ``size``. ``unroll``
+    (static ``num_steps`` only) writes the steps out so XLA fuses them into one kernel instead of a loop.
+    """
+    if num_steps is None:
+        num_steps = int(size).bit_length()
+    top = jnp.left_shift(jnp.int32(1), jnp.asarray(num_steps, jnp.int32) - 1)
+    last = jnp.maximum(jnp.asarray(size, jnp.int32) - 1, 0)
+
+    def step(i, pos):
+        width = jnp.right_shift(top, i)
+        cand = pos + width - 1  # the last index the step would cover
+        ok = (cand < size) & (flat_cdf[start + jnp.minimum(cand, last)] <= u)
+        return jnp.where(ok, pos + width, pos)
+
+    pos = jnp.zeros(u.shape, jnp.int32)
+    if unroll:
+        for i in range(int(num_steps)):
+            pos = step(i, pos)
+        return pos
+    return jax.lax.fori_loop(0, num_steps, step, pos)
+
+
 def inverse_cdf_sample(
     key: PRNGKeyArray, log_probs: Float[Array, " Y"], num: int
 ) -> Int[Array, " num"]:
@@ -52,10 +95,8 @@ def inverse_cdf_sample(
     ``u`` always carries positive mass, since a zero entry does not increase the CDF.
     """
     cdf = cumulative_sum(jnp.exp(log_probs))
-    total = cdf[-1]
-    u = jnp.minimum(jax.random.uniform(key, (num,), dtype=cdf.dtype) * total, jnp.nextafter(total, 0))
-    idx = jnp.searchsorted(cdf, u, side="right", method="scan")
-    return idx.astype(jnp.int32)
+    _, u = _uniform_below(key, cdf[-1], num)
+    return upper_bound(cdf, jnp.int32(0), cdf.shape[-1], u)
 
 
 @jax.tree_util.register_dataclass
@@ -136,6 +177,107 @@ class TabularPolicy:
         ys = inverse_cdf_sample(key, row, num)
         return ys, row[ys]
 
+    def inverse_cdf_table(self) -> "InverseCDFTable":
+        """This policy prepared for many sample-and-evaluate calls: its CDF and a guide table, built once.
+
+        Draws are identical to :meth:`sample_and_log_prob` for the same key; the
+        :class:`~sharpsim.SampleEvaluateOracle` builds one for a tabular ``pi_base`` automatically.
+        """
+        return InverseCDFTable(self.log_probs, *_build_table(self.log_probs))
+
     def __repr__(self) -> str:  # arrays can be huge: show the shape, not the table
         lp = self.log_probs
         return f"TabularPolicy(X={lp.shape[-2]}, Y={lp.shape[-1]}, dtype={lp.dtype})"
+
+
+def _num_buckets(Y: int) -> int:
+    """Guide-table buckets: the power of two ≥ Y (a power of two keeps ``j / K`` exact in floating point)."""
+    return 1 << max(int(Y) - 1, 0).bit_length()
+
+
+#: Search depth of the guide table's fast path: buckets of up to 2^6 − 1 responses are searched in 6
+#: unrolled steps; a table with a wider bucket takes the full-row search (``lax.cond`` on ``widest``).
+_FAST_DEPTH = 6
+
+
+@jax.jit
+def _build_table(log_probs: Float[Array, "X Y"]):
+    """CDF ``[X, Y]``, guide ``[X, K + 1]`` and its widest bucket, for :class:`InverseCDFTable`."""
+    X, Y = log_probs.shape
+    K = _num_buckets(Y)
+    cdf = cumulative_sum(jnp.exp(log_probs))
+    thresholds = (jnp.arange(K + 1, dtype=cdf.dtype) / K) * cdf[:, -1:]  # fl((j / K) · total), j / K exact
+    guide = jax.vmap(lambda row, t: upper_bound(row, jnp.int32(0), Y, t))(cdf, thresholds)
+    return cdf, guide, jnp.max(guide[:, 1:] - guide[:, :-1])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class InverseCDFTable:
+    """A tabular policy prepared for repeated sampling (Walker's *guide table* over the inverse CDF).
+
+    Built once by :meth:`TabularPolicy.inverse_cdf_table` (X·Y cumulative sums plus X·(K+1) searches,
+    with K the power of two ≥ Y): the CDF ``[X, Y]``, the guide ``g[x, j] = #{y : cdf[x, y] ≤ (j/K)·total}``
+    and ``widest = max g[x, j+1] − g[x, j]``. A draw with ``r ~ U[0, 1)`` and ``u = r·total`` lies in
+    bucket ``j = ⌊r·K⌋`` (``r·K`` and ``j/K`` are exact, and rounding is monotone, so
+    ``g[x, j] ≤ answer ≤ g[x, j+1]``), hence its index is ``g[x, j] + #{y ≥ g[x, j] : cdf[x, y] ≤ u}``: one
+    guide lookup and a 6-step unrolled binary search when ``widest < 64`` (Dirichlet tables with
+    Y = 4096 have ``widest`` of 9–39), else the full ``⌈log2 Y⌉``-step search; no per-call ``exp``/``cumsum``.
+    Draws equal ``TabularPolicy.sample_and_log_prob`` for the same key (same uniforms, same CDF).
+
+    >>> import jax, jax.numpy as jnp
+    >>> pi = TabularPolicy.from_probs(jnp.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    >>> table = pi.inverse_cdf_table()
+    >>> ys, lps = table.sample_and_log_prob(jax.random.key(0), 1, 4)
+    >>> bool(jnp.all(ys == pi.sample(jax.random.key(0), 1, 4)))
+    True
+    """
+
+    log_probs: Float[Array, "X Y"]
+    cdf: Float[Array, "X Y"]
+    guide: Int[Array, "X K1"]
+    widest: Int[Array, ""]
+
+    @property
+    def num_prompts(self) -> int:
+        return self.log_probs.shape[-2]
+
+    @property
+    def num_responses(self) -> int:
+        return self.log_probs.shape[-1]
+
+    def log_prob(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "..."]:
+        """log π(y|x), broadcasting ``x`` against ``y``."""
+        return self.log_probs[x, y]
+
+    def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
+        """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts)."""
+        num = check_positive_int(num, "num")
+        Y = self.cdf.shape[-1]
+        K = self.guide.shape[-1] - 1
+        x = jnp.asarray(x, jnp.int32)
+        flat = self.cdf.reshape(-1)
+        r, u = _uniform_below(key, flat[x * Y + Y - 1], num)
+        lo = self.guide[x, jnp.minimum((r * K).astype(jnp.int32), K - 1)]  # r·K is exact: K is a power of 2
+        start = x * Y + lo
+
+        full = Y.bit_length()
+        fast = min(_FAST_DEPTH, full)
+        found = lo + upper_bound(flat, start, jnp.minimum((1 << fast) - 1, Y - lo), u, fast, unroll=True)
+        if fast == full:
+            return found
+        # A bucket wider than 2^fast − 1: search whole rows instead (a loop of zero trips otherwise).
+        slow = self.widest >= (1 << fast)
+        whole = upper_bound(flat, x * Y, Y, u, jnp.where(slow, full, 0))
+        return jnp.where(slow, whole, found)
+
+    def sample_and_log_prob(
+        self, key: PRNGKeyArray, x: Int[Array, ""], num: int
+    ) -> tuple[Int[Array, " num"], Float[Array, " num"]]:
+        """Draw ``num`` responses for prompt ``x`` together with log π(y|x)."""
+        ys = self.sample(key, x, num)
+        return ys, self.log_probs.reshape(-1)[jnp.asarray(x, jnp.int32) * self.cdf.shape[-1] + ys]
+
+    def __repr__(self) -> str:
+        lp = self.log_probs
+        return f"InverseCDFTable(X={lp.shape[-2]}, Y={lp.shape[-1]}, dtype={lp.dtype})"
