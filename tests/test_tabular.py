@@ -154,6 +154,31 @@ def test_table_draws_equal_the_policy_draws(Y):
     assert isinstance(table, InverseCDFTable) and table.num_responses == Y
 
 
+@pytest.mark.parametrize("kind", ["heavy_tail", "spike", "near_uniform", "traced"])
+def test_table_draws_equal_the_policy_draws_on_hard_tables(kind):
+    # Tables whose guide buckets are wide (deep searches) or degenerate, and a table built under jit
+    # (its depth is not known at trace time, so it searches whole rows).
+    rng = np.random.default_rng(3)
+    X, Y = 4, 3000
+    if kind == "heavy_tail":
+        P = rng.dirichlet(np.full(Y, 0.02), size=X)
+    elif kind == "spike":  # one response holds almost everything: one bucket spans ~all the others
+        P = np.full((X, Y), 1e-9)
+        P[:, 7] = 1.0
+    elif kind == "near_uniform":
+        P = np.exp(rng.normal(scale=1e-6, size=(X, Y)))
+    else:
+        P = rng.dirichlet(np.full(Y, 0.5), size=X)
+    P = P / P.sum(1, keepdims=True)
+    pi = TabularPolicy.from_probs(P)
+    table = jax.jit(lambda p: p.inverse_cdf_table())(pi) if kind == "traced" else pi.inverse_cdf_table()
+    assert 1 <= table.depth <= Y.bit_length()
+    keys = jax.random.split(jax.random.key(9), X)
+    a = jax.vmap(lambda k, x: pi.sample(k, x, 2000))(keys, jnp.arange(X))
+    b = jax.jit(jax.vmap(lambda k, x: table.sample(k, x, 2000)))(keys, jnp.arange(X))
+    np.testing.assert_array_equal(a, b)
+
+
 def test_table_frequencies_match_probabilities():
     # Chi-square at level 1e-4 on one row of a 4096-response table (false-failure rate 1e-4).
     rng = np.random.default_rng(11)

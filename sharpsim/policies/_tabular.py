@@ -183,7 +183,11 @@ class TabularPolicy:
         Draws are identical to :meth:`sample_and_log_prob` for the same key; the
         :class:`~sharpsim.SampleEvaluateOracle` builds one for a tabular ``pi_base`` automatically.
         """
-        return InverseCDFTable(self.log_probs, *_build_table(self.log_probs))
+        cdf, guide, widest = _build_table(self.log_probs)
+        # The search depth is static (unrolled steps): the widest bucket's bit length when the table is
+        # concrete, else enough for a whole row.
+        depth = int(widest).bit_length() if is_concrete(widest) else int(self.num_responses).bit_length()
+        return InverseCDFTable(self.log_probs, cdf, guide, depth)
 
     def __repr__(self) -> str:  # arrays can be huge: show the shape, not the table
         lp = self.log_probs
@@ -193,11 +197,6 @@ class TabularPolicy:
 def _num_buckets(Y: int) -> int:
     """Guide-table buckets: the power of two ≥ Y (a power of two keeps ``j / K`` exact in floating point)."""
     return 1 << max(int(Y) - 1, 0).bit_length()
-
-
-#: Search depth of the guide table's fast path: buckets of up to 2^6 − 1 responses are searched in 6
-#: unrolled steps; a table with a wider bucket takes the full-row search (``lax.cond`` on ``widest``).
-_FAST_DEPTH = 6
 
 
 @jax.jit
@@ -218,11 +217,12 @@ class InverseCDFTable:
 
     Built once by :meth:`TabularPolicy.inverse_cdf_table` (X·Y cumulative sums plus X·(K+1) searches,
     with K the power of two ≥ Y): the CDF ``[X, Y]``, the guide ``g[x, j] = #{y : cdf[x, y] ≤ (j/K)·total}``
-    and ``widest = max g[x, j+1] − g[x, j]``. A draw with ``r ~ U[0, 1)`` and ``u = r·total`` lies in
-    bucket ``j = ⌊r·K⌋`` (``r·K`` and ``j/K`` are exact, and rounding is monotone, so
-    ``g[x, j] ≤ answer ≤ g[x, j+1]``), hence its index is ``g[x, j] + #{y ≥ g[x, j] : cdf[x, y] ≤ u}``: one
-    guide lookup and a 6-step unrolled binary search when ``widest < 64`` (Dirichlet tables with
-    Y = 4096 have ``widest`` of 9–39), else the full ``⌈log2 Y⌉``-step search; no per-call ``exp``/``cumsum``.
+    and ``depth``, the bit length of the widest bucket ``max g[x, j+1] − g[x, j]`` (static: one compiled
+    search per depth). A draw with ``r ~ U[0, 1)`` and ``u = r·total`` lies in bucket ``j = ⌊r·K⌋``
+    (``r·K`` and ``j/K`` are exact, and rounding is monotone, so ``g[x, j] ≤ answer ≤ g[x, j+1]``), hence
+    its index is ``g[x, j] + #{y ≥ g[x, j] : cdf[x, y] ≤ u}``: one guide lookup and a ``depth``-step
+    unrolled binary search (Dirichlet(0.5) tables with Y = 4096: depth 4 instead of 12; a table built
+    under a trace searches whole rows); no per-call ``exp``/``cumsum``.
     Draws equal ``TabularPolicy.sample_and_log_prob`` for the same key (same uniforms, same CDF).
 
     >>> import jax, jax.numpy as jnp
@@ -236,7 +236,7 @@ class InverseCDFTable:
     log_probs: Float[Array, "X Y"]
     cdf: Float[Array, "X Y"]
     guide: Int[Array, "X K1"]
-    widest: Int[Array, ""]
+    depth: int = dataclasses.field(metadata=dict(static=True))
 
     @property
     def num_prompts(self) -> int:
@@ -259,17 +259,8 @@ class InverseCDFTable:
         flat = self.cdf.reshape(-1)
         r, u = _uniform_below(key, flat[x * Y + Y - 1], num)
         lo = self.guide[x, jnp.minimum((r * K).astype(jnp.int32), K - 1)]  # r·K is exact: K is a power of 2
-        start = x * Y + lo
-
-        full = Y.bit_length()
-        fast = min(_FAST_DEPTH, full)
-        found = lo + upper_bound(flat, start, jnp.minimum((1 << fast) - 1, Y - lo), u, fast, unroll=True)
-        if fast == full:
-            return found
-        # A bucket wider than 2^fast − 1: search whole rows instead (a loop of zero trips otherwise).
-        slow = self.widest >= (1 << fast)
-        whole = upper_bound(flat, x * Y, Y, u, jnp.where(slow, full, 0))
-        return jnp.where(slow, whole, found)
+        width = jnp.minimum((1 << self.depth) - 1, Y - lo)  # the answer lies in [lo, lo + width]
+        return lo + upper_bound(flat, x * Y + lo, width, u, self.depth, unroll=True)
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, x: Int[Array, ""], num: int
