@@ -75,9 +75,11 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 
 
 def test_same_seed_same_results_on_one_and_four_devices(tmp_path):
-    one = _cli(["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "one"), "--trials", "8"])
+    # Host (CPU) devices on both sides: on a GPU machine the flag would add CPU devices beside one GPU.
+    one = _cli(["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "one"), "--trials", "8"],
+               {"JAX_PLATFORMS": "cpu"})
     four = _cli(["run", "toy_experiment:EXPERIMENT", "--out", str(tmp_path / "four"), "--trials", "8"],
-                {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+                {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     for p in (one, four):
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
