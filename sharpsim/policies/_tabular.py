@@ -99,9 +99,27 @@ def inverse_cdf_sample(
     return upper_bound(cdf, jnp.int32(0), cdf.shape[-1], u)
 
 
+class _LogProbViews:
+    """Views shared by the pytrees that hold a table ``log_probs [X, Y]``."""
+
+    log_probs: Float[Array, "X Y"]
+
+    @property
+    def num_prompts(self) -> int:
+        return self.log_probs.shape[-2]
+
+    @property
+    def num_responses(self) -> int:
+        return self.log_probs.shape[-1]
+
+    def log_prob(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "..."]:
+        """log π(y|x), broadcasting ``x`` against ``y`` (the *evaluate* half of an oracle call)."""
+        return self.log_probs[x, y]
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class TabularPolicy:
+class TabularPolicy(_LogProbViews):
     """A conditional distribution π(y|x) over ``X`` prompts and ``Y`` responses.
 
     A pytree whose only leaf is ``log_probs`` (``[X, Y]``, rows normalised, ``-inf`` for zero mass), so
@@ -149,18 +167,6 @@ class TabularPolicy:
     def probs(self) -> Float[Array, "X Y"]:
         """π(y|x) as a ``[X, Y]`` table."""
         return jnp.exp(self.log_probs)
-
-    @property
-    def num_prompts(self) -> int:
-        return self.log_probs.shape[-2]
-
-    @property
-    def num_responses(self) -> int:
-        return self.log_probs.shape[-1]
-
-    def log_prob(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "..."]:
-        """log π(y|x), broadcasting ``x`` against ``y`` (the *evaluate* half of an oracle call)."""
-        return self.log_probs[x, y]
 
     # ------------------------------------------------------------------ sampling
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
@@ -212,7 +218,7 @@ def _build_table(log_probs: Float[Array, "X Y"]):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class InverseCDFTable:
+class InverseCDFTable(_LogProbViews):
     """A tabular policy prepared for repeated sampling (Walker's *guide table* over the inverse CDF).
 
     Built once by :meth:`TabularPolicy.inverse_cdf_table` (X·Y cumulative sums plus X·(K+1) searches,
@@ -237,18 +243,6 @@ class InverseCDFTable:
     cdf: Float[Array, "X Y"]
     guide: Int[Array, "X K1"]
     depth: int = dataclasses.field(metadata=dict(static=True))
-
-    @property
-    def num_prompts(self) -> int:
-        return self.log_probs.shape[-2]
-
-    @property
-    def num_responses(self) -> int:
-        return self.log_probs.shape[-1]
-
-    def log_prob(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "..."]:
-        """log π(y|x), broadcasting ``x`` against ``y``."""
-        return self.log_probs[x, y]
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
         """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts)."""
