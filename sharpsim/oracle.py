@@ -110,8 +110,9 @@ class SampleEvaluateOracle:
       sampler: what the draws come from; leave it ``None``. For a tabular ``pi_base`` given as a concrete
         array, the oracle builds its :class:`~sharpsim.policies.InverseCDFTable` once here (CDF and guide
         table), so each call costs only short searches; draws are identical to
-        ``pi_base.sample_and_log_prob``. An oracle built inside ``jit``/``vmap`` (e.g. one per trial) and
-        non-tabular policies sample from ``pi_base`` directly.
+        ``pi_base.sample_and_log_prob``. The table holds 2–3× the policy's memory: pass
+        ``sampler=pi_base`` to draw from the policy itself instead. An oracle built inside ``jit``/``vmap``
+        (e.g. one per trial) and non-tabular policies sample from ``pi_base`` directly.
 
     >>> import jax, jax.numpy as jnp
     >>> from sharpsim import TabularPolicy

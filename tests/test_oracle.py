@@ -159,3 +159,14 @@ def test_tabular_oracle_prepares_its_table_once_and_rebuilds_it_when_stale():
     assert swapped.sampler.log_probs is other.log_probs
     drawn = swapped.respond(jax.random.key(2), jnp.arange(4), 8).responses
     np.testing.assert_array_equal(drawn, np.repeat(np.arange(4)[:, None], 8, axis=1))
+
+
+def test_oracle_without_a_table_draws_the_same():
+    pi = TabularPolicy.from_probs(np.random.default_rng(8).dirichlet(np.ones(50), size=3))
+    plain = SampleEvaluateOracle(pi, jnp.full(3, 1 / 3), sampler=pi)  # opt out of the prepared table
+    assert plain.sampler is pi
+    prepared = SampleEvaluateOracle(pi, jnp.full(3, 1 / 3))
+    a = plain.sample_and_evaluate(jax.random.key(4), n=5, N=20)
+    b = prepared.sample_and_evaluate(jax.random.key(4), n=5, N=20)
+    np.testing.assert_array_equal(a.responses, b.responses)
+    np.testing.assert_array_equal(a.log_probs, b.log_probs)
