@@ -46,6 +46,7 @@ import scipy.stats
 
 from sharpsim import rewards
 from sharpsim.decoding import greedy
+from sharpsim.exact import bon_log_probs_grid
 from sharpsim.policies import MarkovPolicy
 from sharpsim.runner import Check, Experiment, column, rows_where
 
@@ -154,28 +155,10 @@ def extract_answer(responses, answers: int):
 def bon_law(log_probs, Ns):
     """π^BoN_N(·|x) under r_self = log π for every N in ``Ns`` at once: ``[len(Ns), R]`` probabilities.
 
-    :func:`sharpsim.exact.bon_log_probs` with N as an array (that function takes one static N; one sort here
-    serves the whole grid, which keeps the compiled program small): a tie group of probability q with mass L
-    strictly below and U = L + |G| q at or below gets U^N − L^N, split uniformly. Tested against it.
+    One sort serves the whole grid (:func:`sharpsim.exact.bon_log_probs_grid`), which keeps the compiled
+    program small.
     """
-    lp = log_probs - jax.nn.logsumexp(log_probs)
-    p = jnp.exp(lp)
-    order = jnp.argsort(p)
-    p_asc = p[order]
-    zero = jnp.zeros((1,), p.dtype)
-    below = jnp.concatenate([zero, jnp.cumsum(p_asc)])
-    above = jnp.concatenate([jnp.cumsum(p_asc[::-1])[::-1], zero])
-    first = jnp.searchsorted(p_asc, p_asc, side="left", method="compare_all")
-    last = jnp.searchsorted(p_asc, p_asc, side="right", method="compare_all")
-
-    def log_cdf(i):
-        return jnp.where(below[i] < 0.5, jnp.log(below[i]), jnp.log1p(-jnp.clip(above[i], 0.0, 1.0)))
-
-    log_U, log_L = log_cdf(last), log_cdf(first)
-    n = jnp.asarray(Ns, p.dtype)[:, None]
-    log_group = n * log_U + jnp.log(-jnp.expm1(n * (log_L - log_U)))
-    log_each = jnp.where(p_asc > 0, log_group - jnp.log((last - first).astype(p.dtype)), -jnp.inf)
-    return jnp.zeros((n.shape[0], p.shape[0]), p.dtype).at[:, order].set(jnp.exp(log_each))
+    return jnp.exp(bon_log_probs_grid(log_probs, Ns))
 
 
 def first_n_choice(scores, Ns):

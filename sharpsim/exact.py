@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from sharpsim._validation import check_gamma, check_positive, check_positive_int
 from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["bon_policy", "bon_log_probs", "kl_regularized_optimum", "bon_success_probability"]
+__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability"]
 
 
-def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
-    """log π^BoN_N(·|x) for one prompt: the law of the best of N draws under r_self = log π (theory.md §6).
+def bon_log_probs_grid(log_probs: Float[Array, " Y"], Ns: Int[Array, " G"]) -> Float[Array, "G Y"]:
+    """log π^BoN_N(·|x) for one prompt and every N in ``Ns`` at once, from one sort (theory.md §6).
 
     With L(y) the mass strictly below π(y) and G the tie group of y (|G| responses at the same
     probability q), the group's total mass is (L + |G| q)^N − L^N, split uniformly within G. Evaluated as
@@ -25,7 +25,6 @@ def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
     the result stays accurate when U is close to 1 and when probabilities are tiny (the cumulative mass is
     summed from whichever end is small).
     """
-    N = check_positive_int(N, "N")
     lp = log_probs - jax.nn.logsumexp(log_probs)
     p = jnp.exp(lp)
     order = jnp.argsort(p)  # ascending
@@ -41,10 +40,20 @@ def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
         return jnp.where(below[i] < 0.5, jnp.log(below[i]), jnp.log1p(-jnp.clip(above[i], 0.0, 1.0)))
 
     log_U, log_L = log_cdf(last), log_cdf(first)  # mass at-or-below / strictly below the tie group
-    log_group = N * log_U + jnp.log(-jnp.expm1(N * (log_L - log_U)))
+    n = jnp.asarray(Ns, p.dtype)[:, None]
+    log_group = n * log_U + jnp.log(-jnp.expm1(n * (log_L - log_U)))
     log_each = log_group - jnp.log((last - first).astype(p.dtype))
     log_each = jnp.where(p_asc > 0, log_each, -jnp.inf)
-    return jnp.zeros_like(lp).at[order].set(log_each)
+    return jnp.zeros((n.shape[0], p.shape[0]), p.dtype).at[:, order].set(log_each)
+
+
+def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
+    """log π^BoN_N(·|x) for one prompt: the law of the best of N draws under r_self = log π (theory.md §6).
+
+    :func:`bon_log_probs_grid` at the single N.
+    """
+    N = check_positive_int(N, "N")
+    return bon_log_probs_grid(log_probs, jnp.asarray([N]))[0]
 
 
 def bon_policy(pi: PolicyLike, N: int) -> TabularPolicy:
