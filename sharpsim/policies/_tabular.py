@@ -53,7 +53,7 @@ def upper_bound(
     start: Int[Array, "..."],
     size: int | Int[Array, "..."],
     u: Float[Array, " num"],
-    num_steps: int | Int[Array, ""] | None = None,
+    num_steps: int | None = None,
     *,
     unroll: bool = False,
 ) -> Int[Array, " num"]:
@@ -62,13 +62,12 @@ def upper_bound(
     A branchless binary search over power-of-two steps on a flat array, so one call can search row ``x``
     of a ``[X, Y]`` table at offset ``start = x·Y`` without slicing it out; under ``vmap`` over rows each
     step is one flat gather, which XLA:CPU runs faster than ``jnp.searchsorted``'s per-row gathers
-    (design.md §4). ``start`` and ``size`` may differ per query (broadcast against ``u``); ``num_steps``
-    must be at least ``max(size).bit_length()`` and defaults to that for a static ``size``. ``unroll``
-    (static ``num_steps`` only) writes the steps out so XLA fuses them into one kernel instead of a loop.
+    (design.md §4). ``start`` and ``size`` may differ per query (broadcast against ``u``); the static
+    ``num_steps`` must be at least ``max(size).bit_length()`` and defaults to that for an ``int`` ``size``.
+    ``unroll`` writes the steps out so XLA fuses them into one kernel instead of a loop.
     """
-    if num_steps is None:
-        num_steps = int(size).bit_length()
-    top = jnp.left_shift(jnp.int32(1), jnp.asarray(num_steps, jnp.int32) - 1)
+    num_steps = int(size).bit_length() if num_steps is None else int(num_steps)
+    top = jnp.int32(1 << (num_steps - 1))
     last = jnp.maximum(jnp.asarray(size, jnp.int32) - 1, 0)
 
     def step(i, pos):
@@ -79,7 +78,7 @@ def upper_bound(
 
     pos = jnp.zeros(u.shape, jnp.int32)
     if unroll:
-        for i in range(int(num_steps)):
+        for i in range(num_steps):
             pos = step(i, pos)
         return pos
     return jax.lax.fori_loop(0, num_steps, step, pos)
