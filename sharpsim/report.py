@@ -6,19 +6,39 @@ import json
 import pathlib
 from typing import Iterable
 
-from sharpsim.runner import read_results, write_atomic
+from sharpsim.runner import read_results, verdict_kind, write_atomic
 
 __all__ = ["write_report", "overall_verdict"]
 
-_ORDER = {"inconsistent": 0, "inconclusive": 1, "consistent": 2}
+# Weakest first. A finding sits between consistent and inconsistent: it is a result about the paper
+# (a loose bound, an open factor settled), not a defect, so it must not hide an inconsistency nor be
+# reported as agreement.
+_ORDER = {"inconsistent": 0, "inconclusive": 1, "finding": 2, "consistent": 3}
+
+
+def _rank(verdict: str) -> int:
+    try:
+        return _ORDER[verdict_kind(verdict)]
+    except ValueError:
+        return _ORDER["inconclusive"]
 
 
 def overall_verdict(checks: Iterable[dict]) -> str:
-    """The weakest verdict among an experiment's checks ("not run" when it has none)."""
+    """The weakest verdict among an experiment's checks ("not run" when it has none).
+
+    Order, weakest first: inconsistent, inconclusive, finding, consistent.
+    """
     verdicts = [c.get("verdict", "inconclusive") for c in checks]
     if not verdicts:
         return "not run"
-    return min(verdicts, key=lambda v: _ORDER.get(v, 1))
+    return min(verdicts, key=_rank)
+
+
+def _kind(check: dict) -> str:
+    try:
+        return verdict_kind(check.get("verdict", "inconclusive"))
+    except ValueError:
+        return "inconclusive"
 
 
 def _cell(text: str) -> str:
@@ -61,8 +81,8 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
             f"{head['quantity']}: predicted {_fmt(head.get('predicted'))}, measured {_fmt(head.get('measured'))} "
             f"[{_fmt(head.get('lower'))}, {_fmt(head.get('upper'))}]"
         )
-        counts = ", ".join(f"{sum(c.get('verdict') == v for c in checks)} {v}" for v in _ORDER
-                           if any(c.get("verdict") == v for c in checks))
+        counts = ", ".join(f"{sum(_kind(c) == v for c in checks)} {v}" for v in _ORDER
+                           if any(_kind(c) == v for c in checks))
         table.append(f"| [{_cell(exp.title)}](#{exp.name}) | {_cell(headline)} | {counts} | **{verdict}** |")
         sec = [f"## {exp.title}", f'<a id="{exp.name}"></a>', "", f"**Claim.** {exp.claim}", "",
                f"**Instance.** {exp.instance}  ", f"**Sweep.** {exp.sweep}  ",
@@ -90,8 +110,11 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
         ]
     lines += [
         "Verdicts: **consistent** — the prediction lies in the measurement's 95% interval (widened only by the",
-        "stated slack for hidden log factors); **inconsistent** — it does not; **inconclusive** — the interval",
-        "is not finite (e.g. the success threshold was not reached on the grid).",
+        "stated slack for hidden log factors); **finding** — a result about the paper rather than a defect",
+        "(a bound loose on this instance, a factor the paper leaves open settled by the data), with its evidence",
+        "in the note; **inconsistent** — the measurement contradicts the claim; **inconclusive** — the data",
+        "cannot decide (e.g. the interval is not finite, or the success threshold was not reached on the grid).",
+        "Order, weakest first: inconsistent, inconclusive, finding, consistent.",
         "",
         "The verdict of an experiment is the weakest of its checks; each section below lists them all.",
         "",

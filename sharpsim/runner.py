@@ -98,9 +98,40 @@ class Experiment:
     in_quick: bool = True
 
 
+#: The verdict vocabulary, strongest first. ``finding`` is a result about the paper, not a defect: a bound
+#: that is loose on an instance, a factor the paper leaves open that the data settle. Its verdict string
+#: begins with the lowercase word ``finding`` (``"finding: the 1/δ factor is not needed here"``) and the
+#: check's note gives the evidence. ``inconsistent`` means the measurement contradicts what the paper
+#: claims (or the experiment is broken); ``inconclusive`` means the data cannot decide.
+VERDICTS = ("consistent", "finding", "inconclusive", "inconsistent")
+
+
+def verdict_kind(verdict: str) -> str:
+    """The vocabulary word a verdict string belongs to (``"finding: …"`` → ``"finding"``).
+
+    Raises ``ValueError`` for a string outside :data:`VERDICTS`, so a typo cannot pass as a verdict.
+    """
+    word = str(verdict).split(":", 1)[0].strip()
+    if word not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS} (a finding's verdict begins with 'finding')")
+    return word
+
+
+def is_verdict(verdict: str) -> bool:
+    """True when ``verdict`` belongs to the vocabulary :data:`VERDICTS`."""
+    try:
+        verdict_kind(verdict)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """A predicted-vs-measured comparison for the report. ``verdict``: consistent / inconsistent / inconclusive."""
+    """A predicted-vs-measured comparison for the report.
+
+    ``verdict``: one of :data:`VERDICTS` (consistent / ``finding: …`` / inconclusive / inconsistent).
+    """
 
     quantity: str
     predicted: float
@@ -109,6 +140,9 @@ class Check:
     upper: float
     verdict: str
     note: str = ""
+
+    def __post_init__(self):
+        verdict_kind(self.verdict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import experiments
-from sharpsim.runner import run_experiment, trial_keys
+from sharpsim.runner import is_verdict, run_experiment, trial_keys
 
 REQUIRED = ("trial", "queries", "metric", "value")
 
@@ -34,7 +34,7 @@ def _check_checks(summary):
     assert summary["checks"]
     for c in summary["checks"]:
         assert set(c) >= {"quantity", "predicted", "measured", "lower", "upper", "verdict", "note"}
-        assert c["verdict"] in ("consistent", "inconsistent", "inconclusive")
+        assert is_verdict(c["verdict"])
 
 
 # ------------------------------------------------------------------------------------------ greedy_vs_argmax

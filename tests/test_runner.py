@@ -139,3 +139,17 @@ def test_missing_requirements_skip_with_the_install_command(tmp_path):
     with pytest.raises(ExperimentSkipped, match=r"needs no_such_module_xyz: pip install 'sharpsim\[hf\]'"):
         run_experiment(_external_experiment(requires=("no_such_module_xyz",)), tmp_path, progress=False)
     assert not (tmp_path / "external" / "results.csv").exists()
+
+
+def test_verdict_vocabulary_orders_findings_between_consistent_and_inconsistent():
+    # Catches: a finding reported as agreement, or hiding an inconsistency, or a typo passing as a verdict.
+    from sharpsim.report import overall_verdict
+    from sharpsim.runner import Check, verdict_kind
+
+    assert verdict_kind("finding: the bound is loose here") == "finding"
+    with pytest.raises(ValueError, match="verdict"):
+        Check("q", 1.0, 1.0, 0.9, 1.1, "consistant")
+    f = {"verdict": "finding: 1/δ is not needed"}
+    assert overall_verdict([{"verdict": "consistent"}, f]) == f["verdict"]
+    assert overall_verdict([{"verdict": "inconsistent"}, f]) == "inconsistent"
+    assert overall_verdict([{"verdict": "inconclusive"}, f]) == "inconclusive"
