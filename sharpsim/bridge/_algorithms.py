@@ -16,6 +16,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Hashable, Sequence
 
+from sharpsim.bridge._checks import check_count, check_float, check_optional_count, check_prompts
 from sharpsim.bridge._deps import require_peft, require_torch
 from sharpsim.bridge._rewards import compute_self_reward, select_best
 from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
@@ -68,6 +69,7 @@ def sharpening_squared_loss(policy_logps_y, policy_logps_y2, ref_logps_y, ref_lo
     with r = log π_base by default, i.e. the reference log-probs double as the self-reward. Zero at the
     KL-regularised optimum π*_β ∝ π_base^{1+1/β}.
     """
+    check_float("beta", beta, low=0.0)
     if (rewards_y is None) != (rewards_y2 is None):
         raise ValueError("give both rewards_y and rewards_y2, or neither")
     if rewards_y is None:
@@ -78,6 +80,7 @@ def sharpening_squared_loss(policy_logps_y, policy_logps_y2, ref_logps_y, ref_lo
 
 def dpo_logistic_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
     """Logistic DPO loss: ``−log σ(β[(log π(y⁺) − log π_base(y⁺)) − (log π(y⁻) − log π_base(y⁻))])``, mean."""
+    check_float("beta", beta, low=0.0)
     return -F.logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))).mean()
 
 
@@ -89,6 +92,7 @@ def xpo_loss(policy_logps_y, policy_logps_base, ref_logps_y, ref_logps_base, bet
 
     where y ~ π^(t) and ỹ ~ π_base. The optimism term lowers the mass on what the base already produces.
     """
+    check_float("alpha", alpha, low=0.0, low_open=False)
     sq = sharpening_squared_loss(policy_logps_y, policy_logps_base, ref_logps_y, ref_logps_base, beta,
                                  rewards_y, rewards_base)
     return alpha * policy_logps_base.mean() + sq
@@ -159,9 +163,29 @@ def _train_loop(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_si
 
 
 def _num_steps(steps: int | None, epochs: int | None, num_rows: int, batch_size: int) -> int:
+    """``steps`` if given, else ``epochs`` (default 1) passes over ``num_rows`` rows in mini-batches."""
+    check_optional_count("steps", steps)
+    check_optional_count("epochs", epochs)
+    check_count("batch_size", batch_size)
     if steps is not None:
         return int(steps)
-    return max(1, int(epochs or 1) * math.ceil(num_rows / batch_size))
+    return (1 if epochs is None else int(epochs)) * math.ceil(num_rows / batch_size)
+
+
+def _check_training_args(*, batch_size, learning_rate, weight_decay, max_grad_norm, lr_schedule, seed, log_every,
+                         steps=None, epochs=None) -> None:
+    """The optimiser's arguments, checked before any sampling (a NaN or negative learning rate used to fail
+    inside torch only after all the sampling was done)."""
+    check_optional_count("steps", steps)
+    check_optional_count("epochs", epochs)
+    check_count("batch_size", batch_size)
+    check_float("learning_rate", learning_rate, low=0.0, hint="e.g. learning_rate=1e-4")
+    check_float("weight_decay", weight_decay, low=0.0, low_open=False)
+    if max_grad_norm is not None:
+        check_float("max_grad_norm", max_grad_norm, low=0.0, hint="pass max_grad_norm=None to disable clipping")
+    _lr_lambda(lr_schedule, 1)
+    check_count("seed", seed, minimum=0)
+    check_count("log_every", log_every, minimum=0)
 
 
 def fine_tune(model, tokenizer, prompts, completions, *, steps: int | None = None, epochs: int | None = None,
@@ -171,8 +195,16 @@ def fine_tune(model, tokenizer, prompts, completions, *, steps: int | None = Non
     """MLE fine-tuning on (prompt, completion) pairs, given as texts or as lists of token ids.
 
     Maximises Σ log π(c|p) (sequence-level NLL averaged over the mini-batch) with AdamW; returns the loss
-    history. Works on a peft model too (only its trainable adapters are updated).
+    history. Works on a peft model too (only its trainable adapters are updated). ``steps`` wins over ``epochs``;
+    with neither, one epoch.
     """
+    _check_training_args(batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                         max_grad_norm=max_grad_norm, lr_schedule=lr_schedule, seed=seed, log_every=log_every,
+                         steps=steps, epochs=epochs)
+    if isinstance(prompts, str) or isinstance(completions, str):
+        raise TypeError("prompts and completions must be sequences (of strings or of token-id lists), not a string")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty: fine_tune needs at least one (prompt, completion) pair")
     pad_id, eos_ids = resolve_special_ids(tokenizer, model)
     if prompts and isinstance(prompts[0], str):
         prompts = tokenize_prompts(tokenizer, prompts)
@@ -227,6 +259,7 @@ def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None,
     ``greedy_accuracy`` and ``pass_at_n`` (share of prompts with a correct answer among the N samples).
     """
     check_num_samples(num_samples)
+    prompts = check_prompts(prompts)
     ref = reference if reference is not None else model
     s = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens,
                            temperature=temperature, seed=seed, max_batch_rows=max_batch_rows)
@@ -268,6 +301,40 @@ class _TrainConfig:
     max_batch_rows: int = 64
     log_every: int = 0
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field (called on construction and again by the algorithm,
+        before any sampling, so a field changed after construction is caught too)."""
+        check_count("max_new_tokens", self.max_new_tokens)
+        check_float("temperature", self.temperature, low=0.0,
+                    hint="temperature=0 is greedy decoding, which the sharpening algorithms do not use (they need "
+                         "samples from π_base); use temperature=1.0 for π_base itself")
+        check_optional_count("epochs", self.epochs,
+                             hint="pass epochs >= 1, or epochs=None with steps=... to set the step count directly")
+        check_optional_count("steps", self.steps, hint="pass steps >= 1, or steps=None to train for `epochs`")
+        if self.steps is None and self.epochs is None:
+            raise ValueError("give epochs or steps (both are None): e.g. epochs=3")
+        check_count("batch_size", self.batch_size)
+        check_float("learning_rate", self.learning_rate, low=0.0, hint="e.g. learning_rate=1e-4")
+        check_float("weight_decay", self.weight_decay, low=0.0, low_open=False)
+        if self.max_grad_norm is not None:
+            check_float("max_grad_norm", self.max_grad_norm, low=0.0,
+                        hint="pass max_grad_norm=None to disable clipping")
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        check_count("seed", self.seed, minimum=0)
+        check_count("max_batch_rows", self.max_batch_rows)
+        check_count("log_every", self.log_every, minimum=0, hint="0 disables logging")
+
+
+def _check_reward(reward) -> None:
+    from sharpsim.bridge._rewards import REWARDS
+
+    if not callable(reward) and reward not in REWARDS:
+        raise ValueError(f"reward must be one of {REWARDS} or a callable, got {reward!r}")
+
 
 @dataclasses.dataclass
 class SFTConfig(_TrainConfig):
@@ -275,6 +342,11 @@ class SFTConfig(_TrainConfig):
 
     num_samples: int = 8
     reward: str | Callable = "logprob"
+
+    def validate(self) -> None:
+        super().validate()
+        check_num_samples(self.num_samples, "num_samples")
+        _check_reward(self.reward)
 
 
 @dataclasses.dataclass
@@ -284,6 +356,13 @@ class RLHFConfig(_TrainConfig):
     beta: float = 0.1
     loss: str = "squared"
     reward: str | Callable = "logprob"
+
+    def validate(self) -> None:
+        super().validate()
+        check_float("beta", self.beta, low=0.0, hint="β is the KL coefficient of Eq. 8, e.g. beta=0.1")
+        if self.loss not in ("squared", "logistic"):
+            raise ValueError(f"loss must be 'squared' or 'logistic', got {self.loss!r}")
+        _check_reward(self.reward)
 
 
 @dataclasses.dataclass
@@ -298,6 +377,16 @@ class XPOConfig(_TrainConfig):
     prompts_per_iteration: int = 4
     steps_per_iteration: int = 4
 
+    def validate(self) -> None:
+        super().validate()
+        check_float("beta", self.beta, low=0.0, hint="β is the KL coefficient of Algorithm 1, e.g. beta=0.1")
+        check_float("alpha", self.alpha, low=0.0, low_open=False,
+                    hint="α is XPO's optimism coefficient (alpha=0 turns the optimism off)")
+        check_count("num_iterations", self.num_iterations)
+        check_count("prompts_per_iteration", self.prompts_per_iteration)
+        check_count("steps_per_iteration", self.steps_per_iteration)
+        _check_reward(self.reward)
+
 
 @dataclasses.dataclass
 class SharpeningResult:
@@ -308,6 +397,15 @@ class SharpeningResult:
     metrics: dict
     history: list[dict]
     data: dict
+
+
+def _config(config, cls):
+    """``config`` (default ``cls()``), type-checked and re-validated (fields may have changed since construction)."""
+    cfg = cls() if config is None else config
+    if not isinstance(cfg, cls):
+        raise TypeError(f"config must be a {cls.__name__}, got {type(cfg).__name__}")
+    cfg.validate()
+    return cfg
 
 
 def _truth_metrics(texts, num_samples, answers, check, picks=None) -> dict:
@@ -335,9 +433,9 @@ def sft_sharpening(model, tokenizer, prompts: Sequence[str], config: SFTConfig |
     Metrics: ``queries`` (n·N), ``self_reward`` (mean log π_base of the base samples), ``selected_self_reward``
     (of the kept ones), plus ``pass_at_n`` / ``base_accuracy`` / ``bon_accuracy`` with ``answers`` and ``check``.
     """
-    cfg = config or SFTConfig()
-    check_num_samples(cfg.num_samples)
-    pad_id, _ = resolve_special_ids(tokenizer, model)
+    cfg = _config(config, SFTConfig)
+    prompts = check_prompts(prompts)
+    resolve_special_ids(tokenizer, model)
     samples = sample_completions(model, tokenizer, prompts, cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, seed=cfg.seed, max_batch_rows=cfg.max_batch_rows)
     scores = score_ids(model, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
@@ -393,11 +491,8 @@ def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig
     (``loss="squared"``) or the logistic DPO loss against the frozen π_base. The base log-probs are computed
     once before training and double as the reference log-probs (and as the self-reward for ``"logprob"``).
     """
-    cfg = config or RLHFConfig()
-    if cfg.loss not in ("squared", "logistic"):
-        raise ValueError(f"loss must be 'squared' or 'logistic', got {cfg.loss!r}")
-    if cfg.beta <= 0:
-        raise ValueError(f"beta must be > 0, got {cfg.beta}")
+    cfg = _config(config, RLHFConfig)
+    prompts = check_prompts(prompts)
     pad_id, _ = resolve_special_ids(tokenizer, model)
     samples = sample_completions(model, tokenizer, prompts, 2, max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, seed=cfg.seed, max_batch_rows=cfg.max_batch_rows)
@@ -450,11 +545,8 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
 
     ``queries`` counts sample-and-evaluate calls to π_base: 2 per triple (ỹ sampled and scored, y scored).
     """
-    cfg = config or XPOConfig()
-    if cfg.beta <= 0 or cfg.alpha < 0:
-        raise ValueError(f"need beta > 0 and alpha >= 0, got beta={cfg.beta}, alpha={cfg.alpha}")
-    check_num_samples(cfg.num_iterations, "num_iterations")
-    check_num_samples(cfg.prompts_per_iteration, "prompts_per_iteration")
+    cfg = _config(config, XPOConfig)
+    prompts = check_prompts(prompts)
     pad_id, _ = resolve_special_ids(tokenizer, model)
     if reference is None:
         reference = copy.deepcopy(model)

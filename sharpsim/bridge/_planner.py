@@ -26,6 +26,8 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from scipy import stats
 
+from sharpsim.bridge._checks import check_count, check_float
+
 __all__ = ["ModeMassEstimate", "SharpeningPlan", "estimate_mode_mass", "expected_bon_by_n",
            "expected_majority_by_n", "pass_at_n", "plan_from_samples", "plan_from_table", "plan_n",
            "recommend_n_bon", "recommend_n_sft"]
@@ -58,14 +60,17 @@ def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, con
     mass is known exactly (``p_lower = p_hat = exp(max log π)``). Otherwise the mode is the most frequent
     response, ``p_hat = k/M`` and ``p_lower`` a one-sided Clopper–Pearson bound at ``confidence``.
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    check_float("confidence", confidence, low=0.0, high=1.0, high_open=True)
     X = len(samples)
+    if X == 0:
+        raise ValueError("samples is empty: pass the pilot responses of at least one prompt")
     modes, p_hat, p_lower, m = [], np.zeros(X), np.zeros(X), np.zeros(X, dtype=int)
     if logps is not None:
         logps = np.asarray(logps, dtype=float)
-        if logps.shape[0] != X:
-            raise ValueError(f"logps has {logps.shape[0]} rows for {X} prompts")
+        if logps.ndim != 2 or logps.shape[0] != X:
+            raise ValueError(f"logps must be [X={X}, M] (one row per prompt), got shape {logps.shape}")
+        if np.isnan(logps).any() or (logps > 1e-4).any():
+            raise ValueError("logps must be log-probabilities: no NaN and <= 0 (-inf is allowed for mass 0)")
         for i, row in enumerate(samples):
             if len(row) != logps.shape[1]:
                 raise ValueError(f"prompt {i}: {len(row)} responses but {logps.shape[1]} log-probs")
@@ -89,11 +94,10 @@ def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, con
 
 def recommend_n_bon(p, rho: float) -> np.ndarray:
     """Proposition C.1: the smallest integer N with N ≥ log(1/ρ)/p (``inf`` where p = 0)."""
-    if not 0.0 < rho < 1.0:
-        raise ValueError(f"rho must be in (0, 1), got {rho}")
+    check_float("rho", rho, low=0.0, high=1.0, high_open=True)
     p = np.asarray(p, dtype=float)
-    if np.any((p < 0) | (p > 1)):
-        raise ValueError("masses p must lie in [0, 1]")
+    if not np.all((p >= 0) & (p <= 1)):  # also catches NaN
+        raise ValueError(f"masses p must lie in [0, 1] (no NaN), got {p[~((p >= 0) & (p <= 1))][:3].tolist()}")
     with np.errstate(divide="ignore"):
         return np.where(p > 0, np.ceil(np.log(1.0 / rho) / np.maximum(p, 1e-300) - 1e-9), np.inf)
 
@@ -101,10 +105,9 @@ def recommend_n_bon(p, rho: float) -> np.ndarray:
 def recommend_n_sft(c_cov: float, epsilon: float, delta: float, *, constant: float = 1.0) -> float:
     """Theorem 4.1: N* = c · C_cov · log(2/δ) / ε (``constant`` = c, unspecified in the paper)."""
     for name, v in (("epsilon", epsilon), ("delta", delta)):
-        if not 0.0 < v < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {v}")
-    if c_cov < 1:
-        raise ValueError(f"C_cov is at least 1, got {c_cov}")
+        check_float(name, v, low=0.0, high=1.0, high_open=True)
+    check_float("c_cov", c_cov, low=1.0, low_open=False, hint="C_cov = E_x[1/π_base(y*(x)|x)] is at least 1")
+    check_float("constant", constant, low=0.0)
     return float(math.ceil(constant * c_cov * math.log(2.0 / delta) / epsilon - 1e-9))
 
 
@@ -130,6 +133,9 @@ class SharpeningPlan:
 
 
 def _plan(est: ModeMassEstimate, rho, epsilon, delta, constant, weights=None) -> SharpeningPlan:
+    for name, v in (("epsilon", epsilon), ("delta", delta)):
+        check_float(name, v, low=0.0, high=1.0, high_open=True)
+    check_float("constant", constant, low=0.0)
     n_pp = recommend_n_bon(est.p_lower, rho)
     finite = np.isfinite(n_pp)
     n_bon = float(np.quantile(n_pp, 1.0 - epsilon, method="higher")) if len(n_pp) else float("nan")
@@ -161,13 +167,37 @@ def plan_from_samples(responses: np.ndarray, *, rho: float = 0.1, epsilon: float
 def plan_from_table(probs, *, rho: float = 0.1, epsilon: float = 0.1, delta: float = 0.1, mu=None,
                     constant: float = 1.0) -> SharpeningPlan:
     """Exact plan for a simulated policy given as an ``[X, Y]`` probability table (e.g. ``TabularPolicy.probs``):
-    p(x) = max_y π(y|x), C_cov = Σ_x μ(x) / p(x) (μ uniform by default)."""
-    P = np.asarray(probs, dtype=float)
-    if P.ndim != 2:
-        raise ValueError(f"probs must be [X, Y], got shape {P.shape}")
+    p(x) = max_y π(y|x), C_cov = Σ_x μ(x) / p(x) (μ uniform by default).
+
+    Every row must be a probability law: finite, non-negative entries summing to 1 within ``1e-4`` (a float32
+    table of 10⁶ columns sums to 1 within ~1e-5). ``mu``, if given, must be finite, non-negative, of length X
+    and not all zero (it is renormalised).
+    """
+    try:
+        P = np.asarray(probs, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"probs must be a numeric [X, Y] array, got {type(probs).__name__}") from err
+    if P.ndim != 2 or 0 in P.shape:
+        raise ValueError(f"probs must be a non-empty [X, Y] table, got shape {P.shape}")
+    if not np.isfinite(P).all():
+        raise ValueError(f"probs has non-finite entries (first at row {int(np.argwhere(~np.isfinite(P))[0, 0])})")
+    if (P < 0).any():
+        raise ValueError(f"probs has negative entries (first at row {int(np.argwhere(P < 0)[0, 0])})")
+    sums = P.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-4)
+    if bad.size:
+        raise ValueError(f"every row of probs must sum to 1 (within 1e-4): row {int(bad[0])} sums to "
+                         f"{sums[bad[0]]:.6g}; normalise the table (or pass exp(log_probs) of a normalised policy)")
     p = P.max(axis=1)
     est = ModeMassEstimate(list(P.argmax(axis=1)), p, p, np.zeros(len(p), int), "exact", 1.0)
-    w = None if mu is None else np.asarray(mu, float) / np.sum(mu)
+    w = None
+    if mu is not None:
+        w = np.asarray(mu, dtype=float)
+        if w.shape != (P.shape[0],):
+            raise ValueError(f"mu must have one weight per prompt, shape ({P.shape[0]},), got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("mu must be finite, non-negative and not all zero")
+        w = w / w.sum()
     return _plan(est, rho, epsilon, delta, constant, w)
 
 
@@ -182,6 +212,10 @@ def expected_bon_by_n(rewards, values, n_values: Sequence[int]) -> np.ndarray:
     """
     r = np.asarray(rewards, float)
     v = np.asarray(values, float)
+    if r.ndim != 1 or r.shape != v.shape or r.size == 0:
+        raise ValueError(f"rewards and values must be 1-D of the same non-zero length, got {r.shape} and {v.shape}")
+    if np.isnan(r).any() or np.isnan(v).any():
+        raise ValueError("rewards and values must not contain NaN (a reward of -inf ranks last)")
     M = len(r)
     levels = np.unique(r)[::-1]
     out = []
@@ -200,10 +234,31 @@ def expected_bon_by_n(rewards, values, n_values: Sequence[int]) -> np.ndarray:
 
 
 def pass_at_n(num_correct: int, M: int, n: int) -> float:
-    """Unbiased Pass@n from M samples with ``num_correct`` correct: 1 − C(M−c, n)/C(M, n)."""
-    if not 1 <= n <= M:
-        raise ValueError(f"n must be in [1, {M}], got {n}")
-    return 1.0 - math.comb(M - num_correct, n) / math.comb(M, n)
+    """Unbiased Pass@n from M samples of which ``num_correct`` = c are correct (Chen et al. 2021, HumanEval):
+
+    ``1 − C(M−c, n) / C(M, n)``, the probability that a uniformly random size-n subset of the M samples holds a
+    correct one. Computed in the product form ``C(M−c, n)/C(M, n) = Π_{i=M−c+1}^{M} (1 − n/i)`` as
+    ``−expm1(Σ log1p(−n/i))``: no binomial coefficient is formed (no overflow for large M) and there is no
+    catastrophic cancellation when the result is tiny (the naive ``1 − ratio`` loses all digits of, e.g.,
+    c = 1, M = 10⁹, n = 1, whose value is 10⁻⁹). Exactly 1.0 when M − c < n (every subset holds a correct one).
+
+    Requires integers ``M >= 1``, ``0 <= num_correct <= M`` and ``1 <= n <= M`` (the estimator is undefined for
+    n > M: draw more samples, or report Pass@M).
+    """
+    M = check_count("M (number of samples)", M)
+    c = check_count("num_correct", num_correct, minimum=0)
+    n = check_count("n", n)
+    if c > M:
+        raise ValueError(f"num_correct = {c} exceeds the number of samples M = {M}: need 0 <= num_correct <= M")
+    if n > M:
+        raise ValueError(f"n = {n} exceeds the number of samples M = {M}: the unbiased Pass@n estimator needs "
+                         f"n <= M (draw at least n samples, or report Pass@{M})")
+    if M - c < n:
+        return 1.0
+    if c == 0:
+        return 0.0
+    i = np.arange(M - c + 1, M + 1, dtype=np.float64)
+    return float(-np.expm1(np.sum(np.log1p(-n / i))))
 
 
 def expected_majority_by_n(answers: Sequence[Hashable | None], correct: Sequence[bool], n_values: Sequence[int],

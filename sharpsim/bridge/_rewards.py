@@ -13,6 +13,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 
+from sharpsim.bridge._checks import check_count, check_prompts
 from sharpsim.bridge._deps import require_torch
 from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
 from sharpsim.bridge._scoring import Scores, score_ids
@@ -136,6 +137,10 @@ def best_of_n(
     index, score and length.
     """
     check_num_samples(num_samples)
+    prompts = check_prompts(prompts)
+    check_count("score_batch_size", score_batch_size)
+    if tie_break not in ("first", "random"):
+        raise ValueError(f"tie_break must be 'first' or 'random', got {tie_break!r}")
     samples = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens,
                                  temperature=temperature, seed=seed, max_batch_rows=max_batch_rows)
     scorer = reference if reference is not None else model

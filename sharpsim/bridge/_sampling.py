@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from sharpsim.bridge._checks import check_count, check_float, check_prompts
 from sharpsim.bridge._deps import require_torch
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
@@ -105,10 +106,16 @@ def sample_completions(
     cache does not support it.
     """
     check_num_samples(num_samples)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if max_batch_rows < 1:
-        raise ValueError(f"max_batch_rows must be >= 1, got {max_batch_rows}")
+    prompts = check_prompts(prompts)
+    check_count("max_new_tokens", max_new_tokens)
+    check_count("max_batch_rows", max_batch_rows)
+    if seed is not None:
+        check_count("seed", seed, minimum=0, hint="or seed=None to leave torch's RNG as it is")
+    if do_sample:
+        check_float("temperature", temperature, low=0.0,
+                    hint="temperature=0 is greedy decoding: pass do_sample=False (with num_samples=1) instead")
+        check_count("top_k", top_k, minimum=0, hint="top_k=0 turns top-k filtering off")
+        check_float("top_p", top_p, low=0.0, high=1.0, hint="top_p=1.0 turns nucleus filtering off")
     pad_id, eos_ids = resolve_special_ids(tokenizer, model)
     dev = model_device(model)
     p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from sharpsim.bridge._checks import check_count, check_prompts
 from sharpsim.bridge._deps import require_torch, require_transformers
 
 torch = require_torch()
@@ -168,9 +169,8 @@ def completion_mask_from_ids(completion_ids, eos_ids: Sequence[int], valid=None)
 
 
 def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
-    """Token ids of each prompt text (no padding); raises on an empty prompt."""
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of strings, not a single string")
+    """Token ids of each prompt text (no padding); raises on an empty list or an empty prompt."""
+    prompts = check_prompts(prompts)
     out = [list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
     for i, ids in enumerate(out):
         if not ids:
@@ -247,8 +247,7 @@ def score_ids(
     as ``generate(num_return_sequences=N)`` returns them): prompts are then repeated to match.
     """
     _check_normalize(normalize)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_count("batch_size", batch_size)
     B, M = prompt_ids.shape[0], completion_ids.shape[0]
     if M % max(B, 1) != 0:
         raise ValueError(f"{M} completion rows is not a multiple of {B} prompt rows")
@@ -295,8 +294,9 @@ def score_completions(
     ([2, 1], True)
     """
     _check_normalize(normalize)
-    if isinstance(completions, str):
-        raise TypeError("completions must be a sequence of strings, not a single string")
+    check_count("batch_size", batch_size)
+    prompts = check_prompts(prompts)
+    completions = check_prompts(completions, "completions") if len(completions) else []
     pad_id, eos_ids = resolve_special_ids(tokenizer, model)
     if len(prompts) == 0 or len(completions) % len(prompts) != 0:
         raise ValueError(
