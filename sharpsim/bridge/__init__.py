@@ -33,6 +33,8 @@ _LAZY = {
     # tiny in-code models
     "char_tokenizer": "_tiny", "tiny_gpt2": "_tiny", "tiny_llama": "_tiny", "AnswerTask": "_tiny",
     "train_answer_model": "_tiny", "answer_distribution": "_tiny",
+    # runtime: thread policy and float32 forward passes
+    "torch_threads": "_runtime", "choose_threads": "_runtime", "float32_forward": "_runtime",
     # models
     "load_smollm2": "_models", "smollm2_available": "_models",
     # planner (NumPy only)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Sequence
 from sharpsim.bridge._checks import check_count, check_float, check_optional_count, check_prompts
 from sharpsim.bridge._deps import require_peft, require_torch
 from sharpsim.bridge._rewards import compute_self_reward, select_best
+from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
 from sharpsim.bridge._scoring import (
     completion_token_logps,
@@ -137,7 +138,17 @@ def _optimizer(model, learning_rate, weight_decay):
 def _train_loop(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_size: int, learning_rate: float,
                 weight_decay: float, max_grad_norm: float | None, lr_schedule: str, seed: int,
                 log_every: int = 0) -> list[dict]:
-    """Shared AdamW loop: ``loss_fn(row_indices) -> scalar loss``; epochs of shuffled mini-batches."""
+    """Shared AdamW loop: ``loss_fn(row_indices) -> scalar loss``; epochs of shuffled mini-batches (run under the
+    bridge's ``"training"`` thread count, see ``_runtime``)."""
+    with bridge_threads(model, "training"):
+        return _train_loop_body(model, num_rows, loss_fn, steps=steps, batch_size=batch_size,
+                                learning_rate=learning_rate, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+                                lr_schedule=lr_schedule, seed=seed, log_every=log_every)
+
+
+def _train_loop_body(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_size: int, learning_rate: float,
+                     weight_decay: float, max_grad_norm: float | None, lr_schedule: str, seed: int,
+                     log_every: int = 0) -> list[dict]:
     opt = _optimizer(model, learning_rate, weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, steps))
     gen = torch.Generator().manual_seed(seed)
@@ -587,18 +598,19 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
         ref_y, ref_b = torch.tensor(D_ref_y, device=dev), torch.tensor(D_ref_b, device=dev)
         r_y, r_b = torch.tensor(D_r_y, device=dev), torch.tensor(D_r_b, device=dev)
         model.train()
-        for s in range(cfg.steps_per_iteration):
-            idx = torch.randperm(len(D_p), generator=gen)[: cfg.batch_size].tolist()
-            loss = fn([D_p[i] for i in idx], [D_y[i] for i in idx], [D_b[i] for i in idx], ref_y[idx], ref_b[idx],
-                      r_y[idx], r_b[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                               cfg.max_grad_norm)
-            opt.step()
-            history.append({"iteration": t, "step": s, "loss": float(loss.detach()),
-                            "self_reward_policy_samples": float(sy.logps.mean())})
+        with bridge_threads(model, "training"):
+            for s in range(cfg.steps_per_iteration):
+                idx = torch.randperm(len(D_p), generator=gen)[: cfg.batch_size].tolist()
+                loss = fn([D_p[i] for i in idx], [D_y[i] for i in idx], [D_b[i] for i in idx], ref_y[idx],
+                          ref_b[idx], r_y[idx], r_b[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                   cfg.max_grad_norm)
+                opt.step()
+                history.append({"iteration": t, "step": s, "loss": float(loss.detach()),
+                                "self_reward_policy_samples": float(sy.logps.mean())})
         model.eval()
         if cfg.log_every:
             print(f"  xpo iteration {t}: |D|={len(D_p)} loss {history[-1]['loss']:.4f} "

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sharpsim.bridge._checks import check_count, check_float, check_prompts
 from sharpsim.bridge._deps import require_torch
+from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
     context_length,
@@ -142,7 +143,7 @@ def sample_completions(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), bridge_threads(model, "generation"):
             for start in range(0, len(p_ids), per_chunk):
                 sl = slice(start, min(start + per_chunk, len(p_ids)))
                 ids, mask = _trim_left(prompt_ids[sl], prompt_mask[sl])

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from sharpsim.bridge._checks import check_count, check_prompts
 from sharpsim.bridge._deps import require_torch, require_transformers
+from sharpsim.bridge._runtime import bridge_threads, float32_forward
 
 torch = require_torch()
 require_transformers()
@@ -182,14 +183,18 @@ def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: b
 
 
 def _forward_completion_logits(model, input_ids, attention_mask, num_completion: int):
-    """Logits predicting the last ``num_completion`` positions (``[B, num_completion, V]``), float32."""
+    """Logits predicting the last ``num_completion`` positions (``[B, num_completion, V]``), float32.
+
+    The forward pass runs under :func:`float32_forward`: autocast off, accelerate's mixed-precision wrapper bypassed.
+    """
     attn = attention_mask.long()
     position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
     kwargs = dict(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=False)
-    try:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
-        logits = model(**kwargs, logits_to_keep=num_completion + 1).logits
-    except TypeError:
-        logits = model(**kwargs).logits
+    with float32_forward(model):
+        try:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
+            logits = model(**kwargs, logits_to_keep=num_completion + 1).logits
+        except TypeError:
+            logits = model(**kwargs).logits
     return logits[:, -(num_completion + 1):-1, :].float()
 
 
@@ -253,7 +258,7 @@ def score_ids(
         raise ValueError(f"{M} completion rows is not a multiple of {B} prompt rows")
     group = M // B if B else 1
     sums = []
-    with torch.inference_mode():
+    with torch.inference_mode(), bridge_threads(model, "scoring"):
         for start in range(0, M, batch_size):
             rows = torch.arange(start, min(start + batch_size, M), device=prompt_ids.device)
             prow = rows // group
