@@ -30,6 +30,7 @@ _LAZY = {
     "sharpening_squared_loss": "_algorithms", "dpo_logistic_loss": "_algorithms", "xpo_loss": "_algorithms",
     # interop (pure Python except trl_self_reward, which scores with torch when called)
     "sft_rows": "_interop", "dpo_pairs": "_interop", "to_dataset": "_interop", "trl_self_reward": "_interop",
+    "to_trl": "_interop", "export_completions": "_interop",
     # tiny in-code models
     "char_tokenizer": "_tiny", "tiny_gpt2": "_tiny", "tiny_llama": "_tiny", "AnswerTask": "_tiny",
     "train_answer_model": "_tiny", "answer_distribution": "_tiny",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sharpsim.bridge._checks import check_count, check_float, check_optional_count, check_prompts
 from sharpsim.bridge._deps import require_peft, require_torch
+from sharpsim.bridge._interop import dpo_pairs, export_completions, sft_rows
 from sharpsim.bridge._rewards import compute_self_reward, select_best
 from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
@@ -467,13 +468,16 @@ def sft_sharpening(model, tokenizer, prompts: Sequence[str], config: SFTConfig |
         "truncated_rate": float(samples.truncated.float().mean()),
     }
     metrics.update(_truth_metrics(texts, cfg.num_samples, answers, check, picks))
+    kept_prompts = [prompts[i // cfg.num_samples] for i in flat]
+    exported = export_completions(model, tokenizer, kept_prompts, kept_p, kept_c,  # under π_base: before training
+                                  [float(scores.logps[i]) for i in flat])
     model = _maybe_lora(model, lora)
     history = fine_tune(model, tokenizer, kept_p, kept_c, steps=cfg.steps, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                         max_grad_norm=cfg.max_grad_norm, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
                         log_every=cfg.log_every)
-    data = {"prompt": [prompts[i // cfg.num_samples] for i in flat], "completion": [texts[i] for i in flat],
-            "ref_logps": [float(scores.logps[i]) for i in flat]}
+    data = sft_rows(kept_prompts, exported["text"], exported["base_logps"], truncated=exported["truncated"],
+                    exact=exported["exact"])
     return SharpeningResult(model, metrics, history, data)
 
 
@@ -516,6 +520,8 @@ def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig
     rows_p, rows_c = _rows_from_samples(samples)
     P = [rows_p[2 * i] for i in range(len(prompts))]
     Y, Y2 = [rows_c[2 * i] for i in range(len(prompts))], [rows_c[2 * i + 1] for i in range(len(prompts))]
+    exported = export_completions(model, tokenizer, [prompts[i // 2] for i in range(len(rows_c))], rows_p, rows_c,
+                                  scores.logps.tolist())  # under π_base: before training
     dev = model_device(model)
     ref, rewards = ref.to(dev), rewards.to(dev)
     model = _maybe_lora(model, lora)
@@ -534,10 +540,11 @@ def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig
                "queries": 2 * len(prompts), "beta": cfg.beta, "self_reward": float(scores.logps.mean()),
                "truncated_rate": float(samples.truncated.float().mean())}
     metrics.update(_truth_metrics(texts, 2, answers, check))
-    from sharpsim.bridge._interop import dpo_pairs
-    data = dpo_pairs([p for p in prompts], [texts[2 * i] for i in range(len(prompts))],
-                     [texts[2 * i + 1] for i in range(len(prompts))], rewards[:, 0].tolist(),
-                     rewards[:, 1].tolist(), ref[:, 0].tolist(), ref[:, 1].tolist())
+    ex = exported
+    data = dpo_pairs(list(prompts), ex["text"][0::2], ex["text"][1::2], rewards[:, 0].tolist(),
+                     rewards[:, 1].tolist(), ex["base_logps"][0::2], ex["base_logps"][1::2],
+                     truncated_a=ex["truncated"][0::2], truncated_b=ex["truncated"][1::2],
+                     exact_a=ex["exact"][0::2], exact_b=ex["exact"][1::2])
     return SharpeningResult(model, metrics, history, data)
 
 
