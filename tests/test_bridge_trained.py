@@ -7,6 +7,7 @@ empirical frequency is a mean of R Bernoulli draws, so we allow 4.5 standard dev
 q floored at 0.01); with 9 cells the false-failure rate is < 1e-4 (and seeds are fixed, so runs are repeatable).
 """
 
+import copy
 import math
 
 import pytest
@@ -107,23 +108,93 @@ def kl_optimum(p, beta):
     return q / q.sum(-1, keepdim=True)
 
 
-def test_rlhf_squared_loss_reaches_the_kl_optimum(trained):
+def _pair_graph_diameter(strings, pairs):
+    """Largest shortest-path length between strings of the pair graph (``None`` if it is not connected)."""
+    adj = {y: set() for y in strings}
+    for y, y2 in pairs:
+        if y != y2:
+            adj[y].add(y2)
+            adj[y2].add(y)
+    diam = 0
+    for src in strings:
+        dist, frontier = {src: 0}, [src]
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in adj[u]:
+                    if v not in dist:
+                        dist[v] = dist[u] + 1
+                        nxt.append(v)
+            frontier = nxt
+        if len(dist) < len(strings):
+            return None
+        diam = max(diam, max(dist.values()))
+    return diam
+
+
+@pytest.mark.slow  # ~30 s on one core: 200 full-batch steps to the convergence criterion
+def test_rlhf_squared_loss_reaches_the_kl_optimum(trained, record_property):
+    """Eq. 8 trained to convergence gives π ∝ π_base^{1+1/β} **on the sampled support** (theory.md §9).
+
+    Derivation of the tolerance. Write g(y) = log π(y|x) − (1+1/β) log π_base(y|x). For a sampled pair (y, y') the
+    Eq. 8 residual with r = log π_base is e = β (g(y) − g(y')). If the mean squared residual over the n complete
+    pairs is ≤ L, every |e| ≤ sqrt(n·L), so along a path of d pairs |g(y) − g(y')| ≤ d·sqrt(n·L)/β. On the support
+    S_x (the distinct complete strings sampled for prompt x, connected by the pairs, diameter d_x), the
+    renormalised laws q = π/π(S_x) and t = π_base^{1+1/β}/Σ_S π_base^{1+1/β} satisfy
+    |log q(y) − log t(y)| ≤ max_S g − min_S g ≤ d_x·sqrt(n·L)/β. Convergence criterion: L ≤ 1e-6 (measured
+    independently after training by scoring every sampled string under both models), so with n ≈ 72 and
+    β = 0.5 the tolerance is ≈ 0.017·d_x in log-probability.
+
+    The mass that leaves S_x is a property of Eq. 8, which constrains only log-ratios of sampled strings: it is
+    reported (``record_property("leaked_mass", …)``), not asserted. Measured with this seed: > 0.99 of every
+    prompt's mass leaves the sampled support at convergence (the old test, after 30 steps, saw ~0.03 off π*_β
+    only because training had barely started; the tiny experiment saw 41% leak).
+    """
     model0, tok, task = trained
-    model = __import__("copy").deepcopy(model0)
-    base = answer_distribution(model, tok, task.prompts, task.answers)
+    beta, L_tol = 0.5, 1e-6
     prompts = [p for p in task.prompts for _ in range(24)]
-    res = rlhf_sharpening(model, tok, prompts, RLHFConfig(beta=0.5, loss="squared", max_new_tokens=5, steps=30,
-                                                          batch_size=16, learning_rate=1e-3, seed=0))
+    res = rlhf_sharpening(copy.deepcopy(model0), tok, prompts, RLHFConfig(
+        beta=beta, loss="squared", max_new_tokens=5, steps=200, batch_size=len(prompts), learning_rate=3e-3,
+        lr_schedule="constant", max_grad_norm=None, seed=0))
+    d = res.data
+    assert all(d["exact"])  # the texts are the sampled ids (character tokenizer), so scoring text = scoring ids
+    pairs = [(d["prompt"][j], d["chosen"][j], d["rejected"][j]) for j in range(len(d["prompt"]))
+             if not (d["chosen_truncated"][j] or d["rejected_truncated"][j])]
+    n = len(pairs)
+    assert n >= 0.9 * len(prompts)
+
+    def logps(model, p, ys):
+        return score_completions(model, tok, [p] * len(ys), ys, add_eos=True).logps.double()
+
+    # convergence criterion, measured independently of the trainer's loss history
+    resid = []
+    for p in task.prompts:
+        S = sorted({y for q, a, b in pairs if q == p for y in (a, b)})
+        a_after, b_base = dict(zip(S, logps(res.model, p, S).tolist())), dict(zip(S, logps(model0, p, S).tolist()))
+        for q, y, y2 in pairs:
+            if q == p:
+                g = (a_after[y] - (1 + 1 / beta) * b_base[y]) - (a_after[y2] - (1 + 1 / beta) * b_base[y2])
+                resid.append(beta * g)
+    loss = sum(e * e for e in resid) / n
+    assert loss <= L_tol, f"Eq. 8 not converged: mean squared residual {loss:.2e} > {L_tol:.0e}"
+
+    leaked = {}
+    for p in task.prompts:
+        P = [(a, b) for q, a, b in pairs if q == p]
+        S = sorted({y for pr in P for y in pr})
+        diam = _pair_graph_diameter(S, P)
+        assert diam is not None, f"prompt {p}: the sampled pairs do not connect {S}; their law is not identified"
+        after, base = logps(res.model, p, S), logps(model0, p, S)
+        log_q = after - torch.logsumexp(after, 0)
+        log_t = (1 + 1 / beta) * base - torch.logsumexp((1 + 1 / beta) * base, 0)
+        tol = max(diam, 1) * math.sqrt(n * L_tol) / beta
+        err = float((log_q - log_t).abs().max())
+        assert err <= tol, (p, S, err, tol)
+        leaked[p] = 1.0 - float(after.exp().sum())
+    record_property("leaked_mass", leaked)
+    print(f"Eq. 8 at convergence (loss {loss:.1e}): mass leaving the sampled support per prompt: {leaked}")
     assert res.metrics["queries"] == 2 * len(prompts)
-    after = answer_distribution(res.model, tok, task.prompts, task.answers)
-    target = kl_optimum(base, 0.5)  # puts 0.56-0.83 on the mode; the base has 0.41-0.54
-    # With this seed the result lands within ~0.03 of π*_β. It is NOT robust to the sample draw: Eq. 8 only
-    # constrains log-ratios of the sampled pairs, and with 24 pairs per prompt another draw (the tiny experiment)
-    # leaked 41% of prompt b='s mass off the answer set. So we assert what held in both draws: the mode gains
-    # mass on average (+0.13 and +0.30); the closed-form match itself is pinned by test_bridge_losses.py.
-    m = base.argmax(1)
-    assert (after[torch.arange(3), m] - base[torch.arange(3), m]).mean() > 0.05, (after, target)
-    assert set(res.data) >= {"prompt", "chosen", "rejected", "ref_chosen_logps", "ref_rejected_logps"}
+    assert set(res.data) >= {"prompt", "chosen", "rejected", "base_chosen_logps", "base_rejected_logps"}
     assert all(c >= r for c, r in zip(res.data["chosen_reward"], res.data["rejected_reward"]))
 
 
@@ -156,4 +227,4 @@ def test_xpo_grows_dataset_and_sharpens(trained):
 def test_dpo_pairs_order_by_reward():
     t = dpo_pairs(["p", "q"], ["a", "b"], ["c", "d"], [1.0, 0.0], [0.5, 2.0], [-1, -2], [-3, -4])
     assert t["chosen"] == ["a", "d"] and t["rejected"] == ["c", "b"]
-    assert t["ref_chosen_logps"] == [-1.0, -4.0] and t["ref_rejected_logps"] == [-3.0, -2.0]
+    assert t["base_chosen_logps"] == [-1.0, -4.0] and t["base_rejected_logps"] == [-3.0, -2.0]
