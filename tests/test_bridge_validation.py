@@ -242,3 +242,18 @@ def test_pass_at_n_rejects_impossible_counts(c, M, n, msg):
 
 def test_pass_at_n_accepts_numpy_integers():
     assert pass_at_n(np.int64(2), np.int64(5), np.int32(2)) == pytest.approx(float(exact_pass_at_n(2, 5, 2)))
+
+
+def test_callable_reward_returning_nan_is_named():
+    """Old: a NaN self-reward was silently ranked last by best-of-N (select_best maps NaN to -inf)."""
+    from sharpsim.bridge import Scores, compute_self_reward
+
+    sc = Scores(values=torch.zeros(2), logps=torch.zeros(2), lengths=torch.ones(2, dtype=torch.long))
+
+    def judge(prompts, completions, **kw):
+        return [0.0, float("nan")]
+
+    with pytest.raises(ValueError, match="reward judge returned NaN for completion 1"):
+        compute_self_reward(judge, sc, num_samples=2, texts=["a", "b"], prompts=["p"])
+    with pytest.raises(ValueError, match="returned \\(1,\\) values for 2 completions"):
+        compute_self_reward(lambda **kw: [0.0], sc, num_samples=2, texts=["a", "b"], prompts=["p"])

@@ -265,8 +265,13 @@ def expected_majority_by_n(answers: Sequence[Hashable | None], correct: Sequence
                            *, rng: np.random.Generator, num_subsets: int = 400) -> np.ndarray:
     """Monte Carlo E[correctness of the majority-vote pick] over random size-n subsets (ties uniformly)."""
     M = len(answers)
+    if len(correct) != M or M == 0:
+        raise ValueError(f"answers and correct must have the same non-zero length, got {M} and {len(correct)}")
+    check_count("num_subsets", num_subsets)
     out = []
     for n in n_values:
+        if not 1 <= n <= M:
+            raise ValueError(f"n must be in [1, {M}] (the pool size), got {n}")
         hits = 0.0
         for _ in range(num_subsets):
             idx = rng.choice(M, size=n, replace=False)

@@ -54,7 +54,14 @@ def compute_self_reward(
             raise ValueError("a callable reward needs the prompts and completion texts")
         rows = [prompts[i // num_samples] for i in range(len(texts))]
         vals = reward(prompts=rows, completions=list(texts), logps=scores.logps, lengths=scores.lengths)
-        return torch.as_tensor(list(vals), dtype=torch.float32)
+        out = torch.as_tensor(list(vals), dtype=torch.float32)
+        name = getattr(reward, "__name__", repr(reward))
+        if out.shape != (len(texts),):
+            raise ValueError(f"reward {name} returned {tuple(out.shape)} values for {len(texts)} completions")
+        if torch.isnan(out).any():
+            raise ValueError(f"reward {name} returned NaN for completion {int(torch.isnan(out).nonzero()[0, 0])}: "
+                             "best-of-N would silently rank it last; return -inf for 'never pick this'")
+        return out
     if reward == "logprob":
         return scores.logps.float()
     if reward == "mean_logprob":
