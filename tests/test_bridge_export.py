@@ -182,3 +182,19 @@ def test_sft_rows_round_trip_through_trl(random_model):
         got = float(tok_lp[completion].sum())
         assert ids[-1] == tok.eos_token_id and labels[-1] == tok.eos_token_id  # TRL always ends with EOS
         assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_xpo_data_rescores_to_its_logps(random_model):
+    """Old: XPO's exported texts dropped sampled pad/unk tokens, so they did not re-score to ref_*_logps."""
+    from sharpsim.bridge import XPOConfig, xpo_sharpening
+
+    model, tok = random_model
+    cfg = XPOConfig(num_iterations=2, prompts_per_iteration=6, steps_per_iteration=1, max_new_tokens=5, seed=0)
+    res = xpo_sharpening(copy.deepcopy(model), tok, PROMPTS, cfg, reference=copy.deepcopy(model))
+    d = res.data
+    assert len(d["base_truncated"]) == len(d["prompt"]) == 12
+    texts = d["policy_completion"] + d["base_completion"]
+    assert sum(("_" in t) or ("<unk>" in t) for t in texts) >= 2  # the draw holds the trap (the test can fail)
+    for side in ("policy", "base"):
+        got = score_completions(model, tok, d["prompt"], d[f"{side}_completion"]).logps
+        torch.testing.assert_close(got, torch.tensor(d[f"ref_{side}_logps"]), atol=1e-5, rtol=0)

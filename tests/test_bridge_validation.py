@@ -257,3 +257,25 @@ def test_callable_reward_returning_nan_is_named():
         compute_self_reward(judge, sc, num_samples=2, texts=["a", "b"], prompts=["p"])
     with pytest.raises(ValueError, match="returned \\(1,\\) values for 2 completions"):
         compute_self_reward(lambda **kw: [0.0], sc, num_samples=2, texts=["a", "b"], prompts=["p"])
+
+
+# --- every numeric field of every config, against values that are invalid for all of them ------------------
+
+ALWAYS_BAD = [NAN, INF, -INF, -1, -1.0, "1", [1], True]
+
+
+def _numeric_fields(cls):
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls) if f.name not in ("reward", "loss", "lr_schedule")]
+
+
+SWEEP = [(cls, f, v) for cls in (SFTConfig, RLHFConfig, XPOConfig) for f in _numeric_fields(cls) for v in ALWAYS_BAD]
+
+
+@pytest.mark.parametrize("cls,field,value", SWEEP, ids=[f"{c.__name__}.{f}={v!r}" for c, f, v in SWEEP])
+def test_every_config_field_rejects_invalid_values(cls, field, value):
+    """NaN, ±inf, negatives, strings, lists and bools are invalid for every numeric field (counts, rates,
+    coefficients, seeds): each must raise a ValueError naming the field, never construct a config."""
+    with pytest.raises(ValueError, match=field):
+        cls(**{field: value})

@@ -562,6 +562,10 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
     argmax_t J_β(π^(t)) needs validation data; ``history`` records the loss per step).
 
     ``queries`` counts sample-and-evaluate calls to π_base: 2 per triple (ỹ sampled and scored, y scored).
+
+    ``data`` holds D: texts exactly as sampled (special tokens and the final EOS kept, so
+    ``score_completions(reference, tok, prompts, texts)`` re-scores them to ``ref_*_logps``), and
+    ``policy_truncated`` / ``base_truncated`` flags. It is not a TRL table (TRL has no XPO trainer).
     """
     cfg = _config(config, XPOConfig)
     prompts = check_prompts(prompts)
@@ -576,6 +580,7 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(prompts), generator=gen).tolist()
     D_p, D_y, D_b, D_ref_y, D_ref_b, D_r_y, D_r_b, texts_y, texts_b, D_x = ([] for _ in range(10))
+    trunc_y, trunc_b = [], []
     history: list[dict] = []
     opt = _optimizer(model, cfg.learning_rate, cfg.weight_decay)
     fn = _pair_loss(model, pad_id, "xpo", cfg.beta, cfg.alpha)
@@ -600,7 +605,11 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
                                  extract_answer=extract_answer)
         rp, rc = _rows_from_samples(y)
         _, rcb = _rows_from_samples(b)
-        D_p += rp; D_y += rc; D_b += rcb; D_x += batch; texts_y += ty; texts_b += tb
+        D_p += rp; D_y += rc; D_b += rcb; D_x += batch
+        # exported texts keep special tokens (they re-tokenise to the scored ids); rewards used the clean texts
+        texts_y += y.texts(tokenizer, skip_special_tokens=False)
+        texts_b += b.texts(tokenizer, skip_special_tokens=False)
+        trunc_y += y.truncated.tolist(); trunc_b += b.truncated.tolist()
         D_ref_y += sy.logps.tolist(); D_ref_b += sb.logps.tolist(); D_r_y += ry.tolist(); D_r_b += rb.tolist()
         ref_y, ref_b = torch.tensor(D_ref_y, device=dev), torch.tensor(D_ref_b, device=dev)
         r_y, r_b = torch.tensor(D_r_y, device=dev), torch.tensor(D_r_b, device=dev)
@@ -627,5 +636,6 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
                "self_reward": float(torch.tensor(D_ref_b).mean()),
                "policy_self_reward_last": float(torch.tensor(D_ref_y[-cfg.prompts_per_iteration:]).mean())}
     data = {"prompt": D_x, "policy_completion": texts_y, "base_completion": texts_b,
-            "ref_policy_logps": D_ref_y, "ref_base_logps": D_ref_b}
+            "ref_policy_logps": D_ref_y, "ref_base_logps": D_ref_b, "policy_truncated": trunc_y,
+            "base_truncated": trunc_b}
     return SharpeningResult(model, metrics, history, data)
