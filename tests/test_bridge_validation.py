@@ -279,3 +279,16 @@ def test_every_config_field_rejects_invalid_values(cls, field, value):
     coefficients, seeds): each must raise a ValueError naming the field, never construct a config."""
     with pytest.raises(ValueError, match=field):
         cls(**{field: value})
+
+
+def test_plan_from_model_checks_before_the_pilot(model_tok, no_sampling):
+    """Old: a bad ``level`` or a NaN ``rho`` was noticed only after sampling the whole pilot."""
+    from sharpsim.bridge import plan_from_model
+
+    _, tok = model_tok
+    with pytest.raises(ValueError, match="level must be"):
+        plan_from_model(no_sampling, tok, ["a"], level="token")
+    with pytest.raises(ValueError, match="rho must be finite"):
+        plan_from_model(no_sampling, tok, ["a"], rho=NAN)
+    with pytest.raises(ValueError, match="needs extract_answer"):
+        plan_from_model(no_sampling, tok, ["a"], level="answer")

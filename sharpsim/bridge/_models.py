@@ -47,10 +47,18 @@ def plan_from_model(model, tokenizer, prompts: Sequence[str], *, num_samples: in
     exp(log π(ŷ|x)) (observed in the sample-and-evaluate query, so no confidence interval is needed);
     ``level="answer"``: the most frequent extracted answer, with a Clopper–Pearson lower bound.
     """
+    from sharpsim.bridge._checks import check_float
     from sharpsim.bridge._planner import plan_n
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids
 
+    # checked before the (expensive) pilot sampling
+    if level not in ("sequence", "answer"):
+        raise ValueError(f"level must be 'sequence' or 'answer', got {level!r}")
+    if level == "answer" and extract_answer is None:
+        raise ValueError("level='answer' needs extract_answer")
+    for name, v in (("rho", rho), ("epsilon", epsilon), ("delta", delta), ("confidence", confidence)):
+        check_float(name, v, low=0.0, high=1.0, high_open=True)
     s = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens, seed=seed)
     sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
     texts = s.texts(tokenizer)
