@@ -6,18 +6,23 @@ its claim, instance, sweep, algorithms, bounds and predicted exponent, and provi
 * ``settings(mode) -> list[dict]`` — the sweep points (flat dicts of JSON scalars); ``mode`` is
   ``"quick"`` or ``"full"``;
 * ``run_setting(keys, setting, mode) -> list[dict]`` — run every trial of one setting. ``keys`` is a
-  ``[trials]`` array of PRNG keys, already spread over the local devices (trials are the batch axis: call
+  ``[trials]`` array of PRNG keys, placed on the device this setting runs on (trials are the batch axis: call
   ``jax.jit(jax.vmap(f))(keys)``). Each row is a dict with at least ``trial`` (int), ``queries`` (the
   sample-and-evaluate queries that produced it), ``metric`` (str) and ``value`` (float); extra columns
   (e.g. ``n``, ``N``) are kept. The runner adds ``experiment``, ``setting`` and the setting's fields;
+  with several devices it is called from worker threads, one setting per device at a time, so it must
+  not mutate shared state (caches of pure values, such as ``functools.lru_cache``, are fine);
 * ``analyze(rows, mode) -> dict`` — from the rows of all settings: ``{"checks": [Check-as-dict, …], …}``
   where each check compares a predicted exponent (or inequality) with the measurement;
 * ``plot(rows, summary, out_dir) -> list[Path]`` — figures (PNG and PDF), from the rows only.
 
 Result files: ``<out>/<name>/results.csv`` (metadata as leading ``# key: value`` lines: root seed, git
-commit, versions, device, x64, mode, trials), ``summary.json`` and the figures. A half-done run keeps its
-completed settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from
-it; a finished result is never overwritten unless ``force=True``.
+commit, versions, device, x64, mode, trials, then the row count of every setting and a SHA-256 of the rows,
+verified whenever the file is read), ``summary.json`` and the figures. A half-done run keeps its completed
+settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from it only when
+seed, trials, mode, x64, device kind, versions and commit match (:data:`RESUME_FIELDS`); a finished result
+is never overwritten unless ``force=True``, and then the new run is built beside the old folder and swapped
+in when complete. One run per experiment folder at a time (:func:`experiment_lock`).
 
 Studies whose unit is not a vmapped trial (e.g. a real language model through the bridge) set
 ``run_external(folder, mode, seed) -> dict`` instead: it writes its own tables and figures into the folder
@@ -26,8 +31,10 @@ metadata and overwrite rules), so ``analyze`` and the report treat it like any o
 ``requires`` lists modules it needs (missing ones skip it with the install command), and
 ``in_quick=False`` keeps a slow study out of ``reproduce --quick`` (``--only NAME`` still runs it).
 
-Keys: ``root = jax.random.key(seed)``; setting i uses ``fold_in(root, i)`` split into ``trials`` keys, so
-results do not depend on the number of devices or on which settings ran before.
+Keys: ``root = jax.random.key(seed)`` (seed in [0, 2³² − 1]); setting i uses ``fold_in(root, i)`` split into
+``trials`` keys. With several local devices, whole settings run on different devices at once, each on one
+device with its full batch of trials, so results do not depend on the number of devices (nor on which
+settings ran before).
 """
 
 from __future__ import annotations
@@ -635,7 +642,7 @@ def run_experiment(
             diff = config_differences(old_meta, meta)
             if diff:
                 raise ResultMismatchError(
-                    f"{partial} holds a half-done run made under another configuration ({'; '.join(diff)}); "
+                    f"{partial} holds a half-done run with other settings ({'; '.join(diff)}); "
                     "resuming would mix its rows with new ones. Rerun with the recorded values, pass --force to "
                     "start over, or choose another --out folder.")
             meta = {**meta, "resumed_from": old_meta.get("created")}

@@ -86,7 +86,7 @@ def test_a_held_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
     dead.wait()  # its pid is no longer running
     (tmp_path / ".toy.lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
                                                      "started": "2026-01-01T00:00:00+00:00"}))
-    run_experiment(EXP, tmp_path, trials=4, progress=False)
+    run_experiment(EXP, tmp_path, trials=4, progress=False, plot=False)
     err = capsys.readouterr().err
     assert f"taking over a stale lock (pid {dead.pid}" in err and "no longer running" in err
     assert read_results(tmp_path / "toy" / "results.csv")[0]["trials"] == 4
@@ -94,7 +94,7 @@ def test_a_held_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
 
 # ------------------------------------------------------------------------------------------ resume
 def _finished_as_partial(tmp_path, **kw):
-    folder = run_experiment(EXP, tmp_path, trials=4, progress=False, **kw)
+    folder = run_experiment(EXP, tmp_path, trials=4, progress=False, plot=False, **kw)
     (folder / "results.csv").rename(folder / "results.partial.csv")
     return folder / "results.partial.csv"
 
@@ -128,7 +128,7 @@ def test_reproduce_refuses_finished_results_of_another_seed_unless_forced(tmp_pa
 
 def test_reproduce_reports_a_conflict_and_still_runs_the_other_experiments(tmp_path, capsys):
     # Catches: an uncaught ResultExistsError on the first experiment, the later ones never running, exit 0.
-    run_experiment(EXP, tmp_path, trials=8, progress=False)
+    run_experiment(EXP, tmp_path, trials=8, progress=False, plot=False)
     (tmp_path / "toy" / "results.csv").rename(tmp_path / "toy" / "results.partial.csv")
     rc, err = _main(capsys, "reproduce", "--only", TOY, "toy_reduction:EXPERIMENT", "--trials", "4",
                     "--out", str(tmp_path))
@@ -153,7 +153,7 @@ def test_a_truncated_or_undecodable_results_file_is_refused_naming_the_file(tmp_
     with pytest.raises(ResultFileError, match=rf"{partial} cannot be read"):
         run_experiment(EXP, tmp_path, trials=4, progress=False)
     # a finished file is verified too, when figures or summaries are regenerated from it
-    run_experiment(EXP, tmp_path, trials=4, progress=False, force=True)
+    run_experiment(EXP, tmp_path, trials=4, progress=False, force=True, plot=False)
     final = tmp_path / "toy" / "results.csv"
     final.write_text("".join(final.read_text().splitlines(keepends=True)[:-2]))
     with pytest.raises(ResultFileError, match=str(final)):
@@ -169,8 +169,8 @@ def test_a_killed_resumed_run_still_matches_a_fresh_one_byte_for_byte(tmp_path):
     from sharpsim.runner import _to_csv
 
     partial.write_text(_to_csv({k: v for k, v in meta.items()}, keep))
-    run_experiment(EXP, tmp_path, trials=4, progress=False)
-    fresh = run_experiment(EXP, tmp_path / "fresh", trials=4, progress=False)
+    run_experiment(EXP, tmp_path, trials=4, progress=False, plot=False)
+    fresh = run_experiment(EXP, tmp_path / "fresh", trials=4, progress=False, plot=False)
     assert _body(tmp_path / "toy" / "results.csv") == _body(fresh / "results.csv")
     assert len(lines) > 0
 
@@ -279,7 +279,7 @@ def test_result_files_respect_the_umask(tmp_path):
         folder = run_experiment(EXP, tmp_path, trials=4, progress=False)
         report = write_report(tmp_path, [EXP])
         os.umask(0o077)
-        run_experiment(EXP, tmp_path / "private", trials=4, progress=False)
+        run_experiment(EXP, tmp_path / "private", trials=4, progress=False, plot=False)
     finally:
         os.umask(old)
     for p in (folder / "results.csv", folder / "summary.json", report):
@@ -310,9 +310,7 @@ def _assert_same_on_one_and_four_devices(tmp_path, name, trials=None):
     for p in procs.values():
         _, err = p.communicate(timeout=1800)
         assert p.returncode == 0, err
-    short = name.partition(":")[2] and None
-    folders = {d: next((tmp_path / f"d{d}").iterdir()) for d in procs}
-    del short
+    folders = {d: next(p for p in (tmp_path / f"d{d}").iterdir() if not p.name.startswith(".")) for d in procs}
     m1, r1 = read_results(folders[1] / "results.csv")
     m4, r4 = read_results(folders[4] / "results.csv")
     assert m1["num_devices"] == 1 and m4["num_devices"] == 4
