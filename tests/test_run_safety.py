@@ -62,7 +62,7 @@ def _body(path):
 def test_two_runs_on_the_same_out_cannot_overwrite_each_other(tmp_path):
     # Catches: seeds 0 and 1 at once on one --out both exiting 0 with only one seed's rows surviving.
     out = str(tmp_path / "out")
-    env = {"SHARPSIM_TOY_SLEEP": "1.5"}
+    env = {"SHARPSIM_TOY_SLEEP": "3"}  # the winner holds the folder ~9 s: long enough under load
     procs = [_cli(["run", TOY, "--out", out, "--trials", "4", "--seed", str(s)], env) for s in (0, 1)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     codes = sorted(rc for _, _, rc in results)
