@@ -472,7 +472,8 @@ def experiment_lock(out_dir, name: str):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             else:  # no flock (Windows): the pid in the file decides
                 info = _read_holder(fd)
-                if info and info.get("pid") != os.getpid() and info.get("host") == me["host"] and _pid_alive(info.get("pid")):
+                alive = info.get("host") == me["host"] and _pid_alive(info.get("pid"))
+                if info and info.get("pid") != os.getpid() and alive:
                     raise BlockingIOError
         except BlockingIOError:
             info = _read_holder(fd)
