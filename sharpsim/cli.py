@@ -51,6 +51,16 @@ def _cmd_bench(args) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {sorted(REGISTRY)}", file=sys.stderr)
         return 2
+    if args.json is not None:  # refuse before the benchmarks run, not after
+        if not args.json:
+            raise ValueError("--json needs a file name, got ''.")
+        target = pathlib.Path(args.json)
+        if target.exists() and not args.force:
+            print(f"error: {target} exists; pass --force to overwrite it, or choose another --json file.",
+                  file=sys.stderr)
+            return 1
+        if target.is_dir():
+            raise ValueError(f"--json {target} is a folder; give a file name.")
     rows = []
     for name in names:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -66,8 +76,9 @@ def _cmd_bench(args) -> int:
         r0 = rows[0]
         print(f"\ndevice {r0.get('device')} ({r0.get('platform')}), jax {r0.get('jax_version')}, x64 {r0.get('x64')}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2, default=str)
+        from sharpsim.runner import write_atomic
+
+        write_atomic(pathlib.Path(args.json), json.dumps(rows, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0
 
@@ -90,10 +101,31 @@ def _print_row(r: dict) -> None:
     print("  ".join(parts), flush=True)
 
 
+def _get(name: str):
+    """``experiments.get`` with one-line errors for a module or attribute that is not there."""
+    import experiments
+    from sharpsim.runner import Experiment
+
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        if not module or not attr:
+            raise ValueError(f"experiment {name!r}: use a registered name (`sharpsim list`) or module:ATTRIBUTE.")
+        try:
+            exp = experiments.get(name)
+        except ModuleNotFoundError as e:
+            raise ValueError(f"experiment {name!r}: cannot import module {module!r} ({e}).") from None
+        except AttributeError:
+            raise ValueError(f"experiment {name!r}: module {module!r} has no attribute {attr!r}.") from None
+        if not isinstance(exp, Experiment):
+            raise ValueError(f"experiment {name!r} is a {type(exp).__name__}, not a sharpsim.runner.Experiment.")
+        return exp
+    return experiments.get(name)
+
+
 def _resolve(names):
     import experiments
 
-    return [experiments.get(n) for n in names] if names else experiments.all_experiments()
+    return [_get(n) for n in names] if names else experiments.all_experiments()
 
 
 def _mode(args) -> str:
@@ -101,7 +133,39 @@ def _mode(args) -> str:
 
 
 def _out(args) -> pathlib.Path:
-    return pathlib.Path(args.out) if args.out else pathlib.Path("results") / _mode(args)
+    return pathlib.Path(args.out) if args.out is not None else pathlib.Path("results") / _mode(args)
+
+
+def _seed_arg(text: str) -> int:
+    from sharpsim.runner import MAX_SEED
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"{seed} is outside [0, {MAX_SEED}] (JAX keys keep 32 bits; other values would alias a seed in range)")
+    return seed
+
+
+def _trials_arg(text: str) -> int:
+    from sharpsim.runner import MIN_TRIALS
+
+    try:
+        trials = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if trials < MIN_TRIALS:
+        raise argparse.ArgumentTypeError(
+            f"{trials} is too few: at least {MIN_TRIALS} trials per setting are needed for a confidence interval")
+    return trials
+
+
+def _out_arg(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the results folder must not be empty (omit --out for results/quick)")
+    return text
 
 
 def _cmd_list(args) -> int:
@@ -112,12 +176,12 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from sharpsim.runner import ExperimentSkipped, ResultExistsError, run_experiment
+    from sharpsim.runner import ExperimentSkipped, ResultExistsError, RunLockedError, run_experiment
 
     exp = _resolve([args.name])[0]
     try:
         folder = run_experiment(exp, _out(args), mode=_mode(args), trials=args.trials, seed=args.seed, force=args.force)
-    except ResultExistsError as e:
+    except (ResultExistsError, RunLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ExperimentSkipped as e:
@@ -139,7 +203,8 @@ def _cmd_reproduce(args) -> int:
     import time
 
     from sharpsim.report import write_report
-    from sharpsim.runner import ExperimentSkipped, finalize, run_experiment
+    from sharpsim.runner import (ExperimentSkipped, ResultExistsError, ResultFileError, RunLockedError,
+                                 reuse_results, run_experiment)
 
     out, mode = _out(args), _mode(args)
     exps = _resolve(args.only)
@@ -150,31 +215,42 @@ def _cmd_reproduce(args) -> int:
             print(f"[reproduce] not in --quick (minutes each on CPU; run with --only or --full): {', '.join(slow)}",
                   file=sys.stderr)
     t0 = time.perf_counter()
+    failed = []
     for exp in exps:
         folder = out / exp.name
-        if (folder / "results.csv").exists() and not args.force:
-            print(f"[reproduce] {exp.name}: finished results found, reusing them (--force to rerun)", file=sys.stderr)
-            finalize(exp, folder)
-        else:
-            print(f"[reproduce] {exp.name}: {exp.title}", file=sys.stderr)
-            try:
+        try:  # one experiment's conflict is reported and the others still run
+            if (folder / "results.csv").exists() and not args.force:
+                print(f"[reproduce] {exp.name}: finished results found, reusing them (--force to rerun)",
+                      file=sys.stderr)
+                folder = reuse_results(exp, out, mode=mode, trials=args.trials, seed=args.seed)
+            else:
+                print(f"[reproduce] {exp.name}: {exp.title}", file=sys.stderr)
                 folder = run_experiment(exp, out, mode=mode, trials=args.trials, seed=args.seed, force=args.force)
-            except ExperimentSkipped as e:
-                print(f"[reproduce] {exp.name}: skipped: {e}", file=sys.stderr)
-                continue
+        except ExperimentSkipped as e:
+            print(f"[reproduce] {exp.name}: skipped: {e}", file=sys.stderr)
+            continue
+        except (ResultExistsError, RunLockedError, ResultFileError) as e:
+            print(f"[reproduce] {exp.name}: error: {e}", file=sys.stderr)
+            failed.append(exp.name)
+            continue
         _print_summary(folder)
     report = write_report(out, _resolve(None))
     print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
+    if failed:
+        print(f"error: {len(failed)} experiment(s) not run: {', '.join(failed)} (see the messages above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_plot(args) -> int:
-    from sharpsim.runner import finalize
+    from sharpsim.runner import experiment_lock, finalize
 
     out = _out(args)
     for exp in _resolve(args.names):
         if (out / exp.name / "results.csv").exists():
-            summary = finalize(exp, out / exp.name)
+            with experiment_lock(out, exp.name):  # not while a run is writing the folder
+                summary = finalize(exp, out / exp.name)
             print(f"{exp.name}: {', '.join(summary['figures'])}")
         else:
             print(f"{exp.name}: no results in {out / exp.name} (run `sharpsim run {exp.name}` first)")
@@ -192,11 +268,14 @@ def _add_run_options(p, *, trials=True):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="small sweeps, CPU-friendly (default)")
     g.add_argument("--full", action="store_true", help="publication-grade sweeps (GPU)")
-    p.add_argument("--out", help="results folder (default: results/quick or results/full)")
+    p.add_argument("--out", type=_out_arg, help="results folder (default: results/quick or results/full)")
     if trials:
-        p.add_argument("--trials", type=int, help="trials per setting (default: the experiment's own)")
-        p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-        p.add_argument("--force", action="store_true", help="overwrite finished results")
+        p.add_argument("--trials", type=_trials_arg,
+                       help="trials per setting, at least 2 (default: the experiment's own)")
+        p.add_argument("--seed", type=_seed_arg, default=0, help="root seed in [0, 2**32 - 1] (default 0)")
+        p.add_argument("--force", action="store_true",
+                       help="rerun and replace finished or mismatched results (the old folder is replaced only "
+                            "when the new run is complete)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks against vectorised NumPy (ratios printed)")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--full", action="store_true", help="more repetitions and larger shapes")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", help="also write the rows to this JSON file (refuses an existing file)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("list", help="the experiments, one per paper claim")
@@ -240,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad input and unusable folders end in one ``error:`` line (``SHARPSIM_DEBUG=1``
+    shows the traceback): exit 2 for bad values, 1 for a folder that cannot be used or a refused run."""
+    from sharpsim.runner import ResultExistsError, RunLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -248,6 +332,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (ResultExistsError, RunLockedError) as e:
+        if os.environ.get("SHARPSIM_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # --out a file, read-only, not creatable, disk full: name the path, no traceback
+        if os.environ.get("SHARPSIM_DEBUG"):
+            raise
+        what = f"{e.filename}: {e.strerror}" if getattr(e, "filename", None) and e.strerror else str(e)
+        print(f"error: cannot write or read {what}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -64,17 +64,31 @@ def new_figure(ncols: int = 2, width: float = 5.2, height: float = 4.0):
 
 
 def save_figure(fig, path_stem) -> list[pathlib.Path]:
-    """Save as PNG and PDF next to each other; returns both paths."""
+    """Save as PNG and PDF next to each other; returns both paths.
+
+    Each file is written to a temporary name in the same folder and renamed into place, so a run killed
+    while saving never leaves a truncated figure (permissions as a plain ``open()``: 0666 minus the umask).
+    """
+    import os
+
     import matplotlib.pyplot as plt
 
     stem = pathlib.Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext in ("png", "pdf"):
-        p = stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-        out.append(p)
-    plt.close(fig)
+    try:
+        for ext in ("png", "pdf"):
+            p = stem.with_suffix(f".{ext}")
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+            try:
+                fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
+                os.replace(tmp, p)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            out.append(p)
+    finally:
+        plt.close(fig)
     return out
 
 

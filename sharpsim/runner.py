@@ -6,18 +6,23 @@ its claim, instance, sweep, algorithms, bounds and predicted exponent, and provi
 * ``settings(mode) -> list[dict]`` — the sweep points (flat dicts of JSON scalars); ``mode`` is
   ``"quick"`` or ``"full"``;
 * ``run_setting(keys, setting, mode) -> list[dict]`` — run every trial of one setting. ``keys`` is a
-  ``[trials]`` array of PRNG keys, already spread over the local devices (trials are the batch axis: call
+  ``[trials]`` array of PRNG keys, placed on the device this setting runs on (trials are the batch axis: call
   ``jax.jit(jax.vmap(f))(keys)``). Each row is a dict with at least ``trial`` (int), ``queries`` (the
   sample-and-evaluate queries that produced it), ``metric`` (str) and ``value`` (float); extra columns
   (e.g. ``n``, ``N``) are kept. The runner adds ``experiment``, ``setting`` and the setting's fields;
+  with several devices it is called from worker threads, one setting per device at a time, so it must
+  not mutate shared state (caches of pure values, such as ``functools.lru_cache``, are fine);
 * ``analyze(rows, mode) -> dict`` — from the rows of all settings: ``{"checks": [Check-as-dict, …], …}``
   where each check compares a predicted exponent (or inequality) with the measurement;
 * ``plot(rows, summary, out_dir) -> list[Path]`` — figures (PNG and PDF), from the rows only.
 
 Result files: ``<out>/<name>/results.csv`` (metadata as leading ``# key: value`` lines: root seed, git
-commit, versions, device, x64, mode, trials), ``summary.json`` and the figures. A half-done run keeps its
-completed settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from
-it; a finished result is never overwritten unless ``force=True``.
+commit, versions, device, x64, mode, trials, then the row count of every setting and a SHA-256 of the rows,
+verified whenever the file is read), ``summary.json`` and the figures. A half-done run keeps its completed
+settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from it only when
+seed, trials, mode, x64, device kind, versions and commit match (:data:`RESUME_FIELDS`); a finished result
+is never overwritten unless ``force=True``, and then the new run is built beside the old folder and swapped
+in when complete. One run per experiment folder at a time (:func:`experiment_lock`).
 
 Studies whose unit is not a vmapped trial (e.g. a real language model through the bridge) set
 ``run_external(folder, mode, seed) -> dict`` instead: it writes its own tables and figures into the folder
@@ -26,38 +31,61 @@ metadata and overwrite rules), so ``analyze`` and the report treat it like any o
 ``requires`` lists modules it needs (missing ones skip it with the install command), and
 ``in_quick=False`` keeps a slow study out of ``reproduce --quick`` (``--only NAME`` still runs it).
 
-Keys: ``root = jax.random.key(seed)``; setting i uses ``fold_in(root, i)`` split into ``trials`` keys, so
-results do not depend on the number of devices or on which settings ran before.
+Keys: ``root = jax.random.key(seed)`` (seed in [0, 2³² − 1]); setting i uses ``fold_in(root, i)`` split into
+``trials`` keys. With several local devices, whole settings run on different devices at once, each on one
+device with its full batch of trials, so results do not depend on the number of devices (nor on which
+settings ran before).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import datetime
+import hashlib
 import importlib.util
 import io
 import json
 import math
 import os
 import pathlib
+import queue
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: the lock falls back to the pid recorded in the lock file
+    fcntl = None
 
 __all__ = [
     "Experiment",
     "Check",
     "check_slope",
     "ResultExistsError",
+    "ResultMismatchError",
+    "ResultFileError",
+    "RunLockedError",
     "ExperimentSkipped",
+    "MIN_TRIALS",
+    "MAX_SEED",
+    "check_seed",
+    "check_trials",
     "trial_keys",
     "shard_trials",
+    "experiment_lock",
     "run_experiment",
+    "reuse_results",
     "read_results",
     "write_atomic",
     "metadata",
@@ -165,6 +193,34 @@ def check_slope(quantity: str, predicted: float, fit, *, tolerance: float = 0.0,
 
 
 # ------------------------------------------------------------------------------------------ keys & devices
+#: The fewest trials per setting the runner accepts: one trial gives zero-width intervals, so every check
+#: would compare a prediction with a point and read "inconsistent" for no reason.
+MIN_TRIALS = 2
+#: Root seeds are 32-bit: in the default float32 mode ``jax.random.key`` keeps only the low 32 bits, so a
+#: larger (or negative) seed would silently alias another one (−1 ≡ 2³² − 1).
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2³² − 1]; ``ValueError`` naming ``seed`` otherwise (no silent aliasing)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}.")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must lie in [0, {MAX_SEED}] (JAX keys keep 32 bits, so other values would alias "
+                         f"a seed in that range), got {seed}.")
+    return int(seed)
+
+
+def check_trials(trials) -> int:
+    """``trials`` as an int ≥ :data:`MIN_TRIALS`; ``ValueError`` naming ``trials`` otherwise."""
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)):
+        raise ValueError(f"trials must be an integer >= {MIN_TRIALS}, got {trials!r}.")
+    if int(trials) < MIN_TRIALS:
+        raise ValueError(f"trials must be >= {MIN_TRIALS} (one trial per setting gives zero-width intervals, "
+                         f"so no check could be decided), got {trials}.")
+    return int(trials)
+
+
 def trial_keys(seed: int, setting_index: int, trials: int):
     """``split(fold_in(key(seed), setting_index), trials)``: the same keys on any number of devices."""
     return jax.random.split(jax.random.fold_in(jax.random.key(seed), setting_index), trials)
@@ -173,14 +229,30 @@ def trial_keys(seed: int, setting_index: int, trials: int):
 def shard_trials(keys):
     """Spread a ``[trials]`` key array over all local devices (a 1-D ``Mesh`` over the trials axis).
 
-    With one device, or a trial count that does not divide evenly, the keys are returned unchanged
-    (the computation then runs on the default device); per-trial results are identical either way.
+    With one device, or a trial count that does not divide evenly, the keys are returned unchanged.
+    The runner itself no longer shards trials (see :func:`run_experiment`): XLA picks kernels by shape, so a
+    per-device batch of T/D trials can round differently from a batch of T (e.g. the CPU backend hands
+    large reductions to a library that sums in another order), and rows would depend on the device count.
+    This helper stays for users who want trial-parallelism within one call and accept that.
     """
     devices = jax.local_devices()
     if len(devices) <= 1 or keys.shape[0] % len(devices):
         return keys
     mesh = jax.sharding.Mesh(np.array(devices), ("trials",))
     return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials")))
+
+
+# ------------------------------------------------------------------------------------------ errors
+class ResultMismatchError(ResultExistsError):
+    """Results on disk were made under another configuration (seed, trials, mode, x64, versions, commit)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the experiment folder; the message names it (pid, host, start time)."""
+
+
+class ResultFileError(ValueError):
+    """A result file is damaged (rows missing, checksum mismatch) or cannot be decoded; names the file."""
 
 
 # ------------------------------------------------------------------------------------------ result files
@@ -215,12 +287,45 @@ def metadata(experiment: Experiment, *, seed: int, mode: str, trials: int) -> di
     }
 
 
+#: What must match for a half-done run to be resumed: rows made under anything else would be mixed in.
+RESUME_FIELDS = ("experiment", "root_seed", "trials", "mode", "x64", "device", "sharpsim_version",
+                 "jax_version", "numpy_version", "git_commit")
+#: What must match for ``reproduce`` to reuse a finished result instead of running it (versions and commit
+#: that differ are reported, not refused: the rows are still the ones that run made).
+REUSE_FIELDS = ("experiment", "root_seed", "trials", "mode", "x64")
+
+
+def config_differences(recorded: dict, current: dict, fields=RESUME_FIELDS) -> list:
+    """``["root_seed: 0 in the file, 5 now", …]`` for each of ``fields`` whose recorded value differs."""
+    out = []
+    for k in fields:
+        old, new = recorded.get(k), current.get(k)
+        if str(old) != str(new):
+            out.append(f"{k}: {old} in the file, {new} now")
+    return out
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask: what ``open()`` would give a new file (mkstemp alone gives 0600)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    The file gets the permissions a plain ``open()`` would give it (0666 minus the umask).
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _file_mode())
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -230,10 +335,17 @@ def write_atomic(path: pathlib.Path, text: str) -> None:
         raise
 
 
+def _rows_per_setting(rows: list) -> dict:
+    counts: dict = {}
+    for r in rows:
+        counts[str(r.get("setting"))] = counts.get(str(r.get("setting")), 0) + 1
+    return counts
+
+
 def _to_csv(meta: dict, rows: list) -> str:
+    """Metadata lines, then the CSV. The last metadata lines record the row count of every setting and a
+    SHA-256 of the CSV body, so a truncated or edited file is caught when it is read back."""
     buf = io.StringIO()
-    for k, v in meta.items():
-        buf.write(f"# {k}: {v}\n")
     columns: list = []
     for r in rows:
         for k in r:
@@ -242,7 +354,12 @@ def _to_csv(meta: dict, rows: list) -> str:
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    return buf.getvalue()
+    body = buf.getvalue()
+    meta = {k: v for k, v in meta.items() if k not in ("rows_per_setting", "body_sha256")}
+    meta["rows_per_setting"] = json.dumps(_rows_per_setting(rows), separators=(",", ":"))
+    meta["body_sha256"] = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    head = "".join(f"# {k}: {v}\n" for k, v in meta.items())
+    return head + body
 
 
 def _parse(value: str):
@@ -256,17 +373,45 @@ def _parse(value: str):
     return value
 
 
-def read_results(path) -> tuple[dict, list]:
-    """Read a result CSV written by the runner: ``(metadata, rows)`` with numbers parsed back."""
+def read_results(path, *, verify: bool = True) -> tuple[dict, list]:
+    """Read a result CSV written by the runner: ``(metadata, rows)`` with numbers parsed back.
+
+    With ``verify`` (the default) the rows are checked against the per-setting row counts and the checksum
+    recorded in the file's header (files written before these were recorded are read unchecked). A damaged
+    or undecodable file raises :class:`ResultFileError` naming the file.
+    """
+    path = pathlib.Path(path)
     meta, body = {}, []
-    with open(path, newline="") as f:
-        for line in f:
-            if line.startswith("# "):
-                k, _, v = line[2:].rstrip("\n").partition(": ")
-                meta[k] = _parse(v)
-            else:
-                body.append(line)
-    rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(body)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("# ") and not body:
+                    k, _, v = line[2:].rstrip("\n").partition(": ")
+                    meta[k] = _parse(v)
+                else:
+                    body.append(line)
+        reader = csv.DictReader(body)
+        rows = []
+        for r in reader:
+            if None in r or any(v is None for v in r.values()):  # a short or long line
+                raise ValueError(f"line {reader.line_num} has {len(reader.fieldnames or [])} fields expected")
+            rows.append({k: _parse(v) for k, v in r.items()})
+    except (UnicodeDecodeError, csv.Error, ValueError) as e:
+        raise ResultFileError(f"{path} cannot be read as a sharpsim result file ({e}); delete it or pass --force "
+                              "to start over.") from None
+    if verify and "body_sha256" in meta:
+        counts = _rows_per_setting(rows)
+        try:
+            recorded = json.loads(str(meta.get("rows_per_setting")))
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded != counts:
+            raise ResultFileError(
+                f"{path} is damaged: its header records rows per setting {recorded}, the file holds {counts}; "
+                "delete it or pass --force to start over.")
+        if hashlib.sha256("".join(body).encode("utf-8")).hexdigest() != meta["body_sha256"]:
+            raise ResultFileError(f"{path} is damaged: its rows do not match the checksum in its header; "
+                                  "delete it or pass --force to start over.")
     return meta, rows
 
 
@@ -280,6 +425,110 @@ def column(rows: list, name: str) -> np.ndarray:
     return np.asarray([r[name] for r in rows])
 
 
+# ------------------------------------------------------------------------------------------ locking
+def _holder_text(info: dict) -> str:
+    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, started {info.get('started', '?')}"
+            + (f": {info['command']}" if info.get("command") else ""))
+
+
+def _read_holder(fd) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 65536).decode("utf-8", "replace")
+        return json.loads(text) if text.strip() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def experiment_lock(out_dir, name: str):
+    """Hold ``<out_dir>/.<name>.lock`` for the duration: one run per experiment folder at a time.
+
+    The lock is an ``flock`` on that file (the kernel drops it when the holder dies, however it dies); the
+    file records the holder (pid, host, start time, command). A second run raises :class:`RunLockedError`
+    naming the holder. A lock file left by a run that died (its pid no longer running, or the flock free)
+    is stale: it is taken over, and the takeover is reported on stderr.
+    """
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f".{name}.lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+          "command": " ".join(sys.argv)[:300]}
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # no flock (Windows): the pid in the file decides
+                info = _read_holder(fd)
+                alive = info.get("host") == me["host"] and _pid_alive(info.get("pid"))
+                if info and info.get("pid") != os.getpid() and alive:
+                    raise BlockingIOError
+        except BlockingIOError:
+            info = _read_holder(fd)
+            os.close(fd)
+            raise RunLockedError(
+                f"{out_dir / name} is in use by another run ({_holder_text(info)}); wait for it to finish, "
+                "or choose another --out folder.") from None
+        try:  # the holder before us may have unlinked the file after we opened it: lock the live file only
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = _read_holder(fd)
+    if stale:
+        state = "no longer running" if not _pid_alive(stale.get("pid")) or stale.get("host") != me["host"] else "gone"
+        print(f"[{name}] taking over a stale lock ({_holder_text(stale)}; {state}): that run ended without "
+              "releasing it", file=sys.stderr)
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(me).encode("utf-8"))
+    try:
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _clean_leftovers(out_dir: pathlib.Path, name: str) -> None:
+    """Under the lock: remove staging folders of forced runs that died; restore a folder whose swap was cut."""
+    folder = out_dir / name
+    replaced = sorted(out_dir.glob(f".{name}.replaced-*"))
+    if not folder.exists() and replaced:  # killed between the two renames of a swap: keep the old results
+        os.rename(replaced.pop(), folder)
+    for p in [*out_dir.glob(f".{name}.staging-*"), *replaced]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _swap_in(out_dir: pathlib.Path, name: str, staging: pathlib.Path) -> None:
+    """Replace ``out_dir/name`` by the finished ``staging`` folder: two renames, the old one deleted last."""
+    folder = out_dir / name
+    if folder.exists():
+        old = out_dir / f".{name}.replaced-{os.getpid()}"
+        os.rename(folder, old)
+        os.rename(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, folder)
+
+
 # ------------------------------------------------------------------------------------------ running
 def _progress(iterable, total: int, desc: str, enabled: bool):
     if not enabled:
@@ -287,6 +536,58 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="setting", file=sys.stderr, leave=True)
+
+
+def _run_one_setting(experiment: Experiment, i: int, setting: dict, *, seed: int, trials: int, mode: str,
+                     device=None) -> list:
+    """Every trial of setting ``i`` on one device (the default one when ``device`` is None)."""
+    if device is None:
+        keys = trial_keys(seed, i, trials)
+        new = experiment.run_setting(keys, dict(setting), mode)
+    else:
+        with jax.default_device(device):
+            keys = jax.device_put(trial_keys(seed, i, trials), device)
+            new = experiment.run_setting(keys, dict(setting), mode)
+    return [{"experiment": experiment.name, "setting": i, **setting, **r} for r in new]
+
+
+def _run_settings(experiment: Experiment, todo: list, *, seed: int, trials: int, mode: str, progress: bool):
+    """Yield ``(i, rows)`` for each setting of ``todo`` as it completes.
+
+    Devices run different *settings* at once, each setting whole on one device, so every trial is computed
+    by the same program on the same shapes whatever the device count: rows are bit-identical on 1 and on
+    D devices. (Splitting one setting's trials over D devices changes the per-device batch shape, and XLA
+    may round a batch of T/D differently from a batch of T.)
+    """
+    devices = jax.local_devices()
+    if len(devices) <= 1 or len(todo) <= 1:
+        for i, setting in _progress(todo, len(todo), experiment.name, progress):
+            yield i, _run_one_setting(experiment, i, setting, seed=seed, trials=trials, mode=mode)
+        return
+    free: queue.Queue = queue.Queue()
+    for d in devices:
+        free.put(d)
+
+    def job(i, setting):
+        device = free.get()
+        try:
+            return i, _run_one_setting(experiment, i, setting, seed=seed, trials=trials, mode=mode, device=device)
+        finally:
+            free.put(device)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sharpsim-setting")
+    try:
+        futures = [pool.submit(job, i, s) for i, s in todo]
+        for fut in _progress(concurrent.futures.as_completed(futures), len(todo), experiment.name, progress):
+            yield fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _resolve_trials(experiment: Experiment, mode: str, trials) -> int:
+    if mode not in ("quick", "full"):
+        raise ValueError(f"mode must be 'quick' or 'full', got {mode!r}.")
+    return check_trials(experiment.trials[mode] if trials is None else trials)
 
 
 def run_experiment(
@@ -300,59 +601,108 @@ def run_experiment(
     progress: bool = True,
     plot: bool = True,
 ) -> pathlib.Path:
-    """Run (or resume) every setting of ``experiment``; write results, summary and figures. Returns its folder."""
-    if mode not in ("quick", "full"):
-        raise ValueError(f"mode must be 'quick' or 'full', got {mode!r}.")
-    trials = int(trials or experiment.trials[mode])
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}.")
-    folder = pathlib.Path(out_dir) / experiment.name
-    final, partial = folder / "results.csv", folder / "results.partial.csv"
-    meta = metadata(experiment, seed=seed, mode=mode, trials=trials)
+    """Run (or resume) every setting of ``experiment``; write results, summary and figures. Returns its folder.
 
-    if final.exists() and not force:
-        raise ResultExistsError(
-            f"{final} exists; pass --force to overwrite it, or choose another --out folder."
-        )
-    done_rows: list = []
-    done: set = set()
-    if partial.exists() and not force:
-        old_meta, done_rows = read_results(partial)
-        same = all(old_meta.get(k) == meta[k] for k in ("root_seed", "mode", "trials"))
-        if not same:
-            raise ResultExistsError(
-                f"{partial} holds a half-done run with other settings (seed/mode/trials "
-                f"{old_meta.get('root_seed')}/{old_meta.get('mode')}/{old_meta.get('trials')}); pass --force to start over."
-            )
-        done = {int(r["setting"]) for r in done_rows}
-        meta = {**meta, "resumed_from": old_meta.get("created")}
-    elif force:
-        for p in (final, partial):
-            if p.exists():
-                p.unlink()
+    Run safety (docs/experiments.md, "Run safety"):
 
+    * the folder is locked for the whole run (:func:`experiment_lock`); a second run on it raises
+      :class:`RunLockedError` naming the holder;
+    * a finished ``results.csv`` is never overwritten without ``force``; a half-done run resumes only when
+      everything in :data:`RESUME_FIELDS` matches (else :class:`ResultMismatchError` names the field), and
+      only after its row counts and checksum verify (else :class:`ResultFileError` names the file);
+    * with ``force`` the new run is built in a staging folder beside the old one and swapped in only when
+      it is complete, so a run killed half-way leaves the old results whole;
+    * devices run whole settings (see :func:`_run_settings`), so rows do not depend on the device count.
+    """
+    trials = _resolve_trials(experiment, mode, trials)
+    seed = check_seed(seed)
     missing = [m for m in experiment.requires if importlib.util.find_spec(m) is None]
     if missing:
         raise ExperimentSkipped(f"{experiment.name} needs {', '.join(missing)}: pip install 'sharpsim[hf]'")
-    if experiment.run_external is not None:
-        return _run_external(experiment, folder, final, meta, mode=mode, seed=seed, plot=plot)
+    out_dir = pathlib.Path(out_dir)
+    meta = metadata(experiment, seed=seed, mode=mode, trials=trials)
+    with experiment_lock(out_dir, experiment.name):
+        _clean_leftovers(out_dir, experiment.name)
+        folder = out_dir / experiment.name
+        if force and folder.exists():
+            work = out_dir / f".{experiment.name}.staging-{os.getpid()}"
+            work.mkdir()
+        else:
+            work = folder
+        final, partial = work / "results.csv", work / "results.partial.csv"
+        if (folder / "results.csv").exists() and not force:
+            raise ResultExistsError(
+                f"{folder / 'results.csv'} exists; pass --force to overwrite it, or choose another --out folder."
+            )
+        done_rows: list = []
+        if partial.exists():  # only when not forced: a forced run starts in an empty staging folder
+            old_meta, done_rows = read_results(partial)
+            if "body_sha256" not in old_meta:
+                raise ResultFileError(f"{partial} has no row counts or checksum (written by an older sharpsim), so "
+                                      "it cannot be verified; pass --force to start over.")
+            diff = config_differences(old_meta, meta)
+            if diff:
+                raise ResultMismatchError(
+                    f"{partial} holds a half-done run with other settings ({'; '.join(diff)}); "
+                    "resuming would mix its rows with new ones. Rerun with the recorded values, pass --force to "
+                    "start over, or choose another --out folder.")
+            meta = {**meta, "resumed_from": old_meta.get("created")}
 
-    settings = experiment.settings(mode)
-    todo = [(i, s) for i, s in enumerate(settings) if i not in done]
-    if done and progress:
-        print(f"[{experiment.name}] resuming: {len(done)} of {len(settings)} settings already done", file=sys.stderr)
-    rows = list(done_rows)
-    for i, setting in _progress(todo, len(todo), experiment.name, progress):
-        keys = shard_trials(trial_keys(seed, i, trials))
-        new = experiment.run_setting(keys, dict(setting), mode)
-        for r in new:
-            rows.append({"experiment": experiment.name, "setting": i, **setting, **r})
-        write_atomic(partial, _to_csv(meta, rows))
+        if experiment.run_external is not None:
+            _run_external(experiment, work, final, meta, mode=mode, seed=seed, plot=plot)
+        else:
+            settings = experiment.settings(mode)
+            by_setting: dict = {}
+            for r in done_rows:
+                by_setting.setdefault(int(r["setting"]), []).append(r)
+            todo = [(i, s) for i, s in enumerate(settings) if i not in by_setting]
+            if by_setting and progress:
+                print(f"[{experiment.name}] resuming: {len(by_setting)} of {len(settings)} settings already done",
+                      file=sys.stderr)
 
-    write_atomic(final, _to_csv(meta, rows))
-    if partial.exists():
-        partial.unlink()
-    finalize(experiment, folder, rows=rows, mode=mode, plot=plot)
+            def ordered():
+                return [r for i in sorted(by_setting) for r in by_setting[i]]
+
+            for i, new in _run_settings(experiment, todo, seed=seed, trials=trials, mode=mode, progress=progress):
+                by_setting[i] = new
+                write_atomic(partial, _to_csv(meta, ordered()))
+            rows = ordered()
+            write_atomic(final, _to_csv(meta, rows))
+            if partial.exists():
+                partial.unlink()
+            finalize(experiment, work, rows=rows, mode=mode, plot=plot)
+        if work != folder:
+            _swap_in(out_dir, experiment.name, work)
+    return folder
+
+
+def reuse_results(experiment: Experiment, out_dir, *, mode: str = "quick", trials: Optional[int] = None,
+                  seed: int = 0, plot: bool = True) -> pathlib.Path:
+    """Re-analyse a finished result (``reproduce`` without ``--force``) after checking it is the one asked for.
+
+    Raises :class:`ResultMismatchError` naming the field when seed, trials, mode or x64 differ from the
+    request (:data:`REUSE_FIELDS`); other differences (versions, commit) are reported on stderr.
+    """
+    trials = _resolve_trials(experiment, mode, trials)
+    seed = check_seed(seed)
+    out_dir = pathlib.Path(out_dir)
+    folder = out_dir / experiment.name
+    with experiment_lock(out_dir, experiment.name):
+        recorded, rows = read_results(folder / "results.csv")
+        if experiment.run_external is None:
+            wanted = metadata(experiment, seed=seed, mode=mode, trials=trials)
+            diff = config_differences(recorded, wanted, REUSE_FIELDS)
+        else:  # an external study has no trials axis
+            wanted = metadata(experiment, seed=seed, mode=mode, trials=recorded.get("trials"))
+            diff = config_differences(recorded, wanted, [f for f in REUSE_FIELDS if f != "trials"])
+        if diff:
+            raise ResultMismatchError(
+                f"{folder / 'results.csv'} was made under another configuration ({'; '.join(diff)}); pass --force "
+                "to rerun it, or choose another --out folder.")
+        other = config_differences(recorded, wanted, [f for f in RESUME_FIELDS if f not in REUSE_FIELDS])
+        if other:
+            print(f"[{experiment.name}] note: reusing results made with {'; '.join(other)}", file=sys.stderr)
+        finalize(experiment, folder, rows=rows, mode=recorded.get("mode", mode), plot=plot)
     return folder
 
 
