@@ -28,6 +28,7 @@ import numpy as np
 import bounds
 from sharpsim import metrics
 from sharpsim.algorithms import best_of_n
+from sharpsim.algorithms._best_of_n import running_best
 from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope, success_curve
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
@@ -71,7 +72,7 @@ def _program(N_max: int):
         _, lps = pi.sample_and_log_prob(key, 0, N_max)  # the very draws best_of_n made (same key, same call)
         # The best of the first N draws (r_self = log π_base) has log-likelihood best[N − 1]; it lies in y*_γ
         # (γ = 0) iff that is the top log-likelihood, the membership rule of metrics.argmax_set.
-        best = jax.lax.cummax(lps)
+        best = running_best(lps)[0]  # the best of the first N draws, for every N (one home: _best_of_n)
         hit = best >= jnp.max(log_probs[0])
         first = jnp.where(jnp.any(hit), jnp.argmax(hit) + 1, N_max + 1)
         return first, target[bon.response]

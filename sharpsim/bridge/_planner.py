@@ -44,9 +44,9 @@ class ModeMassEstimate:
 
 
 def _clopper_pearson_lower(k: np.ndarray, m: np.ndarray, confidence: float) -> np.ndarray:
-    k, m = np.asarray(k, float), np.asarray(m, float)
-    lo = stats.beta.ppf(1.0 - confidence, k, m - k + 1.0)
-    return np.where(k > 0, lo, 0.0)
+    from sharpsim.complexity import clopper_pearson  # the one home of the interval
+
+    return clopper_pearson(k, m, level=confidence, side="lower")[0]
 
 
 def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, confidence: float = 0.95
@@ -99,13 +99,16 @@ def recommend_n_bon(p, rho: float) -> np.ndarray:
 
 
 def recommend_n_sft(c_cov: float, epsilon: float, delta: float, *, constant: float = 1.0) -> float:
-    """Theorem 4.1: N* = c · C_cov · log(2/δ) / ε (``constant`` = c, unspecified in the paper)."""
+    """Theorem 4.1: N* = c · C_cov · log(2/δ) / ε (``constant`` = c, unspecified in the paper); the formula's
+    one home is ``bounds.sft_responses_per_prompt`` (this keeps the planner's argument checks)."""
+    import bounds
+
     for name, v in (("epsilon", epsilon), ("delta", delta)):
         if not 0.0 < v < 1.0:
             raise ValueError(f"{name} must be in (0, 1), got {v}")
     if c_cov < 1:
         raise ValueError(f"C_cov is at least 1, got {c_cov}")
-    return float(math.ceil(constant * c_cov * math.log(2.0 / delta) / epsilon - 1e-9))
+    return float(bounds.sft_responses_per_prompt(epsilon, delta, c_cov, c=constant))
 
 
 @dataclasses.dataclass
