@@ -24,9 +24,12 @@ only by sampling noise. The slopes are fitted in the asymptotic range ε ≤ ``E
 analytic model of issue 11 predicts local ratio slopes 0.80, 0.87, 0.96, 0.96, 1.00 as ε falls from 0.04 to
 0.00125: larger ε is pre-asymptotic); the full-range fits are reported with their lack-of-fit statistic.
 
-Rows: per trial and n, fixed: ``sharpened_from_N`` (the smallest grid N from which the run on the first n prompts
-succeeds; success is monotone in N under the prefix coupling); adaptive: ``sharpness_error`` with ``queries`` the
-realised draws of that prefix run. Column ``algorithm``.
+Rows (one per trial and algorithm, so the result file stays small): fixed, ``metric = "sharpened_from_N_by_n"``:
+column ``by_n`` lists, for every n of the fixed grid, the smallest grid N from which the run on the first n prompts
+succeeds (success is monotone in N under the prefix coupling; ``inf`` if none), ``value`` the trial's smallest
+successful n·N; adaptive, ``metric = "success_and_queries_by_n"``: ``by_n`` lists, for every n of the adaptive
+grid, the realised queries of that prefix run and ``s``/``f`` (success/failure), ``value`` the queries at the
+first success. The grids are ``grids(setting)`` (also in the summary). Column ``algorithm``.
 """
 
 from __future__ import annotations
@@ -99,17 +102,18 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     fixed = fixed_success_grid(visits, g["n_fix"], g["N_fix"], Delta, eps)  # [G, H, K]
     N_arr = np.asarray(g["N_fix"], float)
     first = np.where(fixed.any(1), N_arr[np.argmax(fixed, axis=1)], math.inf)  # [G, K]
-    rows = []
-    K = len(keys)
-    for t in range(K):
-        for gi, n in enumerate(g["n_fix"]):
-            rows.append({"trial": t, "queries": int(n * N_arr[-1]), "metric": "sharpened_from_N",
-                         "value": float(first[gi, t]), "n": n, "N": int(N_arr[-1]), "algorithm": "fixed"})
     success, queries = adaptive_success_grid(visits, g["n_ada"], Delta, eps, MU_STOP)
-    for t in range(K):
-        for gi, n in enumerate(g["n_ada"]):
-            rows.append({"trial": t, "queries": int(queries[gi, t]), "metric": "sharpness_error",
-                         "value": 0.0 if success[gi, t] else 1.0, "n": n, "algorithm": "adaptive"})
+    n_f = np.asarray(g["n_fix"], float)
+    rows = []
+    for t in range(len(keys)):
+        budget = n_f * first[:, t]
+        hit = np.flatnonzero(success[:, t])
+        rows.append({"trial": t, "queries": int(n_f[-1] * N_arr[-1]), "metric": "sharpened_from_N_by_n",
+                     "value": float(budget.min()), "algorithm": "fixed",
+                     "by_n": ";".join("inf" if not np.isfinite(v) else str(int(v)) for v in first[:, t])})
+        rows.append({"trial": t, "queries": int(queries[-1, t]), "metric": "success_and_queries_by_n",
+                     "value": float(queries[hit[0], t]) if hit.size else math.inf, "algorithm": "adaptive",
+                     "by_n": ";".join(f"{int(q)}{'s' if ok else 'f'}" for q, ok in zip(queries[:, t], success[:, t]))})
     return rows
 
 
@@ -165,16 +169,16 @@ def _tables(rows: list, setting: dict):
     g = grids(setting)
     K = 1 + max(r["trial"] for r in rows)
     first = np.full((len(g["n_fix"]), K), np.inf)
-    pos_f = {n: i for i, n in enumerate(g["n_fix"])}
-    pos_a = {n: i for i, n in enumerate(g["n_ada"])}
     succ_a = np.zeros((len(g["n_ada"]), K), bool)
     q_a = np.zeros((len(g["n_ada"]), K))
     for r in rows:
-        if r.get("algorithm") == "fixed" and r["metric"] == "sharpened_from_N":
-            first[pos_f[r["n"]], r["trial"]] = float(r["value"])
-        elif r.get("algorithm") == "adaptive" and r["metric"] == "sharpness_error":
-            succ_a[pos_a[r["n"]], r["trial"]] = float(r["value"]) <= float(r["epsilon"])
-            q_a[pos_a[r["n"]], r["trial"]] = r["queries"]
+        t = int(r["trial"])
+        if r.get("algorithm") == "fixed" and r["metric"] == "sharpened_from_N_by_n":
+            first[:, t] = [float(v) for v in str(r["by_n"]).split(";")]
+        elif r.get("algorithm") == "adaptive" and r["metric"] == "success_and_queries_by_n":
+            items = str(r["by_n"]).split(";")
+            succ_a[:, t] = [v.endswith("s") for v in items]
+            q_a[:, t] = [float(v[:-1]) for v in items]
     succ_f = np.asarray(g["N_fix"], float)[None, :, None] >= first[:, None, :]  # [G, H, K]
     return g, succ_f, succ_a, q_a
 
