@@ -32,20 +32,11 @@ DELTA = 0.5  # success: π̂(y*_γ(x)|x) > 1/2, i.e. sharpness_error at δ = 1/2
 
 
 def adaptive_pick_mode_probability(M: int, mu_stop: float) -> float:
-    """P[AdaBoN pick = y_j] at a rare prompt x_i of the hard instance (exact).
+    """P[AdaBoN pick = y_j] at a rare prompt of the hard instance (exact): the law's one home is
+    :func:`sharpsim.finite_size.adaptive_pick_planted_probability` (1 − (1 − 2/M)^{K_q}, ≥ 1 − δ/2 by Lemma I.1)."""
+    from sharpsim.finite_size import adaptive_pick_planted_probability
 
-    P_j has two levels: 2/M on y_j and q = (M − 2)/(M(M − 1)) on the other M − 1 responses. Eq. (10) stops at
-    the first k with k ≥ μ_stop / max_{j≤k} π_base(y_j|x); if y_j has not been drawn by K_q = min{k : log k ≥
-    log μ_stop − log q} the rule fires with a wrong pick, otherwise the pick is y_j. So the pick is y_j with
-    probability 1 − (1 − 2/M)^{K_q} (≥ 1 − δ/2 by Lemma I.1). K_q is computed in float64 logs like the rule.
-    """
-    q = (M - 2) / (M * (M - 1))
-    K_q = math.ceil(math.exp(math.log(mu_stop) - math.log(q)) - 1e-9)
-    while math.log(K_q) < math.log(mu_stop) - math.log(q):
-        K_q += 1
-    while K_q > 1 and math.log(K_q - 1) >= math.log(mu_stop) - math.log(q):
-        K_q -= 1
-    return 1.0 - (1.0 - 2.0 / M) ** K_q
+    return adaptive_pick_planted_probability(M, mu_stop)
 
 
 def adaptive_closure_log_probs(M: int, d: int, M_max: int, mu_stop: float) -> np.ndarray:
@@ -195,8 +186,15 @@ def _first_stable(success):
     return first.astype(jnp.int32), violations.astype(jnp.int32)
 
 
+def _first_draw_reward(x, responses, log_probs):
+    """A deliberately broken self-reward (every draw ties, so "best of N" is the first draw): the private hook of
+    the end-to-end tests' negative control."""
+    del x, responses
+    return jnp.zeros_like(log_probs)
+
+
 @functools.lru_cache(maxsize=None)
-def fixed_sweep_program(n_grid: tuple, N_grid: tuple):
+def fixed_sweep_program(n_grid: tuple, N_grid: tuple, broken: bool = False):
     """jit(vmap over trial keys) of SFT-sharpening on the hard class over an (n, N) grid (one draw per trial).
 
     Arguments ``(keys, class_log_probs, valid, bon_stack, mu, M, epsilon)``; per trial π_base = π^I with
@@ -210,7 +208,9 @@ def fixed_sweep_program(n_grid: tuple, N_grid: tuple):
         k_inst, k_alg = jax.random.split(key)
         oracle = _member_oracle(k_inst, log_probs, mu, M)
         classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
-        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=DELTA, gamma=GAMMA)
+        kw = {"reward": _first_draw_reward} if broken else {}
+        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=DELTA, gamma=GAMMA,
+                                     **kw)
         return _first_stable(sweep.sharpness_error <= epsilon)
 
     return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 6))
