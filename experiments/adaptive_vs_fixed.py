@@ -314,13 +314,27 @@ def analyze(rows: list, mode: str) -> dict:
         if full_fit is not None:
             note += (f"; full range (ε ≤ 0.04, {len(full_sel)} points): slope {full_fit.slope:.3f} "
                      f"[{full_fit.lower:.3f}, {full_fit.upper:.3f}], lack of fit p = {full_fit.lof_pvalue:.3g}")
-        checks.append(check_slope(label, pred, fit, log_factor_slopes=band, note=note))
+        asym_check = check_slope(label, pred, fit, log_factor_slopes=band, note=note)
         # the finite-size law: the measured slope against the exact reference slope over the same points
+        exact_check = None
         if math.isfinite(exact_slope):
-            checks.append(check_slope(
+            exact_check = check_slope(
                 f"{name} slope vs the exact finite-size reference (sharpsim.finite_size), ε ≤ 0.01", exact_slope, fit,
                 note="predicted = the log-log slope of the exact reference m(ρ) (the estimator's functional on the "
-                     "exact laws, same grids): exact, no interval"))
+                     "exact laws, same grids): exact, no interval")
+        band_lo, band_hi = min([pred] + list(band.values())), max([pred] + list(band.values()))
+        if (asym_check["verdict"] == "inconsistent" and exact_check is not None and exact_check["verdict"] == "consistent"
+                and not band_lo <= exact_slope <= band_hi):
+            # the measurement follows the exact law of the algorithm, whose local slope has not reached the
+            # asymptotic exponent at these sizes: a property of the finite sizes, not a defect
+            asym_check["verdict"] = (f"finding: at ε ≥ {min(p['epsilon'] for p in sel):g} the exact finite-size law's "
+                               f"slope is {exact_slope:.3f}, not yet the asymptotic {pred:g}")
+            asym_check["note"] += ("; the measured slope agrees with the exact law of the algorithm (next check), whose local "
+                             "slope lies outside the asymptotic band: the exponent is approached from the side of "
+                             "the finite-size law, not contradicted")
+        checks.append(asym_check)
+        if exact_check is not None:
+            checks.append(exact_check)
     # coverage of the exact reference by the per-setting 95% bootstrap intervals
     miss, total = 0, 0
     for p in pts:
@@ -344,9 +358,10 @@ def analyze(rows: list, mode: str) -> dict:
     z_crit = float(scipy.stats.norm.isf(0.005 / max(len(zs), 1)))
     zmax = float(np.max(np.abs(zs)))
     checks.append({"quantity": "adaptive mean realised queries vs exact E[m] (max |z| over settings)",
-                   "predicted": 0.0, "measured": zmax, "lower": -z_crit, "upper": z_crit,
+                   "predicted": 0.0, "measured": zmax, "lower": zmax, "upper": zmax,
                    "verdict": "consistent" if zmax <= z_crit else "inconsistent",
-                   "note": f"CLT z per setting at n_max; the band ±{z_crit:.2f} is the Bonferroni 1% band"})
+                   "note": (f"a test statistic, not an estimate (no interval): CLT z per setting at n_max against the "
+                            f"exact E[m]; consistent when max |z| ≤ {z_crit:.2f} (Bonferroni, 1% overall)")})
     # explicit per-prompt cost of Theorem D.1's proof: E[m]/n ≤ (1 + μ_stop)·C̄_cov — exact
     ratio = max(p["exact_cost_per_prompt"] / ((1.0 + MU_STOP) * p["C_cov_bar"]) for p in pts)
     checks.append({"quantity": "adaptive E[m]/n ≤ (1 + μ_stop)·C̄_cov (Theorem D.1 proof / Lemma I.1, explicit)",
