@@ -42,7 +42,7 @@ import scipy.stats
 
 import bounds
 from sharpsim import finite_size
-from sharpsim.complexity import SlopeFit, budget_at_rate, empirical_sample_complexity, fit_loglog_slope
+from sharpsim.complexity import SlopeFit, budget_at_rate, clopper_pearson, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
 from sharpsim.runner import Experiment, check_slope
 
@@ -347,8 +347,8 @@ def analyze(rows: list, mode: str) -> dict:
     checks.append({"quantity": "exact finite-size reference inside the measured 95% bootstrap intervals "
                                "(fixed m̂ and adaptive Ê[m], every setting)",
                    "predicted": 0.95, "measured": 1.0 - miss / max(total, 1),
-                   "lower": float(scipy.stats.beta.ppf(0.025, total - miss, miss + 1)) if miss < total else 0.0,
-                   "upper": float(scipy.stats.beta.ppf(0.975, total - miss + 1, miss)) if miss else 1.0,
+                   "lower": float(clopper_pearson(total - miss, max(total, 1))[0]),
+                   "upper": float(clopper_pearson(total - miss, max(total, 1))[1]),
                    "verdict": "consistent" if total and p_miss >= 0.01 else ("inconclusive" if not total else "inconsistent"),
                    "note": (f"{total - miss}/{total} intervals contain the exact reference (Clopper–Pearson interval on "
                             f"the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_miss:.3g} (inconsistent below "
