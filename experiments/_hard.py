@@ -130,20 +130,16 @@ def hard_class_arrays(M: int, d: int, M_max: int, Delta: float):
     ``(log_probs [X, M_max, M_max + 1], valid [X, M_max], mu [X])`` as NumPy arrays; the un-padded block is
     exactly :func:`sharpsim.instances.hard_instance`'s ``class_log_probs`` (γ = 1/2).
     """
+    from sharpsim.instances import hard_instance  # the instance's one home: pad its class, do not rebuild it
+
+    inst = hard_instance(jax.random.key(0), d=d, M=M, Delta=Delta, gamma=GAMMA)
     X, Y = d + 1, M_max + 1
-    P = np.zeros((M, M + 1))
-    P[:, 1:] = (1.0 / M) * (1.0 - GAMMA / ((M - 1) * (1.0 - GAMMA)))
-    P[np.arange(M), np.arange(M) + 1] = 1.0 / ((1.0 - GAMMA) * M)
-    probs = np.zeros((X, M_max, Y))
-    probs[0, :, 0] = 1.0
-    probs[1:, :M, :M + 1] = P
-    probs[1:, M:, :M + 1] = P[0]
-    valid = np.zeros((X, M_max), bool)
-    valid[0, 0] = True
-    valid[1:, :M] = True
-    mu = np.concatenate([[1.0 - Delta], np.full(d, Delta / d)])
-    with np.errstate(divide="ignore"):
-        return np.log(probs), valid, mu
+    block = np.asarray(inst.class_log_probs, np.float64)  # [X, M, M + 1]
+    lp = np.full((X, M_max, Y), -np.inf)
+    lp[:, :M, :M + 1] = block
+    lp[:, M:, :M + 1] = block[:, :1]  # padding candidates repeat candidate 0 (never valid)
+    valid = np.arange(M_max)[None, :] < np.asarray(inst.num_candidates)[:, None]
+    return lp, valid, np.asarray(inst.mu, np.float64)
 
 
 def bon_closure_stack(M: int, d: int, M_max: int, N_grid) -> np.ndarray:
