@@ -40,7 +40,7 @@ from experiments._hard import lattice
 RHO = 0.1  # target failure probability of N̂(ρ)
 MARGIN = 0.5  # planted runner-up at p/(1 + margin): y* is the unique argmax (γ = 0)
 N_PER_OCTAVE = 4  # N grid: round(2^{k/4})
-_MASSES = {"quick": [2.0**-k for k in (3, 5, 7, 9)], "full": [2.0**-k for k in range(2, 13)]}
+_MASSES = {"quick": [2.0**-k for k in (3, 4, 5, 7, 9)], "full": [2.0**-k for k in range(2, 13)]}
 _NUM_RESPONSES = {"quick": 1024, "full": 8192}  # common Y (≥ (1 + margin)/p + 1 for every p of the mode)
 
 
