@@ -15,8 +15,12 @@ from bounds._core import Bound, Condition, ConstantFit
 from bounds.lemma_F_1 import LEMMA_F_1
 from bounds.lemma_I_1 import LEMMA_I_1_ERROR, LEMMA_I_1_STOP
 from bounds.prop_C_1 import BON_EXACT_FAILURE, PROP_C_1, PROP_C_1_BUDGET, bon_budget
-from bounds.thm_3_1 import THM_3_1, THM_3_1_PRIME, THM_3_1_PRIME_ADAPTIVE, THM_D_2, hard_instance_parameters
-from bounds.thm_4_1 import SFT_NUM_PROMPTS, SFT_NUM_RESPONSES, THM_4_1, THM_4_1_PRIME, sft_parameters
+from bounds.thm_3_1 import (
+    HARD_INSTANCE_C1, THM_3_1, THM_3_1_PRIME, THM_3_1_PRIME_ADAPTIVE, THM_D_2, hard_instance_parameters,
+)
+from bounds.thm_4_1 import (
+    SFT_NUM_PROMPTS, SFT_NUM_RESPONSES, THEOREM_4_1_C, THM_4_1, THM_4_1_PRIME, sft_parameters, sft_responses_per_prompt,
+)
 from bounds.thm_4_2 import DPO_BETA, THM_4_2, THM_4_2_PRIME, dpo_beta
 from bounds.thm_D_1 import (
     ADAPTIVE_NUM_PROMPTS, ADAPTIVE_STOP, THM_D_1, THM_D_1_ERROR, THM_D_1_QUERIES, adaptive_sft_parameters, adaptive_stop_parameter,
@@ -51,7 +55,8 @@ __all__ = [
     *sorted(n.upper() for n in REGISTRY),
     "BON_EXACT_FAILURE", "SFT_NUM_PROMPTS", "SFT_NUM_RESPONSES", "ADAPTIVE_STOP", "ADAPTIVE_NUM_PROMPTS", "DPO_BETA", "XPO_BETA",
     "XPO_ALPHA", "LOGLINEAR_R_MAX",
-    "bon_budget", "hard_instance_parameters", "sft_parameters", "adaptive_stop_parameter", "adaptive_sft_parameters",
+    "bon_budget", "hard_instance_parameters", "sft_parameters", "sft_responses_per_prompt", "THEOREM_4_1_C",
+    "HARD_INSTANCE_C1", "adaptive_stop_parameter", "adaptive_sft_parameters",
     "dpo_beta", "xpo_beta", "xpo_alpha", "xpo_iterations", "xpo_eps_disc", "loglinear_R_max", "loglinear_norm_limit",
     "loglinear_log_cover_size", "loglinear_alpha",
 ]

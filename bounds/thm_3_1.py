@@ -20,7 +20,8 @@ import sympy
 from bounds._core import Bound, Condition
 from bounds._symbols import C_cov, c, epsilon, log_class_size, p
 
-__all__ = ["THM_3_1", "THM_D_2", "THM_3_1_PRIME", "THM_3_1_PRIME_ADAPTIVE", "hard_instance_parameters"]
+__all__ = ["THM_3_1", "THM_D_2", "THM_3_1_PRIME", "THM_3_1_PRIME_ADAPTIVE", "hard_instance_parameters",
+           "HARD_INSTANCE_C1"]
 
 _COMMON = (
     Condition("ε ∈ (0, 1)", epsilon < 1),
@@ -90,10 +91,18 @@ THM_3_1_PRIME_ADAPTIVE = Bound(
 )
 
 
-def hard_instance_parameters(epsilon, C, *, p: int = 1, adaptive: bool = False, c1: float = 16.0):
-    """Parameters of the App. H hard instance: ``(Delta, M)``.
+#: The adaptive hard instance's absolute constant c₁ (Δ = c₁ ε, Theorem 3.1′ adaptive part; the paper leaves it
+#: unspecified). The toolkit fixes c₁ = 16, the non-adaptive instance's value, so ONE instance serves both the
+#: fixed-N and the adaptive experiments (adaptive_vs_fixed compares them on the same μ) and Δ/ε is the same in
+#: every hard-instance experiment.
+HARD_INSTANCE_C1 = 16.0
 
-    Δ = 16 ε (non-adaptive) or c₁ ε (adaptive, c₁ unspecified in the paper; default 16), and
+
+def hard_instance_parameters(epsilon, C, *, p: int = 1, adaptive: bool = False, c1: float = HARD_INSTANCE_C1):
+    """Parameters of the App. H hard instance: ``(Delta, M)``; the one home of this choice
+    (``sharpsim.instances.hard_instance_for`` calls it).
+
+    Δ = 16 ε (non-adaptive) or c₁ ε (adaptive, c₁ unspecified in the paper; default :data:`HARD_INSTANCE_C1`), and
     M = ⌈1 + C ε^{-1/p}⌉ (the paper only gives M ≍ 1 + C ε^{-1/p}); Lemmas H.3/H.4 need M ≥ 8 / M ≥ 6.
     """
     eps = np.asarray(epsilon, dtype=float)

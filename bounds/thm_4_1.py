@@ -18,7 +18,8 @@ from bounds._core import Bound, Condition
 from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
 from bounds._symbols import C_cov, C_cov_gamma, N_star, c, delta, epsilon, log_class_size, n, rho
 
-__all__ = ["THM_4_1", "THM_4_1_PRIME", "SFT_NUM_PROMPTS", "SFT_NUM_RESPONSES", "sft_parameters"]
+__all__ = ["THM_4_1", "THM_4_1_PRIME", "SFT_NUM_PROMPTS", "SFT_NUM_RESPONSES", "sft_parameters",
+           "sft_responses_per_prompt", "THEOREM_4_1_C"]
 
 _LOG_CLASS_OVER_RHO = log_class_size + sympy.log(1 / rho)  # log(|Π| ρ^{-1})
 
@@ -76,10 +77,18 @@ THM_4_1_PRIME = Bound(
 )
 
 
-def sft_parameters(epsilon, delta, rho, C_cov, log_class_size, *, c: float = 1.0):
+#: The absolute constant c of Theorem 4.1's recipe fixed by this toolkit: the smallest round constant for which
+#: the miniature Theorem 4.1 tests (hard instance and random planted-mode instances with realizable BoN classes)
+#: show ≥ 1 − ρ of trials sharpened; at c = 0.05 (hard) / 0.01 (planted) they fail (tests/test_sft.py).
+THEOREM_4_1_C = 1.0
+
+
+def sft_parameters(epsilon, delta, rho, C_cov, log_class_size, *, c: float = THEOREM_4_1_C):
     """Theorem 4.1's recipe ``(n, N)``: n = ⌈c log(|Π|/ρ)/(δε)⌉, N = ⌈c C_cov log(2/δ)/ε⌉.
 
-    ``c`` is the theorem's unspecified absolute constant. Inputs broadcast; scalars give Python ints.
+    ``c`` is the theorem's unspecified absolute constant (default :data:`THEOREM_4_1_C`). The one home of the
+    recipe: ``sharpsim.algorithms.sft_parameters`` and the bridge planner's ``recommend_n_sft`` call it.
+    Inputs broadcast; scalars give Python ints.
     """
     eps, dlt, r = open_unit(epsilon, "epsilon"), open_unit(delta, "delta"), open_unit(rho, "rho")
     cov = at_least(C_cov, 1.0, "C_cov")
@@ -88,3 +97,10 @@ def sft_parameters(epsilon, delta, rho, C_cov, log_class_size, *, c: float = 1.0
     n_val = evaluate(SFT_NUM_PROMPTS, c=cc, log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
     N_val = evaluate(SFT_NUM_RESPONSES, c=cc, C_cov=cov, delta=dlt, epsilon=eps)
     return ceil_int(n_val), ceil_int(N_val)
+
+
+def sft_responses_per_prompt(epsilon, delta, C_cov, *, c: float = THEOREM_4_1_C):
+    """Theorem 4.1's N = ⌈c C_cov log(2/δ)/ε⌉ alone (no class size or ρ needed)."""
+    eps, dlt = open_unit(epsilon, "epsilon"), open_unit(delta, "delta")
+    cov = at_least(C_cov, 1.0, "C_cov")
+    return ceil_int(evaluate(SFT_NUM_RESPONSES, c=positive(c, "c"), C_cov=cov, delta=dlt, epsilon=eps))

@@ -32,20 +32,11 @@ DELTA = 0.5  # success: π̂(y*_γ(x)|x) > 1/2, i.e. sharpness_error at δ = 1/2
 
 
 def adaptive_pick_mode_probability(M: int, mu_stop: float) -> float:
-    """P[AdaBoN pick = y_j] at a rare prompt x_i of the hard instance (exact).
+    """P[AdaBoN pick = y_j] at a rare prompt of the hard instance (exact): the law's one home is
+    :func:`sharpsim.finite_size.adaptive_pick_planted_probability` (1 − (1 − 2/M)^{K_q}, ≥ 1 − δ/2 by Lemma I.1)."""
+    from sharpsim.finite_size import adaptive_pick_planted_probability
 
-    P_j has two levels: 2/M on y_j and q = (M − 2)/(M(M − 1)) on the other M − 1 responses. Eq. (10) stops at
-    the first k with k ≥ μ_stop / max_{j≤k} π_base(y_j|x); if y_j has not been drawn by K_q = min{k : log k ≥
-    log μ_stop − log q} the rule fires with a wrong pick, otherwise the pick is y_j. So the pick is y_j with
-    probability 1 − (1 − 2/M)^{K_q} (≥ 1 − δ/2 by Lemma I.1). K_q is computed in float64 logs like the rule.
-    """
-    q = (M - 2) / (M * (M - 1))
-    K_q = math.ceil(math.exp(math.log(mu_stop) - math.log(q)) - 1e-9)
-    while math.log(K_q) < math.log(mu_stop) - math.log(q):
-        K_q += 1
-    while K_q > 1 and math.log(K_q - 1) >= math.log(mu_stop) - math.log(q):
-        K_q -= 1
-    return 1.0 - (1.0 - 2.0 / M) ** K_q
+    return adaptive_pick_planted_probability(M, mu_stop)
 
 
 def adaptive_closure_log_probs(M: int, d: int, M_max: int, mu_stop: float) -> np.ndarray:
@@ -139,20 +130,16 @@ def hard_class_arrays(M: int, d: int, M_max: int, Delta: float):
     ``(log_probs [X, M_max, M_max + 1], valid [X, M_max], mu [X])`` as NumPy arrays; the un-padded block is
     exactly :func:`sharpsim.instances.hard_instance`'s ``class_log_probs`` (γ = 1/2).
     """
+    from sharpsim.instances import hard_instance  # the instance's one home: pad its class, do not rebuild it
+
+    inst = hard_instance(jax.random.key(0), d=d, M=M, Delta=Delta, gamma=GAMMA)
     X, Y = d + 1, M_max + 1
-    P = np.zeros((M, M + 1))
-    P[:, 1:] = (1.0 / M) * (1.0 - GAMMA / ((M - 1) * (1.0 - GAMMA)))
-    P[np.arange(M), np.arange(M) + 1] = 1.0 / ((1.0 - GAMMA) * M)
-    probs = np.zeros((X, M_max, Y))
-    probs[0, :, 0] = 1.0
-    probs[1:, :M, :M + 1] = P
-    probs[1:, M:, :M + 1] = P[0]
-    valid = np.zeros((X, M_max), bool)
-    valid[0, 0] = True
-    valid[1:, :M] = True
-    mu = np.concatenate([[1.0 - Delta], np.full(d, Delta / d)])
-    with np.errstate(divide="ignore"):
-        return np.log(probs), valid, mu
+    block = np.asarray(inst.class_log_probs, np.float64)  # [X, M, M + 1]
+    lp = np.full((X, M_max, Y), -np.inf)
+    lp[:, :M, :M + 1] = block
+    lp[:, M:, :M + 1] = block[:, :1]  # padding candidates repeat candidate 0 (never valid)
+    valid = np.arange(M_max)[None, :] < np.asarray(inst.num_candidates)[:, None]
+    return lp, valid, np.asarray(inst.mu, np.float64)
 
 
 def bon_closure_stack(M: int, d: int, M_max: int, N_grid) -> np.ndarray:
@@ -195,8 +182,15 @@ def _first_stable(success):
     return first.astype(jnp.int32), violations.astype(jnp.int32)
 
 
+def _first_draw_reward(x, responses, log_probs):
+    """A deliberately broken self-reward (every draw ties, so "best of N" is the first draw): the private hook of
+    the end-to-end tests' negative control."""
+    del x, responses
+    return jnp.zeros_like(log_probs)
+
+
 @functools.lru_cache(maxsize=None)
-def fixed_sweep_program(n_grid: tuple, N_grid: tuple):
+def fixed_sweep_program(n_grid: tuple, N_grid: tuple, broken: bool = False):
     """jit(vmap over trial keys) of SFT-sharpening on the hard class over an (n, N) grid (one draw per trial).
 
     Arguments ``(keys, class_log_probs, valid, bon_stack, mu, M, epsilon)``; per trial π_base = π^I with
@@ -210,7 +204,9 @@ def fixed_sweep_program(n_grid: tuple, N_grid: tuple):
         k_inst, k_alg = jax.random.split(key)
         oracle = _member_oracle(k_inst, log_probs, mu, M)
         classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
-        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=DELTA, gamma=GAMMA)
+        kw = {"reward": _first_draw_reward} if broken else {}
+        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=DELTA, gamma=GAMMA,
+                                     **kw)
         return _first_stable(sweep.sharpness_error <= epsilon)
 
     return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 6))
@@ -234,3 +230,121 @@ def adaptive_sweep_program(n_grid: tuple, mu_stop: float, chunk: int = 32):
         return sweep.sharpness_error, sweep.num_queries, jnp.any(sweep.truncated)
 
     return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 5))
+
+
+# ------------------------------------------------------------------------------------------ sufficient statistics
+@dataclasses.dataclass(frozen=True)
+class RareVisits:
+    """The sufficient statistics of SFT-sharpening runs on the hard instance, one draw per trial.
+
+    Only the visits to the rare prompts matter (x_0 is always sharpened and costs a known ⌈μ_stop⌉ draws under
+    Eq. 10). Flat arrays over all rare visits of all trials, in prompt order within a trial: ``trial``, ``pos``
+    (index of the prompt in the trial's sequence of ``n_max`` prompts), ``prompt`` (0..d−1), ``first_planted``
+    (k_0 ~ Geometric(2/M): the draw at which the planted response first appears), ``other`` (the absolute label
+    of the first drawn response, uniform over the M − 1 non-planted labels: best-of-N's pick when k_0 > N and
+    Eq. 10's pick when k_0 > K_q); ``planted [K, d]`` the true index I (uniform over [M]).
+    """
+
+    trial: np.ndarray
+    pos: np.ndarray
+    prompt: np.ndarray
+    first_planted: np.ndarray
+    other: np.ndarray
+    planted: np.ndarray
+    num_trials: int
+    M: int
+    d: int
+
+
+def sample_rare_visits(keys, n_max: int, M: int, Delta: float, d: int) -> RareVisits:
+    """Draw :class:`RareVisits` for every trial key (NumPy generator seeded from the key's data, so the draw does
+    not depend on how the keys are sharded over devices)."""
+    kd = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)
+    out = {k: [] for k in ("trial", "pos", "prompt", "first_planted", "other")}
+    planted = np.zeros((len(keys), d), np.int64)
+    p2 = 2.0 / M
+    for t in range(len(keys)):
+        rng = np.random.default_rng([int(v) for v in kd[t]])
+        planted[t] = rng.integers(0, M, d)
+        pos = np.flatnonzero(rng.random(n_max) < Delta)
+        prompt = rng.integers(0, d, pos.size)
+        other = rng.integers(0, M - 1, pos.size)
+        other = other + (other >= planted[t, prompt])  # skip the planted label
+        out["trial"].append(np.full(pos.size, t))
+        out["pos"].append(pos)
+        out["prompt"].append(prompt)
+        out["first_planted"].append(rng.geometric(p2, pos.size))
+        out["other"].append(other)
+    arrs = {k: np.concatenate(v).astype(np.int64) for k, v in out.items()}
+    return RareVisits(**arrs, planted=planted, num_trials=len(keys), M=M, d=d)
+
+
+def _plurality_correct(v: RareVisits, active: np.ndarray, picked_planted: np.ndarray) -> np.ndarray:
+    """[K, d] bool: per trial and rare prompt, is the first-index plurality label of the active picks the planted
+    one (the MLE over the closure of [M]^d; with no active pick the argmax is label 0)."""
+    K, d, M = v.num_trials, v.d, v.M
+    label = np.where(picked_planted, v.planted[v.trial, v.prompt], v.other)
+    cell = v.trial * d + v.prompt
+    counts = np.bincount((cell * M + label)[active], minlength=K * d * M).reshape(K * d, M)
+    return (np.argmax(counts, axis=1) == v.planted.ravel()).reshape(K, d)
+
+
+def fixed_success_grid(v: RareVisits, n_grid, N_grid, Delta: float, epsilon: float, delta: float = DELTA):
+    """success [G, H, K] of fixed-N SFT-sharpening (MLE over the best-of-N closure) at every (n, N), prefix-coupled
+    (the run at (n, N) uses the first n prompts and the first N draws of each)."""
+    from sharpsim.finite_size import allowed_failures, bon_pick_planted_probability
+
+    allowed = allowed_failures(epsilon, Delta, v.d)
+    N_arr = np.asarray(N_grid)
+    sharp_N = np.array([bon_pick_planted_probability(v.M, int(N)) > 1.0 - delta for N in N_arr])
+    K = v.num_trials
+    out = np.zeros((len(n_grid), len(N_grid), K), bool)
+    H = len(N_grid)
+    for g, n in enumerate(n_grid):
+        act = v.pos < n
+
+        def succeeds(h_idx):  # per-trial grid index -> success at (n, N_grid[h]) for every trial
+            N_t = N_arr[np.minimum(h_idx, H - 1)]
+            ok = _plurality_correct(v, act, v.first_planted <= N_t[v.trial])
+            return ((~ok).sum(1) <= allowed) & sharp_N[np.minimum(h_idx, H - 1)] & (h_idx < H)
+
+        # success is monotone in N (a pick only switches to the planted label as N grows, and the closure's mode
+        # mass grows with N): per-trial bisection for the first successful grid index (H if none)
+        lo = np.full(K, -1)
+        hi = np.full(K, H)
+        while np.any(hi - lo > 1):
+            mid = (lo + hi) // 2
+            live = hi - lo > 1
+            s = succeeds(np.where(live, mid, H))
+            hi = np.where(live & s, mid, hi)
+            lo = np.where(live & ~s, mid, lo)
+        out[g] = np.arange(H)[:, None] >= hi[None, :]
+    return out
+
+
+def adaptive_success_grid(v: RareVisits, n_grid, Delta: float, epsilon: float, mu_stop: float,
+                          delta: float = DELTA):
+    """(success [G, K], queries [G, K]) of adaptive SFT-sharpening (Eq. 10, MLE over the AdaBoN closure) for every
+    n of the grid (prefixes of one draw). A rare visit costs max(k_0, K_2) draws with the planted pick if
+    k_0 ≤ K_q, else K_q draws with the other pick (K_y = Eq. 10's threshold for a response of probability y);
+    a visit to x_0 costs ⌈μ_stop⌉ = K_1."""
+    from sharpsim.finite_size import _first_k_at_least, adaptive_pick_planted_probability, allowed_failures
+
+    M = v.M
+    K_q = _first_k_at_least(mu_stop, (M - 2) / (M * (M - 1)))
+    K_2 = _first_k_at_least(mu_stop, 2.0 / M)
+    K_1 = _first_k_at_least(mu_stop, 1.0)
+    picked = v.first_planted <= K_q
+    cost = np.where(picked, np.maximum(v.first_planted, K_2), K_q)
+    sharp = adaptive_pick_planted_probability(M, mu_stop) > 1.0 - delta
+    allowed = allowed_failures(epsilon, Delta, v.d)
+    G, K = len(n_grid), v.num_trials
+    success = np.zeros((G, K), bool)
+    queries = np.zeros((G, K), np.int64)
+    for g, n in enumerate(n_grid):
+        act = v.pos < n
+        ok = _plurality_correct(v, act, picked) if sharp else np.zeros((K, v.d), bool)
+        success[g] = (~ok).sum(1) <= allowed
+        rare_n = np.bincount(v.trial[act], minlength=K)
+        queries[g] = K_1 * (n - rare_n) + np.bincount(v.trial[act], weights=cost[act], minlength=K).astype(np.int64)
+    return success, queries

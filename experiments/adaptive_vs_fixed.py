@@ -1,23 +1,35 @@
 """Adaptive vs fixed-N SFT-sharpening on the hard instance: E[m] ∝ 1/ε vs m ∝ 1/ε² (Thms D.1/D.2 vs 3.1/4.1).
 
-Same instance and success criterion as ``sft_minimax`` (App. H, γ = 1/2, Δ = 16ε, M = ⌈1 + C/ε⌉ with C = 1,
-π_base uniform over [M]^d per trial; success = P_x[π̂(y*_γ(x)|x) ≤ 1/2] ≤ ε). Fixed-N SFT-sharpening spends N
-draws on every prompt, and it needs N ≳ M ≍ 1/ε at the rare prompts, so m = n·N ≍ (1/ε)·(1/ε). Adaptive
-SFT-sharpening (Eq. 10, μ_stop = ln(2/δ) = ln 4, Theorem D.1) stops after ⌈μ_stop⌉ = 2 draws at x_0 (mass
-1 − Δ, π_base(y_0|x_0) = 1) and after ≍ M draws only at the rare prompts (mass Δ = 16ε), so its expected cost
-per prompt stays O(1 + ΔM) = O(1) and E[m] ≍ n ≍ 1/ε.
+Instance: Theorem 3.1′'s (App. H, γ = 1/2, C = 1) with the parameters of ``bounds.hard_instance_parameters``
+(Δ = c₁ε, c₁ = ``bounds.HARD_INSTANCE_C1`` = 16 for both algorithms, M = ⌈1 + 1/ε⌉), π_base uniform over [M]^d
+per trial; success = P_x[π̂(y*_γ(x)|x) ≤ 1/2] ≤ ε. Fixed-N SFT-sharpening spends N draws on every prompt and
+needs N ≳ M ≍ 1/ε at the rare prompts, so m = n·N ≍ 1/ε²; adaptive SFT-sharpening (Eq. 10, μ_stop = ln(2/δ),
+Theorem D.1) stops after ⌈μ_stop⌉ = 2 draws at x_0 and after ≍ M draws only at the rare prompts, so E[m] ≍ n ≍ 1/ε.
 
-Per setting, both algorithms run over a grid from ONE draw per trial:
+**Asymptotic scale through sufficient statistics.** On this instance a run is determined by the visits to the d
+rare prompts: per visit, the draw k₀ ~ Geometric(2/M) at which the planted response first appears and the label
+of the first draw (``experiments._hard.sample_rare_visits``). Best-of-N picks the planted response iff k₀ ≤ N,
+Eq. (10) iff k₀ ≤ K_q (and costs max(k₀, K_2) or K_q draws); the MLE over the best-of-N / AdaBoN closure is the
+first-index plurality of the picks (``_hard.fixed_success_grid``, ``_hard.adaptive_success_grid``). This is the
+law of ``sft_sharpening_sweep`` / ``adaptive_sft_sharpening_sweep`` (tests compare both with the exact law), in
+O(rare visits) work per trial instead of n·N draws, so ε = 0.00125 (≈ 2.5·10⁵ queries per adaptive trial, 10⁷
+per fixed-N grid point) runs in seconds on CPU, and the draw is a NumPy generator seeded from each trial key: the
+rows do not depend on the number of devices. Both algorithms use the SAME draw per trial (paired design).
 
-* adaptive — :func:`sharpsim.algorithms.adaptive_sft_sharpening_sweep`: one ``oracle.sample_adaptive`` of n_max
-  prompts, every n of the grid a prefix (queries = prefix sums of the realised per-prompt draws). The MLE is
-  over the AdaBoN closure of [M]^d (each candidate replaced by the exact law of Eq. (10)'s pick, which puts
-  a = 1 − (1 − 2/M)^{⌈μ_stop/q⌉} ≥ 1 − δ/2 on the planted response), so Assumption D.1 holds. Ê[m](ρ) = the
-  mean realised queries at the smallest n whose success rate is ≥ 1 − ρ (log-interpolated; paired bootstrap).
-* fixed N — exactly ``sft_minimax``'s (n, N) sweep and m̂(ρ) (best-of-N closure class).
+**Exact finite-size reference.** :mod:`sharpsim.finite_size` gives the exact success probability of fixed-N SFT
+at every (n, N), of adaptive SFT at (n, μ_stop), and the exact E[m]. The reference m(ρ) is the estimator's own
+functional applied to those exact laws on the same n grid (fixed N: the smallest integer N per n, by bisection;
+adaptive: E[m] at the first n with probability ≥ 1 − ρ, log-interpolated), so measured and reference differ
+only by sampling noise. The slopes are fitted in the asymptotic range ε ≤ ``EPS_ASYMPTOTIC`` = 0.01 (the semi-
+analytic model of issue 11 predicts local ratio slopes 0.80, 0.87, 0.96, 0.96, 1.00 as ε falls from 0.04 to
+0.00125: larger ε is pre-asymptotic); the full-range fits are reported with their lack-of-fit statistic.
 
-Rows: adaptive, per trial and n: ``metric = "sharpness_error"`` with ``queries`` the realised draws of that
-prefix run; fixed, per trial and n: ``sharpened_from_N`` as in ``sft_minimax``. Column ``algorithm``.
+Rows (one per trial and algorithm, so the result file stays small): fixed, ``metric = "sharpened_from_N_by_n"``:
+column ``by_n`` lists, for every n of the fixed grid, the smallest grid N from which the run on the first n prompts
+succeeds (success is monotone in N under the prefix coupling; ``inf`` if none), ``value`` the trial's smallest
+successful n·N; adaptive, ``metric = "success_and_queries_by_n"``: ``by_n`` lists, for every n of the adaptive
+grid, the realised queries of that prefix run and ``s``/``f`` (success/failure), ``value`` the queries at the
+first success. The grids are ``grids(setting)`` (also in the summary). Column ``algorithm``.
 """
 
 from __future__ import annotations
@@ -25,208 +37,386 @@ from __future__ import annotations
 import math
 import pathlib
 
-import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 import bounds
-from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope
+from sharpsim import finite_size
+from sharpsim.complexity import SlopeFit, budget_at_rate, clopper_pearson, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
-from sharpsim.runner import Experiment, check_slope, rows_where
+from sharpsim.runner import Experiment, check_slope
 
-from experiments import sft_minimax as fixed_exp
 from experiments._hard import (
     DELTA,
-    adaptive_closure_log_probs,
-    adaptive_pick_mode_probability,
-    adaptive_sweep_program,
-    bon_closure_stack,
-    fixed_sweep_program,
-    hard_class_arrays,
+    _frontier,
+    adaptive_success_grid,
+    fixed_success_grid,
     lattice,
+    sample_rare_visits,
 )
 
-RHO = fixed_exp.RHO
+RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ (as sft_minimax)
 MU_STOP = float(bounds.adaptive_stop_parameter(DELTA))  # ln(2/δ) = ln 4 (Theorem D.1)
-_ADA_PER_OCTAVE = 4
+EPS_ASYMPTOTIC = 0.01  # slopes are fitted over ε ≤ this (the asymptotic range)
+_EPS_PER_OCTAVE = 4
+#: ε = 0.04·2^{-k/4}: down to 0.005 (quick; 2 per octave above ε = 0.01) and 0.00125 (full, 4 per octave)
+_EPS_STEPS = {"quick": (0, 2, 4, 6, 8, 9, 10, 11, 12), "full": tuple(range(21))}
+_D = {"quick": 2, "full": 4}
+_N_LO, _N_HI = 0.5, 24.0  # n grid over [0.5, 24]·d/Δ
+_ADA_PER_OCTAVE, _FIX_PER_OCTAVE, _NN_PER_OCTAVE = 6, 4, 8
+_N_BOOT = 400
+
+# hook for the end-to-end tests: a deliberately broken algorithm (see tests/test_experiments_sft.py)
+_BREAK = {"ignore_best_of_n": False}
 
 
 def settings(mode: str) -> list:
-    """The ε sweep of ``sft_minimax`` (C = 1): same instances, so the fixed-N program (and its compile) is shared."""
     out = []
-    for s in fixed_exp.settings(mode):
-        if "epsilon" in s["sweep"].split("+"):
-            M = s["M"]
-            out.append({**s, "sweep": "epsilon", "mu_stop": MU_STOP, "C_cov_bar": s["C_cov"],
-                        "ada_mode_mass": adaptive_pick_mode_probability(M, MU_STOP)})
+    d = _D[mode]
+    for k in _EPS_STEPS[mode]:
+        eps = float(f"{0.04 * 2.0 ** (-k / _EPS_PER_OCTAVE):.6g}")
+        Delta, M = bounds.hard_instance_parameters(eps, 1.0, adaptive=True)
+        Delta, M = float(Delta), int(M)
+        C_cov = (1.0 - Delta) + Delta * M / 2.0  # C_cov,γ=1/2 of App. H
+        out.append({"sweep": "epsilon", "epsilon": eps, "C": 1.0, "d": d, "M": M, "Delta": Delta, "C_cov": C_cov,
+                    "C_cov_bar": C_cov, "log_class_size": d * math.log(M), "rho": RHO, "delta": DELTA,
+                    "mu_stop": MU_STOP})
     return out
 
 
-def adaptive_grid(mode: str) -> tuple:
-    d_over_Delta = [s["d"] / s["Delta"] for s in settings(mode)]
-    return tuple(lattice(1.2 * min(d_over_Delta), 20 * max(d_over_Delta), _ADA_PER_OCTAVE))
+def grids(setting: dict) -> dict:
+    """Per-setting grids (absolute geometric lattices): adaptive n, fixed n (≥ 4 per octave) and fixed N."""
+    s = setting["d"] / setting["Delta"]
+    M = setting["M"]
+    return {"n_ada": tuple(lattice(_N_LO * s, _N_HI * s, _ADA_PER_OCTAVE)),
+            "n_fix": tuple(lattice(_N_LO * s, _N_HI * s, _FIX_PER_OCTAVE)),
+            "N_fix": tuple(lattice(0.3 * M, 4.0 * M, _NN_PER_OCTAVE))}
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
-    n_fixed, N_fixed = fixed_exp.grids(mode)
-    n_ada = adaptive_grid(mode)
-    M, d, M_max = int(setting["M"]), int(setting["d"]), fixed_exp._M_max(mode)
-    lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
-    dtype = jnp.result_type(float)
-    lp_j, valid_j, mu_j = jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(mu, dtype)
-    # fixed N: sft_minimax's program (same grids and padding: one compile serves both experiments)
-    stack = jnp.asarray(bon_closure_stack(M, d, M_max, N_fixed), dtype)
-    first, viol = fixed_sweep_program(n_fixed, N_fixed)(keys, lp_j, valid_j, stack, mu_j, jnp.int32(M),
-                                                        jnp.asarray(setting["epsilon"], dtype))
-    rows = fixed_exp.sharpened_rows(np.asarray(first), np.asarray(viol), n_fixed, N_fixed, algorithm="fixed")
-    # adaptive: Eq. (10) with μ_stop = ln(2/δ), MLE over the AdaBoN closure
-    ada = jnp.asarray(adaptive_closure_log_probs(M, d, M_max, MU_STOP), dtype)
-    err, queries, truncated = (np.asarray(a) for a in adaptive_sweep_program(n_ada, MU_STOP)(
-        keys, lp_j, valid_j, ada, mu_j, jnp.int32(M)))
-    for t in range(err.shape[0]):
-        for g, n in enumerate(n_ada):
-            rows.append({"trial": t, "queries": int(queries[t, g]), "metric": "sharpness_error",
-                         "value": float(err[t, g]), "n": n, "algorithm": "adaptive"})
-        rows.append({"trial": t, "queries": int(queries[t, -1]), "metric": "truncated", "value": float(truncated[t]),
-                     "n": n_ada[-1], "algorithm": "adaptive"})
+    g = grids(setting)
+    M, d, Delta, eps = int(setting["M"]), int(setting["d"]), float(setting["Delta"]), float(setting["epsilon"])
+    visits = sample_rare_visits(keys, max(g["n_ada"][-1], g["n_fix"][-1]), M, Delta, d)
+    if _BREAK["ignore_best_of_n"]:  # broken control: keep the first draw instead of the best of N
+        visits = type(visits)(**{**visits.__dict__, "first_planted": np.where(visits.first_planted == 1, 1, 10**9)})
+    fixed = fixed_success_grid(visits, g["n_fix"], g["N_fix"], Delta, eps)  # [G, H, K]
+    N_arr = np.asarray(g["N_fix"], float)
+    first = np.where(fixed.any(1), N_arr[np.argmax(fixed, axis=1)], math.inf)  # [G, K]
+    success, queries = adaptive_success_grid(visits, g["n_ada"], Delta, eps, MU_STOP)
+    n_f = np.asarray(g["n_fix"], float)
+    rows = []
+    for t in range(len(keys)):
+        budget = n_f * first[:, t]
+        hit = np.flatnonzero(success[:, t])
+        rows.append({"trial": t, "queries": int(n_f[-1] * N_arr[-1]), "metric": "sharpened_from_N_by_n",
+                     "value": float(budget.min()), "algorithm": "fixed",
+                     "by_n": ";".join("inf" if not np.isfinite(v) else str(int(v)) for v in first[:, t])})
+        rows.append({"trial": t, "queries": int(queries[-1, t]), "metric": "success_and_queries_by_n",
+                     "value": float(queries[hit[0], t]) if hit.size else math.inf, "algorithm": "adaptive",
+                     "by_n": ";".join(f"{int(q)}{'s' if ok else 'f'}" for q, ok in zip(queries[:, t], success[:, t]))})
     return rows
 
 
+# ------------------------------------------------------------------------------------------ exact reference
+def exact_reference(setting: dict) -> dict:
+    """The estimators' functionals applied to the exact laws of :mod:`sharpsim.finite_size` (same grids)."""
+    g = grids(setting)
+    M, d, Delta, eps = int(setting["M"]), int(setting["d"]), float(setting["Delta"]), float(setting["epsilon"])
+    target = 1.0 - RHO
+    # adaptive: exact P[success] and E[m] at every n of the grid
+    p_ada = np.array([finite_size.hard_adaptive_success_probability(n, M, Delta, d, eps, MU_STOP)[0]
+                      for n in g["n_ada"][::-1]])[::-1]  # largest n first: one win table per setting
+    em = np.array([finite_size.hard_adaptive_expected_queries(n, M, Delta, MU_STOP) for n in g["n_ada"]])
+    ada = budget_at_rate(em, p_ada, RHO)
+    # fixed N: per n the smallest integer N with P ≥ 1 − ρ (monotone in N), then min over n of n·N
+    N_hi = int(g["N_fix"][-1])
+
+    def ok(n, N):
+        return finite_size.hard_fixed_success_probability(n, N, M, Delta, d, eps)[0] >= target
+
+    best, n_at = math.inf, math.nan
+    N_min = finite_size_min_N(M)
+    hi_prev = N_hi
+    for n in g["n_fix"]:
+        if n * N_min >= best or not ok(n, hi_prev):
+            continue
+        lo, hi = N_min - 1, hi_prev  # invariant: ok(hi); N(n) is non-increasing in n
+        if ok(n, N_min):
+            hi = N_min
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(n, mid):
+                hi = mid
+            else:
+                lo = mid
+        hi_prev = hi
+        if n * hi < best:
+            best, n_at = float(n * hi), float(n)
+    return {"adaptive_m": float(ada), "fixed_m": best, "fixed_n_at": n_at,
+            "adaptive_success": p_ada.tolist(), "adaptive_expected_queries": em.tolist()}
+
+
+def finite_size_min_N(M: int) -> int:
+    """The smallest N whose best-of-N closure member is sharpened at all: 1 − (1 − 2/M)^N > 1 − δ."""
+    N = 1
+    while finite_size.bon_pick_planted_probability(M, N) <= 1.0 - DELTA:
+        N += 1
+    return N
+
+
 # ------------------------------------------------------------------------------------------ analysis
-def measure_adaptive(rows: list, mode: str) -> list:
-    n_ada = adaptive_grid(mode)
+def _tables(rows: list, setting: dict):
+    g = grids(setting)
+    K = 1 + max(r["trial"] for r in rows)
+    first = np.full((len(g["n_fix"]), K), np.inf)
+    succ_a = np.zeros((len(g["n_ada"]), K), bool)
+    q_a = np.zeros((len(g["n_ada"]), K))
+    for r in rows:
+        t = int(r["trial"])
+        if r.get("algorithm") == "fixed" and r["metric"] == "sharpened_from_N_by_n":
+            first[:, t] = [float(v) for v in str(r["by_n"]).split(";")]
+        elif r.get("algorithm") == "adaptive" and r["metric"] == "success_and_queries_by_n":
+            items = str(r["by_n"]).split(";")
+            succ_a[:, t] = [v.endswith("s") for v in items]
+            q_a[:, t] = [float(v[:-1]) for v in items]
+    succ_f = np.asarray(g["N_fix"], float)[None, :, None] >= first[:, None, :]  # [G, H, K]
+    return g, succ_f, succ_a, q_a
+
+
+def _first_crossing(m, rates, target):
+    """Row-wise: the first budget with rate ≥ target, log-interpolated from the previous grid point (the
+    functional of ``complexity.budget_at_rate``), for per-row budgets ``m [B, G]`` (inf if never reached)."""
+    ok = rates >= target
+    hit = ok.any(-1)
+    i = np.argmax(ok, -1)
+    j = np.maximum(i - 1, 0)
+    rows = np.arange(rates.shape[0])
+    r_lo, r_hi = rates[rows, j], rates[rows, i]
+    gap = r_hi - r_lo
+    frac = np.clip(np.where(gap > 0, (target - r_lo) / np.where(gap > 0, gap, 1.0), 1.0), 0.0, 1.0)
+    lm_lo, lm_hi = np.log(m[rows, j]), np.log(m[rows, i])
+    est = np.where(i > 0, np.exp(lm_lo + frac * (lm_hi - lm_lo)), m[rows, i])
+    return np.where(hit, est, np.inf)
+
+
+def _estimates(g, rate_f, rate_a, mean_q):
+    """(fixed m̂, adaptive Ê[m]) from success rates (fixed [B, G, H], adaptive [B, G]) and mean queries [B, G]."""
+    target = 1.0 - RHO
+    m_f = _frontier(g["n_fix"], g["N_fix"], rate_f, target)[0]
+    m_a = _first_crossing(np.maximum.accumulate(mean_q, axis=-1), rate_a, target)
+    return m_f, m_a
+
+
+def measure(rows: list) -> list:
+    """Per setting: measured m̂ (fixed), Ê[m] (adaptive), their ratio, paired percentile-bootstrap intervals over
+    trials, and the exact finite-size reference."""
     out = []
-    for s in sorted({r["setting"] for r in rows}):
-        rs = [r for r in rows_where(rows, setting=s, metric="sharpness_error") if r["algorithm"] == "adaptive"]
-        trials = sorted({r["trial"] for r in rs})
-        pos_t, pos_n = {t: i for i, t in enumerate(trials)}, {n: i for i, n in enumerate(n_ada)}
-        err = np.full((len(n_ada), len(trials)), np.nan)
-        q = np.zeros_like(err)
-        for r in rs:
-            err[pos_n[r["n"]], pos_t[r["trial"]]] = r["value"]
-            q[pos_n[r["n"]], pos_t[r["trial"]]] = r["queries"]
-        eps = float(rs[0]["epsilon"])
-        success = err <= eps
-        mean_q = q.mean(axis=1)  # E[m] at each n (strictly increasing: ≥ 1 draw per prompt)
-        sc = empirical_sample_complexity(mean_q, success, RHO, paired=True, seed=int(s))
-        trunc = sum(r["value"] for r in rows_where(rows, setting=s, metric="truncated"))
-        base = {k: rs[0][k] for k in ("epsilon", "C", "d", "M", "Delta", "C_cov", "C_cov_bar", "log_class_size")}
-        # the n at Ê[m] (interpolated like the budget) and the mean per-prompt cost
-        out.append({**base, "setting": s, "m_hat": sc.estimate, "lower": sc.lower, "upper": sc.upper,
-                    "reached_fraction": sc.reached_fraction, "below_grid": sc.below_grid,
-                    "cost_per_prompt": float(mean_q[-1] / n_ada[-1]), "truncated_trials": float(trunc)})
+    by_setting = {}
+    for r in rows:
+        by_setting.setdefault(r["setting"], []).append(r)
+    for s in sorted(by_setting):
+        rs = by_setting[s]
+        setting = {k: rs[0][k] for k in ("epsilon", "C", "d", "M", "Delta", "C_cov", "C_cov_bar", "log_class_size")}
+        g, succ_f, succ_a, q_a = _tables(rs, setting)
+        m_f, m_a = (float(v[0]) for v in _estimates(g, succ_f.mean(-1)[None], succ_a.mean(-1)[None],
+                                                      q_a.mean(-1)[None]))
+        rng = np.random.default_rng(int(s))
+        K = succ_a.shape[-1]
+        # paired percentile bootstrap over trials (both algorithms share each trial's draw): resample counts
+        w = np.stack([np.bincount(i, minlength=K) for i in rng.integers(0, K, size=(_N_BOOT, K))]).T / K  # [K, B]
+        G, H = succ_f.shape[:2]
+        bf = (succ_f.reshape(G * H, K).astype(float) @ w).T.reshape(_N_BOOT, G, H)
+        ba = (succ_a.astype(float) @ w).T
+        bq = (q_a @ w).T
+        boot = np.stack(_estimates(g, bf, ba, bq), axis=1)
+        with np.errstate(invalid="ignore"):
+            ratio_b = boot[:, 0] / boot[:, 1]
+        q = lambda a: [float(v) for v in np.quantile(a, [0.025, 0.975], method="inverted_cdf")]  # noqa: E731
+        ref = exact_reference(setting)
+        em = np.asarray(ref["adaptive_expected_queries"])
+        # E[m] exactness: z of the mean realised queries at n_max against the exact E[m] (CLT over trials)
+        z_q = float((q_a[-1].mean() - em[-1]) / max(q_a[-1].std(ddof=1) / math.sqrt(K), 1e-12))
+        out.append({**setting, "setting": s, "trials": K,
+                    "fixed_m_hat": m_f, "fixed_lower": q(boot[:, 0])[0], "fixed_upper": q(boot[:, 0])[1],
+                    "adaptive_m_hat": m_a, "adaptive_lower": q(boot[:, 1])[0], "adaptive_upper": q(boot[:, 1])[1],
+                    "ratio": m_f / m_a if m_a > 0 else math.nan, "ratio_lower": q(ratio_b)[0],
+                    "ratio_upper": q(ratio_b)[1],
+                    "exact_fixed_m": ref["fixed_m"], "exact_adaptive_m": ref["adaptive_m"],
+                    "exact_ratio": ref["fixed_m"] / ref["adaptive_m"],
+                    "queries_z_vs_exact": z_q, "cost_per_prompt": float(q_a[-1].mean() / g["n_ada"][-1]),
+                    "exact_cost_per_prompt": float(em[-1] / g["n_ada"][-1])})
     return out
 
 
-def _along_sweep_slope(bound, x, values) -> float:
-    vals = {k: v for k, v in values.items() if k in bound.symbols}
-    return float(fit_loglog_slope(x, np.asarray(bound.numeric(**vals), float)).slope)
-
-
-def _values(pts):
-    return {"C_cov": np.array([p["C_cov"] for p in pts]), "C_cov_bar": np.array([p.get("C_cov_bar", p["C_cov"]) for p in pts]),
+def _shape_slope(names, x, pts) -> dict:
+    """Along-sweep log-log slopes of bound shapes (log factors and C_cov(ε), log|Π|(ε) included)."""
+    vals = {"C_cov": np.array([p["C_cov"] for p in pts]), "C_cov_bar": np.array([p["C_cov_bar"] for p in pts]),
             "log_class_size": np.array([p["log_class_size"] for p in pts]),
             "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA}
+    out = {}
+    for name in names:
+        b = bounds.get(name)
+        out[name] = np.asarray(b.numeric(**{k: v for k, v in vals.items() if k in b.symbols}), float) * np.ones(len(x))
+    return out
+
+
+def _slope_fit(pts, y, lo, hi):
+    keep = [i for i, p in enumerate(pts) if all(np.isfinite([p[y], p[lo], p[hi]])) and p[lo] > 0]
+    sel = [pts[i] for i in keep]
+    if len(sel) < 3:
+        return None, sel
+    x = np.array([1.0 / p["epsilon"] for p in sel])
+    return fit_loglog_slope(x, [p[y] for p in sel], y_lower=[min(p[lo], p[y]) for p in sel],
+                            y_upper=[max(p[hi], p[y]) for p in sel]), sel
+
+
+def _loglog(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def analyze(rows: list, mode: str) -> dict:
-    ada = sorted(measure_adaptive(rows, mode), key=lambda p: -p["epsilon"])
-    fixed = sorted(fixed_exp.measure(rows, mode, algorithm="fixed"), key=lambda p: -p["epsilon"])
+    pts = sorted(measure(rows), key=lambda p: -p["epsilon"])
+    asym = [p for p in pts if p["epsilon"] <= EPS_ASYMPTOTIC * (1 + 1e-9)]
     checks, fits = [], {}
-    # adaptive: Theorems D.1 (upper) and D.2 (lower), exponent 1 in 1/ε
-    ok = [p for p in ada if np.isfinite(p["m_hat"]) and np.isfinite(p["upper"]) and p["lower"] > 0]
     pred_ada = -float(bounds.THM_D_1.exponent("epsilon"))
-    assert pred_ada == -float(bounds.THM_D_2.exponent("epsilon"))
-    if len(ok) >= 3:
-        x = np.array([1.0 / p["epsilon"] for p in ok])
-        bs = {b: _along_sweep_slope(bounds.get(b), x, _values(ok)) for b in ("thm_D_1", "thm_D_2")}
-        tol = max(abs(v - pred_ada) for v in bs.values())
-        fit = fit_loglog_slope(x, [p["m_hat"] for p in ok], y_lower=[p["lower"] for p in ok],
-                               y_upper=[p["upper"] for p in ok])
-        fits["adaptive"] = {"slope": fit.slope, "lower": fit.lower, "upper": fit.upper, "intercept": fit.intercept}
-        checks.append(check_slope(
-            "slope of adaptive Ê[m](ρ) vs 1/ε (Thms D.1/D.2: 1)", pred_ada, fit, tolerance=tol,
-            note=f"tolerance {tol:.3f} from the along-sweep slopes of " + ", ".join(f"{b} ({v:.3f})" for b, v in bs.items())))
-    else:
-        checks.append({"quantity": "slope of adaptive Ê[m](ρ) vs 1/ε (Thms D.1/D.2: 1)", "predicted": pred_ada,
-                       "measured": math.nan, "lower": math.nan, "upper": math.nan, "verdict": "inconclusive",
-                       "note": f"only {len(ok)} settings reached 1 − ρ; widen the n grid"})
-    c_fixed, fit_fixed, _ = fixed_exp.slope_check(
-        fixed, "inv_epsilon", -float(bounds.THM_3_1.exponent("epsilon")),
-        "slope of fixed-N m̂(ρ) vs 1/ε (Thms 3.1/4.1: 2)")
-    checks.append(c_fixed)
-    if fit_fixed is not None:
-        fits["fixed"] = {"slope": fit_fixed.slope, "lower": fit_fixed.lower, "upper": fit_fixed.upper,
-                         "intercept": fit_fixed.intercept}
-    # the gap: m̂_fixed / Ê[m]_adaptive should grow like 1/ε (slope 2 − 1 = 1)
-    both = [(a, f) for a, f in zip(ada, fixed) if a["epsilon"] == f["epsilon"]
-            and all(np.isfinite([a["m_hat"], a["lower"], a["upper"], f["m_hat"], f["lower"], f["upper"]]))
-            and a["lower"] > 0 and f["lower"] > 0]
-    if len(both) >= 3:
-        z = 1.959963984540054
-        x = np.array([1.0 / a["epsilon"] for a, _ in both])
-        r = np.array([f["m_hat"] / a["m_hat"] for a, f in both])
-        sd = np.array([math.hypot(math.log(f["upper"] / f["lower"]), math.log(a["upper"] / a["lower"])) / (2 * z)
-                       for a, f in both])
-        fit_gap = fit_loglog_slope(x, r, y_lower=r * np.exp(-z * sd), y_upper=r * np.exp(z * sd))
-        checks.append(check_slope("slope of m̂_fixed / Ê[m]_adaptive vs 1/ε (adaptivity saves a factor 1/ε: 1)",
-                                  pred_ada, fit_gap, tolerance=0.0,
-                                  note=("no tolerance: the bounds' log factors cancel in the ratio (thm_3_1 − thm_D_2 and "
-                                        "thm_4_1 − thm_D_1 along-sweep slopes differ by exactly 1); per-point log-s.d. "
-                                        "combined in quadrature from the two bootstrap intervals. A slope below 1 is "
-                                        "the pre-asymptotic regime of large Δ = 16ε: visits to a rare prompt are "
-                                        "Binomial(n, Δ/d) with a lighter lower tail than the Poisson limit at large "
-                                        "ε, so the adaptive n̂·ε still grows over the quick range")))
-    # explicit per-prompt cost of Theorem D.1's proof: E[m] ≤ n (1 + μ_stop) C̄_cov
-    cost = np.array([p["cost_per_prompt"] for p in ada])
-    cap = np.array([(1.0 + MU_STOP) * p["C_cov_bar"] for p in ada])
-    ratio = float(np.max(cost / cap))
+    pred_fix = -float(bounds.THM_3_1.exponent("epsilon"))
+    specs = (("adaptive", "adaptive_m_hat", "adaptive_lower", "adaptive_upper", pred_ada, ("thm_D_1", "thm_D_2"),
+              "slope of adaptive Ê[m](ρ) vs 1/ε, ε ≤ 0.01 (Thms D.1/D.2: 1)"),
+             ("fixed", "fixed_m_hat", "fixed_lower", "fixed_upper", pred_fix, ("thm_3_1", "thm_4_1"),
+              "slope of fixed-N m̂(ρ) vs 1/ε, ε ≤ 0.01 (Thms 3.1/4.1: 2)"),
+             ("ratio", "ratio", "ratio_lower", "ratio_upper", pred_fix - pred_ada, None,
+              "slope of m̂_fixed / Ê[m]_adaptive vs 1/ε, ε ≤ 0.01 (adaptivity saves a factor 1/ε: 1)"))
+    for name, y, lo, hi, pred, bnames, label in specs:
+        fit, sel = _slope_fit(asym, y, lo, hi)
+        full_fit, full_sel = _slope_fit(pts, y, lo, hi)
+        if fit is None:
+            checks.append({"quantity": label, "predicted": pred, "measured": math.nan, "lower": math.nan,
+                           "upper": math.nan, "verdict": "inconclusive",
+                           "note": f"only {len(sel)} settings with a finite interval in the asymptotic range"})
+            continue
+        x = np.array([1.0 / p["epsilon"] for p in sel])
+        if bnames is not None:
+            shapes = _shape_slope(bnames, x, sel)
+            band = {b: _loglog(x, v) for b, v in shapes.items()}
+        else:  # ratio: the bounds' shapes divided pairwise (3.1/D.2 and 4.1/D.1)
+            sh = _shape_slope(("thm_3_1", "thm_4_1", "thm_D_1", "thm_D_2"), x, sel)
+            band = {"thm_3_1/thm_D_2": _loglog(x, sh["thm_3_1"] / sh["thm_D_2"]),
+                    "thm_4_1/thm_D_1": _loglog(x, sh["thm_4_1"] / sh["thm_D_1"])}
+        exact_key = {"adaptive": "exact_adaptive_m", "fixed": "exact_fixed_m", "ratio": "exact_ratio"}[name]
+        ex = np.array([p[exact_key] for p in sel])
+        exact_slope = _loglog(x, ex) if np.all(np.isfinite(ex)) and np.all(ex > 0) else math.nan
+        fits[name] = {**fit.as_dict(), "epsilon_max": EPS_ASYMPTOTIC, "exact_reference_slope": exact_slope,
+                      "log_factor_slopes": band,
+                      "full_range": None if full_fit is None else full_fit.as_dict()}
+        note = ("one-sided log-factor band from the along-sweep slopes of "
+                + ", ".join(f"{b} ({v:.3f})" for b, v in band.items())
+                + f"; exact finite-size reference slope over the same points {exact_slope:.3f}")
+        if full_fit is not None:
+            note += (f"; full range (ε ≤ 0.04, {len(full_sel)} points): slope {full_fit.slope:.3f} "
+                     f"[{full_fit.lower:.3f}, {full_fit.upper:.3f}], lack of fit p = {full_fit.lof_pvalue:.3g}")
+        asym_check = check_slope(label, pred, fit, log_factor_slopes=band, note=note)
+        # the finite-size law: the measured slope against the exact reference slope over the same points
+        exact_check = None
+        if math.isfinite(exact_slope):
+            exact_check = check_slope(
+                f"{name} slope vs the exact finite-size reference (sharpsim.finite_size), ε ≤ 0.01", exact_slope, fit,
+                note="predicted = the log-log slope of the exact reference m(ρ) (the estimator's functional on the "
+                     "exact laws, same grids): exact, no interval")
+        band_lo, band_hi = min([pred] + list(band.values())), max([pred] + list(band.values()))
+        if (asym_check["verdict"] == "inconsistent" and exact_check is not None and exact_check["verdict"] == "consistent"
+                and not band_lo <= exact_slope <= band_hi):
+            # the measurement follows the exact law of the algorithm, whose local slope has not reached the
+            # asymptotic exponent at these sizes: a property of the finite sizes, not a defect
+            asym_check["verdict"] = (f"finding: at ε ≥ {min(p['epsilon'] for p in sel):g} the exact finite-size law's "
+                               f"slope is {exact_slope:.3f}, not yet the asymptotic {pred:g}")
+            asym_check["note"] += ("; the measured slope agrees with the exact law of the algorithm (next check), whose local "
+                             "slope lies outside the asymptotic band: the exponent is approached from the side of "
+                             "the finite-size law, not contradicted")
+        checks.append(asym_check)
+        if exact_check is not None:
+            checks.append(exact_check)
+    # coverage of the exact reference by the per-setting 95% bootstrap intervals
+    miss, total = 0, 0
+    for p in pts:
+        for y, lo, hi, ex in (("fixed_m_hat", "fixed_lower", "fixed_upper", "exact_fixed_m"),
+                              ("adaptive_m_hat", "adaptive_lower", "adaptive_upper", "exact_adaptive_m")):
+            if np.isfinite(p[ex]):
+                total += 1
+                miss += not (p[lo] <= p[ex] <= p[hi])
+    p_miss = float(scipy.stats.binom.sf(miss - 1, total, 0.05)) if total else math.nan
+    checks.append({"quantity": "exact finite-size reference inside the measured 95% bootstrap intervals "
+                               "(fixed m̂ and adaptive Ê[m], every setting)",
+                   "predicted": 0.95, "measured": 1.0 - miss / max(total, 1),
+                   "lower": float(clopper_pearson(total - miss, max(total, 1))[0]),
+                   "upper": float(clopper_pearson(total - miss, max(total, 1))[1]),
+                   "verdict": "consistent" if total and p_miss >= 0.01 else ("inconclusive" if not total else "inconsistent"),
+                   "note": (f"{total - miss}/{total} intervals contain the exact reference (Clopper–Pearson interval on "
+                            f"the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_miss:.3g} (inconsistent below "
+                            "0.01: the simulator or the exact law is wrong)")})
+    # E[m]: realised mean queries against the exact E[m] (largest |z| over settings, Bonferroni at 1%)
+    zs = np.array([p["queries_z_vs_exact"] for p in pts])
+    z_crit = float(scipy.stats.norm.isf(0.005 / max(len(zs), 1)))
+    zmax = float(np.max(np.abs(zs)))
+    checks.append({"quantity": "adaptive mean realised queries vs exact E[m] (max |z| over settings)",
+                   "predicted": 0.0, "measured": zmax, "lower": zmax, "upper": zmax,
+                   "verdict": "consistent" if zmax <= z_crit else "inconsistent",
+                   "note": (f"a test statistic, not an estimate (no interval): CLT z per setting at n_max against the "
+                            f"exact E[m]; consistent when max |z| ≤ {z_crit:.2f} (Bonferroni, 1% overall)")})
+    # explicit per-prompt cost of Theorem D.1's proof: E[m]/n ≤ (1 + μ_stop)·C̄_cov — exact
+    ratio = max(p["exact_cost_per_prompt"] / ((1.0 + MU_STOP) * p["C_cov_bar"]) for p in pts)
     checks.append({"quantity": "adaptive E[m]/n ≤ (1 + μ_stop)·C̄_cov (Theorem D.1 proof / Lemma I.1, explicit)",
                    "predicted": 1.0, "measured": ratio, "lower": ratio, "upper": ratio,
                    "verdict": "consistent" if ratio <= 1.0 else "inconsistent",
-                   "note": "largest ratio over the settings; E[m]/n is the mean realised draws per prompt at n_max"})
+                   "note": "exact (sharpsim.finite_size.stopping_rule_expected_draws), no interval: largest ratio over ε"})
     constants = {}
-    for name, pts, names in (("adaptive", ada, ("thm_D_1", "thm_D_2")), ("fixed", fixed, ("thm_3_1", "thm_4_1"))):
-        good = [p for p in pts if np.isfinite(p["m_hat"])]
+    for name, key, names in (("adaptive", "adaptive_m_hat", ("thm_D_1", "thm_D_2")),
+                             ("fixed", "fixed_m_hat", ("thm_3_1", "thm_4_1"))):
+        good = [p for p in pts if np.isfinite(p[key])]
         if good:
-            vals = _values(good)
-            m = np.array([p["m_hat"] for p in good])
-            constants[name] = {b: float(bounds.get(b).fit_constant(
-                m, **{k: v for k, v in vals.items() if k in bounds.get(b).symbols}).constant) for b in names}
-    return {"checks": checks, "rho": RHO, "mu_stop": MU_STOP, "adaptive": ada, "fixed": fixed, "fits": fits,
-            "fitted_constants": constants}
+            x = np.array([1.0 / p["epsilon"] for p in good])
+            sh = _shape_slope(names, x, good)
+            m = np.array([p[key] for p in good])
+            constants[name] = {b: float(np.exp(np.median(np.log(m / v)))) for b, v in sh.items()}
+    return {"checks": checks, "rho": RHO, "mu_stop": MU_STOP, "epsilon_asymptotic": EPS_ASYMPTOTIC, "points": pts,
+            "fits": fits, "fitted_constants": constants}
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
     out_dir = pathlib.Path(out_dir)
-    ada = [p for p in summary["adaptive"] if np.isfinite(p["m_hat"])]
-    fixed = [p for p in summary["fixed"] if np.isfinite(p["m_hat"])]
-    if len(ada) < 2:
+    pts = [p for p in summary["points"] if np.isfinite(p["adaptive_m_hat"])]
+    if len(pts) < 2:
         return []
-    x = np.array([1.0 / p["epsilon"] for p in ada])
-    vals = _values(ada)
+    x = np.array([1.0 / p["epsilon"] for p in pts])
+    vals = {"C_cov": np.array([p["C_cov"] for p in pts]), "C_cov_bar": np.array([p["C_cov_bar"] for p in pts]),
+            "log_class_size": np.array([p["log_class_size"] for p in pts]),
+            "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA}
     consts = summary.get("fitted_constants", {})
 
     def curve(name, group):
         b = bounds.get(name)
-        v = {k: val for k, val in vals.items() if k in b.symbols}
-        return BoundCurve(b, v, constant=consts.get(group, {}).get(name))
+        return BoundCurve(b, {k: v for k, v in vals.items() if k in b.symbols}, constant=consts.get(group, {}).get(name))
 
-    curves = [curve("thm_D_1", "adaptive"), curve("thm_D_2", "adaptive")]
-    if len(fixed) == len(ada):  # same ε grid: draw the fixed-N bounds at the fixed-N constants
-        curves += [curve("thm_3_1", "fixed"), curve("thm_4_1", "fixed")]
     fit = summary["fits"].get("adaptive")
-    fx = [{"x": [1.0 / p["epsilon"] for p in fixed], "y": [p["m_hat"] for p in fixed],
-           "lower": [p["lower"] for p in fixed], "upper": [p["upper"] for p in fixed],
-           "label": "fixed-N SFT m̂(ρ)"
-           + (f" (slope {summary['fits']['fixed']['slope']:.2f})" if "fixed" in summary["fits"] else "")}]
+    ff = summary["fits"].get("fixed")
+    extra = [
+        {"x": x, "y": [p["fixed_m_hat"] for p in pts], "lower": [p["fixed_lower"] for p in pts],
+         "upper": [p["fixed_upper"] for p in pts],
+         "label": "fixed-N SFT m̂(ρ)" + (f" (slope {ff['slope']:.2f}, ε ≤ 0.01)" if ff else "")},
+        {"x": x, "y": [p["exact_adaptive_m"] for p in pts], "fmt": "--", "color": "C0",
+         "label": "adaptive: exact finite-size reference"},
+        {"x": x, "y": [p["exact_fixed_m"] for p in pts], "fmt": "--", "color": "C4",
+         "label": "fixed N: exact finite-size reference"},
+    ]
     return scaling_figure(
         out_dir / "adaptive_vs_fixed",
-        x=x, y=[p["m_hat"] for p in ada], y_lower=[p["lower"] for p in ada], y_upper=[p["upper"] for p in ada],
+        x=x, y=[p["adaptive_m_hat"] for p in pts], y_lower=[p["adaptive_lower"] for p in pts],
+        y_upper=[p["adaptive_upper"] for p in pts],
         xlabel="1 / ε", ylabel=f"queries for success ≥ 1 − ρ (ρ = {RHO:g})",
         title="Adaptive (Eq. 10) vs fixed-N SFT-sharpening on the Thm 3.1′ instance (C = 1)",
-        label="adaptive SFT Ê[m](ρ)", bounds=curves,
+        label="adaptive SFT Ê[m](ρ)", bounds=[curve("thm_D_1", "adaptive"), curve("thm_D_2", "adaptive"),
+                                               curve("thm_3_1", "fixed"), curve("thm_4_1", "fixed")],
         fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=1.0, normalise_by=0,
-        extra_series=fx,
+        extra_series=extra,
     )
 
 
@@ -238,24 +428,28 @@ EXPERIMENT = Experiment(
            "fixed-N SFT-sharpening needs."),
     paper_refs=("Theorem D.1", "Theorem D.2", "Theorem 3.1", "Theorem 4.1", "Eq. (10)", "Assumption D.1",
                 "theory.md §5–7"),
-    instance=("hard_instance (App. H, γ = 1/2, C = 1): Δ = 16ε, M = ⌈1 + 1/ε⌉, π_base uniform over [M]^d per "
-              "trial; adaptive MLE over the AdaBoN closure, fixed-N MLE over the best-of-N closure"),
-    sweep="ε (same settings as sft_minimax's ε sweep); adaptive: n grid from one adaptive draw; fixed: (n, N) grid",
+    instance=("hard_instance (App. H, γ = 1/2, C = 1): Δ = 16ε (c₁ = bounds.HARD_INSTANCE_C1), M = ⌈1 + 1/ε⌉, "
+              "π_base uniform over [M]^d per trial; adaptive MLE over the AdaBoN closure, fixed-N MLE over the "
+              "best-of-N closure; simulated through the sufficient statistics of the rare-prompt visits"),
+    sweep=("ε = 0.04·2^{-k/4} down to 0.005 (quick) / 0.00125 (full); per setting one draw per trial serves the "
+           "adaptive n grid (6 per octave) and the fixed (n, N) grid (4 n and 8 N points per octave)"),
     algorithms=("adaptive_sft_sharpening_sweep", "sft_sharpening_sweep"),
     bounds=("thm_D_1", "thm_D_2", "thm_3_1", "thm_4_1", "thm_D_1_queries"),
-    predicted="adaptive Ê[m] ∝ ε^{-1} (slope 1 vs 1/ε), fixed-N m̂ ∝ ε^{-2} (slope 2), ratio ∝ ε^{-1}",
+    predicted=("adaptive Ê[m] ∝ ε^{-1} (slope 1 vs 1/ε), fixed-N m̂ ∝ ε^{-2} (slope 2), ratio ∝ ε^{-1}; and the "
+               "exact finite-size laws of sharpsim.finite_size"),
     how_to_read=(
         "Left panel: queries needed for success ≥ 1 − ρ against 1/ε on log-log axes — adaptive SFT-sharpening's "
-        "expected queries Ê[m] (blue circles, 95% bootstrap band, dotted fit with its slope) and fixed-N "
-        "SFT-sharpening's m̂ (squares). The adaptive curve should run parallel to the Theorem D.1/D.2 bounds "
-        "(slope 1) and the fixed-N curve parallel to the Theorem 3.1/4.1 bounds (slope 2), so the two curves "
-        "diverge: the gap is the factor 1/ε that adaptivity saves (prompt x_0, of weight 1 − Δ, is settled after "
-        "2 draws; only the rare prompts cost ≍ M). Bound constants are fitted to the respective curve. Right "
-        "panel: adaptive Ê[m] divided by the Theorem D.1 shape; flat means the 1/ε law (a trend is the log factors)."
+        "expected queries Ê[m] (blue circles, 95% paired bootstrap band, dotted fit over ε ≤ 0.01 with its slope) "
+        "and fixed-N SFT-sharpening's m̂ (squares, band). Dashed lines: the EXACT finite-size reference of each "
+        "(the same estimator applied to the exact laws of sharpsim.finite_size): the points should scatter around "
+        "them within their bands. The bounds (constants fitted to the points) give the asymptotic exponents, "
+        "1 for adaptive (D.1/D.2) and 2 for fixed N (3.1/4.1); at large ε (left) the curves are still bending "
+        "towards them (pre-asymptotic), which the exact reference reproduces. Right panel: adaptive Ê[m] divided "
+        "by the Theorem D.1 shape; flat means the 1/ε law."
     ),
     settings=settings,
     run_setting=run_setting,
     analyze=analyze,
     plot=plot,
-    trials={"quick": 128, "full": 1000},
+    trials={"quick": 512, "full": 1000},
 )

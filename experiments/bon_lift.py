@@ -166,8 +166,9 @@ def first_n_choice(scores, Ns):
 
     Ties go to the first maximiser, as in :func:`sharpsim.algorithms.select_best`.
     """
-    live = jnp.arange(scores.shape[-1])[None, :] < jnp.asarray(Ns)[:, None]
-    return jnp.argmax(jnp.where(live, scores[None, :], -jnp.inf), axis=-1)
+    from sharpsim.algorithms._best_of_n import best_of_first_n
+
+    return best_of_first_n(scores, Ns)
 
 
 def first_n_majority(answers, Ns):

@@ -28,6 +28,7 @@ import numpy as np
 import bounds
 from sharpsim import metrics
 from sharpsim.algorithms import best_of_n
+from sharpsim.algorithms._best_of_n import running_best
 from sharpsim.complexity import SlopeFit, empirical_sample_complexity, fit_loglog_slope, success_curve
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
@@ -39,7 +40,7 @@ from experiments._hard import lattice
 RHO = 0.1  # target failure probability of N̂(ρ)
 MARGIN = 0.5  # planted runner-up at p/(1 + margin): y* is the unique argmax (γ = 0)
 N_PER_OCTAVE = 4  # N grid: round(2^{k/4})
-_MASSES = {"quick": [2.0**-k for k in (3, 5, 7, 9)], "full": [2.0**-k for k in range(2, 13)]}
+_MASSES = {"quick": [2.0**-k for k in (3, 4, 5, 7, 9)], "full": [2.0**-k for k in range(2, 13)]}
 _NUM_RESPONSES = {"quick": 1024, "full": 8192}  # common Y (≥ (1 + margin)/p + 1 for every p of the mode)
 
 
@@ -71,7 +72,7 @@ def _program(N_max: int):
         _, lps = pi.sample_and_log_prob(key, 0, N_max)  # the very draws best_of_n made (same key, same call)
         # The best of the first N draws (r_self = log π_base) has log-likelihood best[N − 1]; it lies in y*_γ
         # (γ = 0) iff that is the top log-likelihood, the membership rule of metrics.argmax_set.
-        best = jax.lax.cummax(lps)
+        best = running_best(lps)[0]  # the best of the first N draws, for every N (one home: _best_of_n)
         hit = best >= jnp.max(log_probs[0])
         first = jnp.where(jnp.any(hit), jnp.argmax(hit) + 1, N_max + 1)
         return first, target[bon.response]

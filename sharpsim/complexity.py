@@ -29,6 +29,9 @@ __all__ = [
     "success_curve",
     "empirical_sample_complexity",
     "fit_loglog_slope",
+    "budget_at_rate",
+    "clopper_pearson",
+    "MIN_SLOPE_POINTS",
 ]
 
 _METHODS = {"wilson": "wilson", "clopper-pearson": "exact"}
@@ -90,16 +93,39 @@ def proportion_interval(k: Any, n: Any, *, method: str = "wilson", level: float 
     k_f, n_f = k_arr.astype(float), n_arr.astype(float)
     alpha = 1.0 - level
     if method == "clopper-pearson":
-        with np.errstate(invalid="ignore"):
-            lower = np.where(k_f == 0, 0.0, scipy.stats.beta.ppf(alpha / 2, k_f, n_f - k_f + 1))
-            upper = np.where(k_f == n_f, 1.0, scipy.stats.beta.ppf(1 - alpha / 2, k_f + 1, n_f - k_f))
-        return lower, upper
+        return clopper_pearson(k_f, n_f, level=level)
     z = scipy.stats.norm.ppf(1 - alpha / 2)
     p_hat = k_f / n_f
     denom = 1.0 + z**2 / n_f
     centre = (p_hat + z**2 / (2 * n_f)) / denom
     half = z / denom * np.sqrt(p_hat * (1 - p_hat) / n_f + z**2 / (4 * n_f**2))
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def clopper_pearson(k: Any, n: Any, *, level: float = 0.95, side: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:
+    """The exact (Clopper–Pearson) interval for a binomial proportion k/n from Beta quantiles, elementwise.
+
+    The one home of this interval in the toolkit (``proportion_interval``, ``decoding.clopper_pearson`` and the
+    bridge planner call it). ``side="two-sided"``: [B(α/2; k, n−k+1), B(1−α/2; k+1, n−k)] with α = 1 − level,
+    coverage ≥ ``level`` for every p; ``side="lower"``: the one-sided lower bound B(α; k, n−k+1) (upper = 1);
+    ``side="upper"``: the one-sided upper bound (lower = 0). k = 0 gives lower 0 and k = n upper 1.
+    """
+    if side not in ("two-sided", "lower", "upper"):
+        raise ValueError(f"side must be 'two-sided', 'lower' or 'upper', got {side!r}.")
+    level = _check_level(level)
+    k_f, n_f = (a.astype(float) for a in np.broadcast_arrays(np.asarray(k), np.asarray(n)))
+    if np.any(n_f < 1) or np.any(k_f < 0) or np.any(k_f > n_f):
+        raise ValueError("need 0 <= k <= n and n >= 1.")
+    alpha = 1.0 - level
+    a_lo = alpha / 2 if side == "two-sided" else alpha
+    with np.errstate(invalid="ignore"):
+        lower = np.where(k_f == 0, 0.0, scipy.stats.beta.ppf(a_lo, k_f, n_f - k_f + 1))
+        upper = np.where(k_f == n_f, 1.0, scipy.stats.beta.ppf(1 - a_lo, k_f + 1, n_f - k_f))
+    if side == "lower":
+        upper = np.ones_like(upper)
+    elif side == "upper":
+        lower = np.zeros_like(lower)
+    return lower, upper
 
 
 @dataclass(frozen=True)
@@ -180,6 +206,16 @@ def _threshold_budget(m: np.ndarray, rates: np.ndarray, target: float, interpola
         interp = np.exp(np.log(m[j]) + frac * (np.log(m[i]) - np.log(m[j])))
         est = np.where(i > 0, interp, est)
     return np.where(hit, est, np.inf)
+
+
+def budget_at_rate(budgets: Any, rates: Any, rho: float, *, interpolate: str = "log") -> float:
+    """The functional of :func:`empirical_sample_complexity` applied to known success probabilities ``rates[B]``
+    (e.g. exact ones from :mod:`sharpsim.finite_size`): the first budget with rate ≥ 1 − ρ, log-interpolated."""
+    m = np.asarray(budgets, float)
+    r = np.asarray(rates, float)
+    if m.ndim != 1 or r.shape != m.shape:
+        raise ValueError(f"budgets and rates must be 1-D of the same length, got {m.shape} and {r.shape}.")
+    return float(_threshold_budget(m, r[None, :], 1.0 - float(rho), interpolate, "first")[0])
 
 
 def empirical_sample_complexity(
@@ -266,6 +302,17 @@ class SlopeFit:
     method: str
     x: np.ndarray
     y: np.ndarray
+    #: lack of fit of the straight line: ``lof_method`` "chi2" (weighted residuals Σ (r_i/σ_i)² against χ²_{k−2},
+    #: parametric fits with per-point s.d.) or "curvature-F" (F test of an added quadratic term in log x, ≥ 4
+    #: points, OLS/bootstrap fits); ``lof_pvalue`` small = the power law does not describe the points (e.g. a
+    #: pre-asymptotic range), so the slope depends on the range fitted.
+    lof_stat: float = float("nan")
+    lof_dof: float = float("nan")
+    lof_pvalue: float = float("nan")
+    lof_method: str = "none"
+    #: fewer than :data:`MIN_SLOPE_POINTS` points: the interval rests on too few points to be trusted
+    #: (``runner.check_slope`` then says "inconclusive").
+    few_points: bool = False
 
     def predict(self, x: Any) -> np.ndarray:
         """exp(intercept) · x^slope."""
@@ -285,7 +332,35 @@ class SlopeFit:
             upper=float(d["upper"]), intercept_lower=float(d.get("intercept_lower", nan)),
             intercept_upper=float(d.get("intercept_upper", nan)), level=float(d.get("level", nan)),
             method=str(d.get("method", "saved")), x=np.asarray(d.get("x", []), float), y=np.asarray(d.get("y", []), float),
+            lof_stat=float(d.get("lof_stat", nan)), lof_dof=float(d.get("lof_dof", nan)),
+            lof_pvalue=float(d.get("lof_pvalue", nan)), lof_method=str(d.get("lof_method", "none")),
+            few_points=bool(d.get("few_points", False)),
         )
+
+    def as_dict(self) -> dict:
+        """The JSON-able fields a summary stores (slope, interval, intercept, lack of fit, point count)."""
+        return {"slope": self.slope, "lower": self.lower, "upper": self.upper, "intercept": self.intercept,
+                "intercept_lower": self.intercept_lower, "intercept_upper": self.intercept_upper,
+                "level": self.level, "method": self.method, "n_points": int(np.size(self.x)),
+                "lof_stat": self.lof_stat, "lof_dof": self.lof_dof, "lof_pvalue": self.lof_pvalue,
+                "lof_method": self.lof_method, "few_points": self.few_points}
+
+
+#: slope fits from fewer points are flagged (``SlopeFit.few_points``) and not used for a verdict
+MIN_SLOPE_POINTS = 5
+
+
+def _curvature_f(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float, float]:
+    """F test of a quadratic term in log x against the straight line (unweighted): (F, dof2, p)."""
+    k = lx.size
+    if k < 4 or np.unique(lx).size < 3:
+        return float("nan"), float("nan"), float("nan")
+    rss1 = float(np.sum((ly - np.polyval(np.polyfit(lx, ly, 1), lx)) ** 2))
+    rss2 = float(np.sum((ly - np.polyval(np.polyfit(lx, ly, 2), lx)) ** 2))
+    if rss2 <= 0:
+        return float("inf"), float(k - 3), 0.0
+    F = (rss1 - rss2) / (rss2 / (k - 3))
+    return float(F), float(k - 3), float(scipy.stats.f.sf(F, 1, k - 3))
 
 
 def _positive_finite(v: np.ndarray, name: str) -> None:
@@ -323,6 +398,10 @@ def fit_loglog_slope(
     ``"parametric"`` (default when ``y_lower``/``y_upper`` are given, e.g. m̂'s bootstrap intervals): weighted
         least squares with per-point log-scale s.d. σ_i = (log y_upper − log y_lower)/(2 z_level), and a
         parametric bootstrap log y_i* = log y_i + σ_i Z.
+
+    Every fit reports a lack-of-fit statistic (``lof_*``: χ² of the weighted residuals for "parametric", an F
+    test of curvature otherwise) and flags ``few_points`` below :data:`MIN_SLOPE_POINTS` = 5 points; 3 points
+    remain the hard minimum (e.g. for the exact along-sweep slope of a bound's shape).
     """
     lx_raw = np.asarray(x, dtype=float)
     ly_raw = np.asarray(y, dtype=float)
@@ -357,6 +436,7 @@ def fit_loglog_slope(
             intercept_lower=float(res.intercept - t * res.intercept_stderr),
             intercept_upper=float(res.intercept + t * res.intercept_stderr),
             level=level, method=method, x=lx_raw, y=ly_raw,
+            **_lof_curvature(lx, ly),
         )
 
     if method == "bootstrap":
@@ -387,7 +467,20 @@ def fit_loglog_slope(
         bs, bi = _wls(np.broadcast_to(lx, by.shape), by, np.broadcast_to(w, by.shape))
     s_lo, s_hi = np.quantile(bs, [alpha, 1.0 - alpha])
     i_lo, i_hi = np.quantile(bi, [alpha, 1.0 - alpha])
+    if method == "parametric":
+        chi2 = float(np.sum(w * (ly - (intercept + slope * lx)) ** 2))
+        lof = {"lof_stat": chi2, "lof_dof": float(k - 2), "lof_pvalue": float(scipy.stats.chi2.sf(chi2, k - 2)),
+               "lof_method": "chi2", "few_points": k < MIN_SLOPE_POINTS}
+    else:
+        lof = _lof_curvature(lx, ly)
     return SlopeFit(
         slope=float(slope), intercept=float(intercept), lower=float(s_lo), upper=float(s_hi),
         intercept_lower=float(i_lo), intercept_upper=float(i_hi), level=level, method=method, x=lx_raw, y=ly_raw,
+        **lof,
     )
+
+
+def _lof_curvature(lx, ly) -> dict:
+    F, dof, p = _curvature_f(lx, ly)
+    return {"lof_stat": F, "lof_dof": dof, "lof_pvalue": p, "lof_method": "curvature-F" if np.isfinite(F) else "none",
+            "few_points": lx.size < MIN_SLOPE_POINTS}

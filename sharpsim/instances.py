@@ -171,14 +171,20 @@ def hard_instance(key, d: int, M: int, Delta: float, p: int = 1, gamma: float = 
     )
 
 
-def hard_instance_for(key, epsilon: float, C: float, d: int, p: int = 1, adaptive: bool = False, c1: float = 1.0):
-    """Theorem 3.1′'s parameter choice: Δ = 16ε (Δ = c_1 ε adaptive) and M = ⌈1 + C ε^{-1/p}⌉ (M ≍ 1 + Cε^{−1/p})."""
+def hard_instance_for(key, epsilon: float, C: float, d: int, p: int = 1, adaptive: bool = False,
+                      c1: float | None = None):
+    """Theorem 3.1′'s parameter choice from ``bounds.hard_instance_parameters`` (its one home): Δ = 16ε
+    (Δ = c_1 ε adaptive, c_1 = ``bounds.HARD_INSTANCE_C1`` = 16 unless given) and M = ⌈1 + C ε^{-1/p}⌉
+    (at least 3)."""
+    import bounds
+
     check_open_unit(epsilon, "epsilon")
-    Delta = c1 * epsilon if adaptive else 16.0 * epsilon
+    c1 = bounds.HARD_INSTANCE_C1 if c1 is None else float(c1)
+    Delta = (c1 if adaptive else 16.0) * epsilon
     if not 0 < Delta < 1:
         raise ValueError(f"Delta = {'c1' if adaptive else '16'}·epsilon = {Delta:g} must lie in (0, 1); lower epsilon.")
-    M = max(3, int(math.ceil(1.0 + C * epsilon ** (-1.0 / p))))
-    return hard_instance(key, d=d, M=M, Delta=Delta, p=p)
+    Delta, M = bounds.hard_instance_parameters(epsilon, max(C, 1.0), p=p, adaptive=adaptive, c1=c1)
+    return hard_instance(key, d=d, M=max(3, int(M)), Delta=float(Delta), p=p)
 
 
 # ---------------------------------------------------------------------------------------- Example J.1

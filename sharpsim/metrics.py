@@ -30,6 +30,7 @@ __all__ = [
     "argmax_set",
     "mass_on",
     "sharpness_error",
+    "sharpness_error_from_mass",
     "is_sharpened",
     "coverage",
     "coverage_bar",
@@ -101,9 +102,15 @@ def sharpness_error(
     check_open_unit(delta, "delta")
     pi_hat, pi_base = as_policy(pi_hat, "pi_hat"), as_policy(pi_base, "pi_base")
     _check_shapes(mu, ("pi_base", pi_base), ("pi_hat", pi_hat))
-    mass = mass_on(pi_hat, argmax_set(pi_base, gamma))
-    bad = mass <= 1.0 - delta
-    return jnp.sum(jnp.where(bad, jnp.asarray(mu, mass.dtype), 0.0))
+    return sharpness_error_from_mass(mass_on(pi_hat, argmax_set(pi_base, gamma)), mu, delta)
+
+
+def sharpness_error_from_mass(mass: Float[Array, " X"], mu, delta: float) -> Float[Array, ""]:
+    """Σ_x μ(x)·1[mass(x) ≤ 1 − δ]: the μ-weighted sharpness test of Definition 3.1 / Theorem 4.1 given the
+    per-prompt mass π̂(y*_γ(x)|x) (the one home of the "≤ 1 − δ" event; ``sharpness_error`` and the one-draw
+    sweeps call it). ``delta`` may be a traced value."""
+    mass = jnp.asarray(mass)
+    return jnp.sum(jnp.where(mass <= 1.0 - delta, jnp.asarray(mu, mass.dtype), 0.0))
 
 
 def is_sharpened(

@@ -127,7 +127,8 @@ def scaling_figure(
     for i, s in enumerate(extra_series):
         sx, sy = np.asarray(s["x"], float), np.asarray(s["y"], float)
         ok = np.isfinite(sy) & (sy > 0)
-        ax.plot(sx[ok], sy[ok], "s-", color=f"C{i + 4}", label=s.get("label", f"series {i}"), zorder=3)
+        ax.plot(sx[ok], sy[ok], s.get("fmt", "s-"), color=s.get("color", f"C{i + 4}"),
+                label=s.get("label", f"series {i}"), zorder=3)
         if s.get("lower") is not None:
             lo, hi = np.asarray(s["lower"], float), np.asarray(s["upper"], float)
             b = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)

@@ -176,20 +176,46 @@ class Check:
         return dataclasses.asdict(self)
 
 
-def check_slope(quantity: str, predicted: float, fit, *, tolerance: float = 0.0, note: str = "") -> dict:
+def check_slope(quantity: str, predicted: float, fit, *, tolerance: float = 0.0, note: str = "",
+                log_factor_slopes=None, min_points: int = 5) -> dict:
     """Compare a predicted log-log slope with a fitted one (``fit``: :class:`sharpsim.complexity.SlopeFit`).
 
-    Consistent when the predicted value lies in the fit's confidence interval widened by ``tolerance``
-    (slack for the log factors the bounds hide); inconclusive when the interval is not finite.
+    Consistent when the predicted value lies in the fit's confidence interval widened by ``tolerance`` (a
+    symmetric slack, kept for callers that need one). ``log_factor_slopes`` (optional): the along-sweep slopes
+    of the bounds' own shapes, log factors included. They give a ONE-SIDED slack in the direction those log
+    factors push along the sweep: the predicted exponent p becomes the band [min(p, s), max(p, s)] over the
+    given slopes s, and the check is consistent when the interval meets the band — a fit steeper than p is
+    excused only by log factors that steepen the bound, never one that is flatter. Inconclusive when the
+    interval is not finite or the fit rests on fewer than ``min_points`` points (``fit.few_points`` or
+    ``len(fit.x)``). The fit's lack-of-fit p-value, when it has one, is appended to the note.
     """
     lo, hi = float(fit.lower), float(fit.upper)
+    p = float(predicted)
+    band_lo, band_hi = p - tolerance, p + tolerance
+    if log_factor_slopes is not None:
+        ss = [float(v) for v in (log_factor_slopes.values() if isinstance(log_factor_slopes, dict)
+                                 else log_factor_slopes)]
+        band_lo = min([p] + ss) - tolerance
+        band_hi = max([p] + ss) + tolerance
+    n_pts = int(np.size(getattr(fit, "x", ()))) or None
+    few = bool(getattr(fit, "few_points", False)) or (n_pts is not None and n_pts < min_points)
+    extra = []
+    lof_p = float(getattr(fit, "lof_pvalue", float("nan")))
+    if math.isfinite(lof_p):
+        extra.append(f"lack of fit ({getattr(fit, 'lof_method', '')}): p = {lof_p:.3g}")
+    if log_factor_slopes is not None:
+        extra.append(f"one-sided log-factor band [{band_lo:.3f}, {band_hi:.3f}]")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         verdict = "inconclusive"
-    elif lo - tolerance <= predicted <= hi + tolerance:
+    elif few:
+        verdict = "inconclusive"
+        extra.append(f"only {n_pts} points (< {min_points}): no verdict from a slope fit")
+    elif hi >= band_lo and lo <= band_hi:
         verdict = "consistent"
     else:
         verdict = "inconsistent"
-    return Check(quantity, float(predicted), float(fit.slope), lo, hi, verdict, note).as_dict()
+    full = "; ".join([x for x in [note] + extra if x])
+    return Check(quantity, p, float(fit.slope), lo, hi, verdict, full).as_dict()
 
 
 # ------------------------------------------------------------------------------------------ keys & devices

@@ -84,6 +84,18 @@ def test_adaptive_sft_counts_and_sharpens():
     res = adaptive_sft_sharpening(jax.random.key(0), oracle, TabularClass(2, 3), AdaptiveSFTConfig(n=50, delta=0.1))
     assert int(res.num_queries) == 150 and np.all(np.asarray(res.diagnostics["num_drawn"]) == 3)
     assert float(res.diagnostics["mu_stop"]) == pytest.approx(math.log(20.0))
+    # ... and sharpens: on a spread-out π_base (modes 0.5 and 0.6, far from 1 − δ = 0.9) Eq. (10) picks the mode
+    # w.p. ≥ 1 − 0.5^6 per prompt, so the tabular MLE puts ≥ 0.9 on it at both prompts. Catches an adaptive
+    # run that counts draws correctly but fits the wrong responses (e.g. the last draw instead of the best).
+    from sharpsim import metrics
+
+    base = TabularPolicy.from_probs(jnp.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]]))
+    oracle = SampleEvaluateOracle(base, jnp.array([0.5, 0.5]))
+    res = adaptive_sft_sharpening(jax.random.key(1), oracle, TabularClass(2, 3), AdaptiveSFTConfig(n=400, delta=0.1))
+    assert not bool(metrics.is_sharpened(base, base, oracle.mu, 0.01, 0.1))  # the base policy is not sharpened
+    assert bool(metrics.is_sharpened(res.policy, base, oracle.mu, 0.01, 0.1))
+    # the mode mass is the empirical pick frequency (≈ 0.98+ here), far above 0.9: P[fail] < 1e-9 (Chernoff)
+    assert float(metrics.sharpness_error(res.policy, base, oracle.mu, 0.1)) == 0.0
 
 
 def _counting_oracle(inst):

@@ -266,3 +266,53 @@ def test_slope_fit_round_trips_through_a_summary_dict():
     back = SlopeFit.from_dict(saved)
     np.testing.assert_allclose(back.predict(x), fit.predict(x))
     assert (back.lower, back.upper) == (fit.lower, fit.upper)
+
+
+# ------------------------------------------------------------------------------------------ issue 11 statistics
+def test_lack_of_fit_flags_curvature_and_passes_a_power_law():
+    # catches: a slope fit that reports a tight interval for points that are not on a line (pre-asymptotic range)
+    from sharpsim.complexity import fit_loglog_slope
+
+    x = np.geomspace(10, 1000, 7)
+    straight = 3.0 * x**1.5
+    curved = x * np.exp(0.15 * np.log(x) ** 2)
+    ok = fit_loglog_slope(x, straight, y_lower=straight * 0.95, y_upper=straight * 1.05)
+    bad = fit_loglog_slope(x, curved, y_lower=curved * 0.95, y_upper=curved * 1.05)
+    assert ok.lof_method == "chi2" and ok.lof_pvalue > 0.5 and not ok.few_points
+    assert bad.lof_pvalue < 1e-6
+    ols_bad = fit_loglog_slope(x, curved * np.exp(0.01 * np.sin(np.arange(7))))
+    assert ols_bad.lof_method == "curvature-F" and ols_bad.lof_pvalue < 1e-3
+
+
+def test_check_slope_needs_five_points_and_uses_a_one_sided_band():
+    # catches: verdicts from 3–4 points, and a symmetric log-factor tolerance that excuses a slope on the side
+    # the bound's log factors do not push to
+    from sharpsim.complexity import SlopeFit
+    from sharpsim.runner import check_slope
+
+    def fit(lo, hi, k=6):
+        return SlopeFit(slope=(lo + hi) / 2, intercept=0.0, lower=lo, upper=hi, intercept_lower=0.0,
+                        intercept_upper=0.0, level=0.95, method="parametric", x=np.arange(1.0, k + 1),
+                        y=np.ones(k), few_points=k < 5)
+
+    assert check_slope("q", 2.0, fit(1.90, 1.95), log_factor_slopes={"b": 2.1})["verdict"] == "inconsistent"
+    assert check_slope("q", 2.0, fit(1.90, 1.95), log_factor_slopes={"b": 1.92})["verdict"] == "consistent"
+    assert check_slope("q", 2.0, fit(2.05, 2.08), log_factor_slopes={"b": 2.1})["verdict"] == "consistent"
+    assert check_slope("q", 2.0, fit(1.9, 2.1, k=4))["verdict"] == "inconclusive"
+    assert check_slope("q", 2.0, fit(1.9, 2.1))["verdict"] == "consistent"  # backward compatible call
+
+
+def test_clopper_pearson_is_the_one_exact_interval():
+    # catches: the one-sided planner bound or the decoding interval drifting from the Beta-quantile definition
+    import scipy.stats
+
+    from sharpsim import decoding
+    from sharpsim.complexity import clopper_pearson
+
+    for k, n in ((0, 10), (3, 10), (10, 10), (17, 40)):
+        ci = scipy.stats.binomtest(k, n).proportion_ci(method="exact")
+        lo, hi = clopper_pearson(k, n)
+        assert float(lo) == pytest.approx(ci.low, abs=1e-10) and float(hi) == pytest.approx(ci.high, abs=1e-10)
+        assert decoding.clopper_pearson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-10)
+        one = float(clopper_pearson(k, n, level=0.95, side="lower")[0])
+        assert one == pytest.approx(0.0 if k == 0 else scipy.stats.beta.ppf(0.05, k, n - k + 1), abs=1e-12)

@@ -18,7 +18,7 @@ from sharpsim.instances import hard_instance
 from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
 
 TRIALS = 8
-NAMES = ("bon_vs_n", "sft_minimax", "adaptive_vs_fixed")
+NAMES = ("bon_vs_n", "sft_minimax", "adaptive_vs_fixed")  # registry order
 REQUIRED = {"trial", "queries", "metric", "value"}
 CHECK_KEYS = {"quantity", "predicted", "measured", "lower", "upper", "verdict", "note"}
 
@@ -142,27 +142,28 @@ def test_sft_rows_and_queries(tiny):
 
 
 def test_adaptive_rows_count_the_realised_draws(tiny):
+    # catches: per-prefix query counts that are not the realised draws of Eq. (10) (x_0 costs exactly ⌈ln 4⌉ = 2,
+    # a rare prompt between K_2 = ⌈0.69 M⌉ and K_q draws) or a fixed-N row whose thresholds leave the N grid
     s = ADA.settings("quick")[0]
+    g = ADA.grids(s)
     rows = ADA.run_setting(_keys(), s, "quick")
-    ada = [r for r in rows if r["algorithm"] == "adaptive" and r["metric"] == "sharpness_error"]
-    assert ada and all(REQUIRED <= set(r) for r in rows)
+    assert all(REQUIRED <= set(r) for r in rows) and len(rows) == 2 * TRIALS
     M = s["M"]
     K_q = math.ceil(math.log(4.0) * M * (M - 1) / (M - 2)) + 1
-    for t in range(TRIALS):
-        q = [r["queries"] for r in sorted((r for r in ada if r["trial"] == t), key=lambda r: r["n"])]
-        ns = sorted(r["n"] for r in ada if r["trial"] == t)
-        assert all(b > a for a, b in zip(q, q[1:]))
-        # x_0 stops after exactly 2 draws (⌈ln 4⌉), a rare prompt after ≥ ⌈0.69 M⌉ and ≤ K_q draws
-        assert all(2 * n <= m <= n * K_q for n, m in zip(ns, q))
-    assert any(r["algorithm"] == "fixed" and r["queries"] == r["n"] * r["N"] for r in rows)
+    for r in rows:
+        items = str(r["by_n"]).split(";")
+        if r["algorithm"] == "adaptive":
+            q = [int(v[:-1]) for v in items]
+            assert len(q) == len(g["n_ada"]) and all(b >= a for a, b in zip(q, q[1:]))
+            assert all(2 * n <= m <= n * K_q for n, m in zip(g["n_ada"], q))
+        else:
+            vals = [float(v) for v in items]
+            assert len(vals) == len(g["n_fix"]) and all(v in g["N_fix"] or v == math.inf for v in vals)
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize("name", NAMES)
-def test_end_to_end(tiny, tmp_path, name):
-    exp = experiments.get(name)
-    mod = {"bon_vs_n": BON, "sft_minimax": SFT, "adaptive_vs_fixed": ADA}[name]
-    exp = dataclasses.replace(exp, settings=mod.settings)  # the (patched) module function
+def test_end_to_end_bon_vs_n(tiny, tmp_path):
+    exp = dataclasses.replace(experiments.get("bon_vs_n"), settings=BON.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
     meta, rows = read_results(folder / "results.csv")
     assert meta["trials"] == TRIALS and rows
@@ -170,4 +171,53 @@ def test_end_to_end(tiny, tmp_path, name):
     assert summary["checks"] and all(CHECK_KEYS <= set(c) for c in summary["checks"])
     assert all(is_verdict(c["verdict"]) for c in summary["checks"])
     assert summary["figures"] and all((folder / f).exists() for f in summary["figures"])
-    assert any(f.endswith(".pdf") for f in summary["figures"])
+
+
+def _tiny_ada_settings(mode):
+    """Five small hard instances (d = 1, ε = 0.04 … 0.02, M = 26 … 51)."""
+    out = []
+    for eps in (0.04, 0.0336, 0.0283, 0.0238, 0.02):
+        Delta, M = 16 * eps, math.ceil(1 + 1 / eps)
+        C_cov = (1 - Delta) + Delta * M / 2
+        out.append({"sweep": "epsilon", "epsilon": eps, "C": 1.0, "d": 1, "M": M, "Delta": Delta, "C_cov": C_cov,
+                    "C_cov_bar": C_cov, "log_class_size": math.log(M), "rho": ADA.RHO, "delta": 0.5,
+                    "mu_stop": ADA.MU_STOP})
+    return out
+
+
+def _exact_check(summary):
+    return next(c for c in summary["checks"] if c["quantity"].startswith("exact finite-size reference"))
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_end_to_end_adaptive_vs_fixed_known_verdict(tmp_path, monkeypatch, broken):
+    # Positive control (broken=False): the measured m̂ and Ê[m] scatter around the exact finite-size reference,
+    # so the coverage check is "consistent". Negative control (broken=True, private hook): best-of-N / Eq. (10)
+    # keep only the FIRST draw, so the runs almost never pick the planted response and the exact reference of
+    # the real algorithms falls outside every interval: "inconsistent". Catches a simulator that ignores the
+    # best-of-N pick, and a check that cannot say no. Fixed seeds; 300 trials (false-failure rate of the
+    # positive control ≈ P[Binomial(10, 0.05) ≥ 3] ≈ 1% if the intervals had exact coverage).
+    monkeypatch.setattr(ADA, "settings", _tiny_ada_settings)
+    monkeypatch.setattr(ADA, "EPS_ASYMPTOTIC", 0.05)
+    monkeypatch.setitem(ADA._BREAK, "ignore_best_of_n", broken)
+    exp = dataclasses.replace(experiments.get("adaptive_vs_fixed"), settings=ADA.settings)
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=300, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
+    assert _exact_check(summary)["verdict"] == ("inconsistent" if broken else "consistent")
+    if not broken:
+        assert summary["figures"] and all((folder / f).exists() for f in summary["figures"])
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_end_to_end_sft_minimax_known_verdict(tiny, tmp_path, monkeypatch, broken):
+    # Positive control: the library's sft_sharpening_sweep measured on five tiny hard instances agrees with the
+    # exact finite-size law ("consistent"). Negative control (private hook: a constant self-reward, so "best of
+    # N" is the first draw): the runs never sharpen, m̂ = ∞ everywhere while the exact reference is finite:
+    # "inconsistent". Catches an experiment whose checks cannot fail when best-of-N selection is lost.
+    monkeypatch.setitem(SFT._BREAK, "ignore_best_of_n", broken)
+    exp = dataclasses.replace(experiments.get("sft_minimax"), settings=SFT.settings)
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=200, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
+    assert _exact_check(summary)["verdict"] == ("inconsistent" if broken else "consistent")

@@ -12,7 +12,29 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from sharpsim import rewards as _rewards
 from sharpsim._validation import check_positive_int
 
-__all__ = ["BestOfN", "best_of_n", "select_best"]
+__all__ = ["BestOfN", "best_of_n", "select_best", "running_best", "best_of_first_n"]
+
+
+def running_best(scores: Float[Array, "... N"]) -> tuple:
+    """(value, index) of the best of the first k+1 scores for every prefix k along the last axis: the one home of
+    "best of the first N draws" (prefix-coupled best-of-N sweeps). Ties keep the earlier draw, as
+    :func:`select_best`'s argmax does. An associative scan: O(N) work, log depth."""
+    scores = jnp.asarray(scores)
+    idx = jnp.broadcast_to(jnp.arange(scores.shape[-1], dtype=jnp.int32), scores.shape)
+
+    def combine(a, b):
+        va, ia = a
+        vb, ib = b
+        take_b = vb > va  # strict: ties keep the earlier draw
+        return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
+
+    return jax.lax.associative_scan(combine, (scores, idx), axis=scores.ndim - 1)
+
+
+def best_of_first_n(scores: Float[Array, " N_max"], Ns) -> Int[Array, " G"]:
+    """Index of the best response among the first N of ``scores`` for every N in ``Ns`` (ties: the first)."""
+    Ns = jnp.asarray(Ns)
+    return running_best(scores)[1][Ns - 1]
 
 
 @jax.tree_util.register_dataclass

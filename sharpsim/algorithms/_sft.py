@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+import bounds as _bounds
 from sharpsim import metrics
 from sharpsim import rewards as _rewards
 from sharpsim._validation import check_open_unit, check_positive, check_positive_int
-from sharpsim.algorithms._best_of_n import select_best
+from sharpsim.algorithms._best_of_n import running_best, select_best
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
@@ -41,8 +42,8 @@ from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
 
 __all__ = ["SFTConfig", "sft_sharpening", "SFTSweep", "sft_sharpening_sweep", "sft_parameters", "fit_mle", "THEOREM_4_1_C"]
 
-#: The absolute constant c of Theorem 4.1 fixed by this toolkit (see :func:`sft_parameters`).
-THEOREM_4_1_C = 1.0
+#: The absolute constant c of Theorem 4.1 fixed by this toolkit (its one home: ``bounds.THEOREM_4_1_C``).
+THEOREM_4_1_C = _bounds.THEOREM_4_1_C
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +90,17 @@ def sft_parameters(
 
         n = ⌈c·log(|Π|/ρ)/(δ ε)⌉,    N = ⌈c·C_cov·log(2/δ)/ε⌉.
 
-    The toolkit fixes c = 1 (``THEOREM_4_1_C``): the smallest round constant for which the miniature
-    Theorem 4.1 tests (hard instance and random planted-mode instances with realizable BoN classes) show
-    ≥ 1 − ρ of trials sharpened; at c = 0.05 (hard) / 0.01 (planted) they fail (tests/test_sft.py), so the
-    constant matters.
+    Delegates to ``bounds.sft_parameters`` (the recipe's one home; c defaults to ``bounds.THEOREM_4_1_C`` = 1:
+    the smallest round constant for which the miniature Theorem 4.1 tests show ≥ 1 − ρ of trials sharpened;
+    at c = 0.05 (hard) / 0.01 (planted) they fail, tests/test_sft.py). C_cov below 1 is raised to 1 (a coverage
+    coefficient is ≥ 1).
     """
     for v, name in ((epsilon, "epsilon"), (delta, "delta"), (rho, "rho")):
         check_open_unit(v, name)
     check_positive(C_cov, "C_cov")
     check_positive(c, "c")
-    n = math.ceil(c * (log_class_size + math.log(1.0 / rho)) / (delta * epsilon))
-    N = math.ceil(c * C_cov * math.log(2.0 / delta) / epsilon)
-    return max(n, 1), max(N, 1)
+    n, N = _bounds.sft_parameters(epsilon, delta, rho, max(float(C_cov), 1.0), max(float(log_class_size), 0.0), c=c)
+    return max(int(n), 1), max(int(N), 1)
 
 
 def _counts(num_prompts: int, num_responses: int, prompts, picks, weights=None):
@@ -185,7 +185,7 @@ def exact_mle_sharpness(cls, counts: Float[Array, "X Y"], target, mu, delta: flo
         pol = cls.mle(counts)
         params = jnp.zeros((), jnp.int32)
     mass = metrics.mass_on(pol, target)
-    err = jnp.sum(jnp.where(mass <= 1.0 - delta, mu, 0.0))
+    err = metrics.sharpness_error_from_mass(mass, mu, delta)
     return err, jnp.sum(mu * mass), params
 
 
@@ -209,17 +209,9 @@ class SFTSweep:
 
 
 def _running_argmax(scores: Float[Array, "n N"]) -> Int[Array, "n N"]:
-    """idx[i, k] = first argmax of scores[i, :k+1] (an associative scan: O(n N) work, log depth)."""
-    idx = jnp.broadcast_to(jnp.arange(scores.shape[1], dtype=jnp.int32), scores.shape)
-
-    def combine(a, b):
-        va, ia = a
-        vb, ib = b
-        take_b = vb > va  # strict: ties keep the earlier draw, as select_best's argmax does
-        return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
-
-    _, run_idx = jax.lax.associative_scan(combine, (scores, idx), axis=1)
-    return run_idx
+    """idx[i, k] = first argmax of scores[i, :k+1]: :func:`sharpsim.algorithms._best_of_n.running_best` (the one
+    home of "best of the first N draws")."""
+    return running_best(scores)[1]
 
 
 def _stack_classes(classes):

@@ -46,9 +46,9 @@ class ModeMassEstimate:
 
 
 def _clopper_pearson_lower(k: np.ndarray, m: np.ndarray, confidence: float) -> np.ndarray:
-    k, m = np.asarray(k, float), np.asarray(m, float)
-    lo = stats.beta.ppf(1.0 - confidence, k, m - k + 1.0)
-    return np.where(k > 0, lo, 0.0)
+    from sharpsim.complexity import clopper_pearson  # the one home of the interval
+
+    return clopper_pearson(k, m, level=confidence, side="lower")[0]
 
 
 def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, confidence: float = 0.95
@@ -103,12 +103,15 @@ def recommend_n_bon(p, rho: float) -> np.ndarray:
 
 
 def recommend_n_sft(c_cov: float, epsilon: float, delta: float, *, constant: float = 1.0) -> float:
-    """Theorem 4.1: N* = c · C_cov · log(2/δ) / ε (``constant`` = c, unspecified in the paper)."""
+    """Theorem 4.1: N* = c · C_cov · log(2/δ) / ε (``constant`` = c, unspecified in the paper); the formula's
+    one home is ``bounds.sft_responses_per_prompt`` (this keeps the planner's argument checks)."""
+    import bounds
+
     for name, v in (("epsilon", epsilon), ("delta", delta)):
         check_float(name, v, low=0.0, high=1.0, high_open=True)
     check_float("c_cov", c_cov, low=1.0, low_open=False, hint="C_cov = E_x[1/π_base(y*(x)|x)] is at least 1")
     check_float("constant", constant, low=0.0)
-    return float(math.ceil(constant * c_cov * math.log(2.0 / delta) / epsilon - 1e-9))
+    return float(bounds.sft_responses_per_prompt(epsilon, delta, c_cov, c=constant))
 
 
 @dataclasses.dataclass
