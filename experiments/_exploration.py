@@ -26,8 +26,12 @@ from sharpsim.policies import TabularPolicy
 
 
 @functools.lru_cache(maxsize=None)
-def exploration_instance(M: int, k: int, gamma: float, beta: float, low: float, high: float):
-    """(π_base, μ, FiniteClass stack, index of π*_β, θ grid [K, k]) for M commons and k rare responses."""
+def exploration_instance(M: int, k: int, gamma: float, beta: float, low: float, high: float, pad_to: int = 0):
+    """(π_base, μ, FiniteClass stack, index of π*_β, θ grid [K, k]) for M commons and k rare responses.
+
+    The class is the grid V^k plus π_base itself (so that its best-of-N laws, the closure SFT needs, are
+    realizable). ``pad_to``: pad the response axis with zero-mass responses (one compile for every M).
+    """
     Y = M + k
     base = np.zeros(Y)
     base[M] = math.log1p(gamma)  # y* = response M
@@ -42,6 +46,10 @@ def exploration_instance(M: int, k: int, gamma: float, beta: float, low: float, 
     star = (1.0 + 1.0 / beta) * base_lp
     star = star - np.logaddexp.reduce(star)
     assert np.allclose(members[target], star, atol=1e-6), "π*_β must be a member (realizability)"
-    cls = FiniteClass.stack(jnp.asarray(members[:, None, :]))
-    pi_base = TabularPolicy(log_probs=jnp.asarray(base_lp[None]))
+    members = np.concatenate([members, base_lp[None]])
+    pad = max(pad_to - Y, 0)
+    members = np.concatenate([members, np.full((members.shape[0], pad), -np.inf)], axis=1)
+    base_lp = np.concatenate([base_lp, np.full(pad, -np.inf)])
+    cls = FiniteClass.stack(jnp.asarray(members[:, None, :], jnp.result_type(float)))
+    pi_base = TabularPolicy(log_probs=jnp.asarray(base_lp[None], jnp.result_type(float)))
     return pi_base, jnp.ones((1,)), cls, target, grid

@@ -282,8 +282,7 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
                 worst = jnp.max(jnp.where(tied[0], per_k, 0.0))
             return err, worst, jnp.sum(tied[0] if not cls.product else tied, dtype=jnp.int32), idx
 
-        outs = [at(n) for n in n_grid]
-        return tuple(jnp.stack(v) for v in zip(*outs))
+        return jax.vmap(at)(jnp.asarray(n_grid, jnp.int32))
 
     err, worst, nmin, params = jax.vmap(one)(b, s)  # [P, G, ...]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731

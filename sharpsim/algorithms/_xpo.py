@@ -395,24 +395,22 @@ def xpo_sharpening_sweep(
                 raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
     per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
     union = tuple(sorted(set().union(*per_T)))
-    pos = {c: i for i, c in enumerate(union)}
+    member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
     target = metrics.argmax_set(oracle.pi_base, gamma)
+    union_arr = jnp.asarray(union, jnp.int32)
 
     def one(beta, alpha, sigma):
         hp = dict(beta=beta, alpha=alpha, sigma=sigma, sign=jnp.asarray(_optimism_sign, dt))
         iterates, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
         j_all = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
-        errs, masses, sels, params = [], [], [], []
-        for cands in per_T:
-            sub = j_all[jnp.asarray([pos[c] for c in cands], jnp.int32)]
-            sel = jnp.asarray(cands, jnp.int32)[jnp.argmax(sub)]
+
+        def at(mask):  # first argmax over the candidates of one T, as xpo_sharpening's argmax over its own list
+            sel = union_arr[jnp.argmax(jnp.where(mask, j_all, -jnp.inf))]
             pol, prm = _output(oracle, cls, iterates, sel)
-            errs.append(metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma))
-            masses.append(jnp.sum(oracle.mu * metrics.mass_on(pol, target)))
-            sels.append(sel + 1)
-            params.append(prm)
-        stack = lambda xs: jax.tree_util.tree_map(lambda *v: jnp.stack(v), *xs)  # noqa: E731
-        return jnp.stack(errs), jnp.stack(masses), jnp.stack(sels), stack(params)
+            err = metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma)
+            return err, jnp.sum(oracle.mu * metrics.mass_on(pol, target)), sel + 1, prm
+
+        return jax.vmap(at)(jnp.asarray(member))
 
     err, mass, sel, params = jax.vmap(one)(b, a, s)  # [P, G]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
