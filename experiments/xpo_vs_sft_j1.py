@@ -347,11 +347,12 @@ def analyze(rows: list, mode: str) -> dict:
     off_m = [p["offline_eq8"]["m_hat"] for p in per]
     xpo_m = [p["xpo"]["m_hat"] for p in per]
     reg = all(math.isfinite(o) for o in off_m) and all(o <= 4 * max(x, 4) for o, x in zip(off_m, xpo_m) if math.isfinite(x))
+    gap = any(math.isfinite(x) and not o <= 4 * x for o, x in zip(off_m, xpo_m))
     checks.append(Check(
         "offline Eq. 8 (pairs from π_base, no exploration) needs ≫ XPO's queries on Example J.1's finite class",
         float(max(xpo_m)), float(max(off_m)), float(min(off_m)), float(max(off_m)),
         "finding: reward regression alone reaches poly(d) here; the XPO/SFT gap on this class is not due to exploration"
-        if reg else "consistent",
+        if reg else ("consistent" if gap else "inconclusive"),
         "m̂ per d: offline " + str(np.round(off_m, 1).tolist()) + ", XPO " + str(np.round(xpo_m, 1).tolist())
         + ". With exact rewards one informative pair identifies π*_β among a handful of candidates; see "
         "xpo_exploration for an instance where exploration is necessary.").as_dict())
