@@ -194,3 +194,33 @@ def test_xpo_exploration_end_to_end_control_and_broken(tmp_path, monkeypatch, si
         assert offline[0] == "consistent", checks
     else:
         assert optimism[0] == "inconsistent" and offline[0] != "consistent", checks
+
+
+_DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, '.')
+from experiments import xpo_exploration as xe
+from sharpsim.runner import shard_trials, trial_keys
+import jax
+s = [dict(s, M=16, y_pad=19, T_max=16, num_T=2) for s in xe.settings('quick')][0]
+rows = xe.run_setting(shard_trials(trial_keys(0, 0, 8)), s, 'quick')
+print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['queries'], r['metric'], r['value']] for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_xpo_exploration_rows_identical_on_1_and_4_devices():
+    """Trials sharded over 4 host devices give exactly the rows of one device (catches per-device key reuse)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        res = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert out[0][0] == 1 and out[1][0] == 4
+    assert out[0][1:] == out[1][1:]
