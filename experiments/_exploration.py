@@ -21,6 +21,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from sharpsim import metrics
+
 from sharpsim.classes import FiniteClass
 from sharpsim.policies import TabularPolicy
 
@@ -53,3 +55,22 @@ def exploration_instance(M: int, k: int, gamma: float, beta: float, low: float, 
     cls = FiniteClass.stack(jnp.asarray(members[:, None, :], jnp.result_type(float)))
     pi_base = TabularPolicy(log_probs=jnp.asarray(base_lp[None], jnp.result_type(float)))
     return pi_base, jnp.ones((1,)), cls, target, grid
+
+
+def offline_prediction(pi_base, cls, grid, M, beta, ns, K_RARE, DELTA):  # noqa: N803
+    """P[offline Eq. 8 sharpens] at n pairs: Σ_S P(rare responses seen = S) · (sharp fraction of the version space)."""
+    lp = np.asarray(pi_base.log_probs[0], float)
+    p = np.exp(lp[M:M + K_RARE])
+    b = lp[M:M + K_RARE] - lp[0]  # rare logits relative to the commons (whose logit is 0)
+    theta = np.concatenate([grid, b[None]])  # the last member is π_base (its θ_j = b_j)
+    sharp = np.asarray(metrics.mass_on(TabularPolicy(log_probs=cls.log_probs[0]), metrics.argmax_set(pi_base)[0][None])
+                       > 1 - DELTA)
+    true = (1 + 1 / beta) * b
+    out = np.zeros(len(ns))
+    for S in itertools.chain.from_iterable(itertools.combinations(range(K_RARE), r) for r in range(K_RARE + 1)):
+        cons = np.all(np.isclose(theta[:, list(S)], true[list(S)], atol=1e-4), axis=1)
+        frac = sharp[cons].mean()
+        for sub in itertools.chain.from_iterable(itertools.combinations(S, r) for r in range(len(S) + 1)):
+            miss = p.sum() - p[list(sub)].sum()
+            out += (-1) ** (len(S) - len(sub)) * (1 - miss) ** (2 * np.asarray(ns, float)) * frac
+    return out

@@ -1,24 +1,17 @@
-"""XPO explores where offline RLHF and SFT cannot: the instance of experiments/_exploration.py.
+"""XPO explores where offline RLHF and SFT cannot (instance: experiments/_exploration.py; docs/experiments.md).
 
-One prompt; M common responses (π_base-logit 0) and k = 3 rare ones carrying the argmax-deciding feature
-directions (y* has logit log(1+γ): margin γ, C_cov = 1/π_base(y*) ≈ (M+3)/(1+γ)). Class: the product grid
-θ ∈ {−10, 0, a*, a*+2}^3 of the log-linear class (a* = (1+1/β) log(1+γ), π*_β ∈ Π) plus π_base. Every member
-fits pairs of commons exactly, so π_base pairs inform only when they contain a rare response (≈ 1/C_cov per
-draw). Sweep: M (rarity). One β = Theorem 4.3's recipe at the largest |Y| (it satisfies Theorem J.2's
-condition at every M), so one compile serves every M (responses padded with zero-mass ones).
-
-Arms (one success definition: π̂(y*) > 1 − δ, exact via sharpsim.metrics; ties broken uniformly at random):
-* ``xpo``: Algorithm 1, α = bounds.xpo_alpha(T) (Theorem J.2, the proof's normalisation; R_max = 2 + log|Y|,
-  SEC = k log(T+1) from Lemma J.5, log N = log|Π|); ``xpo_alpha0``: the same with α = 0 (on-policy only).
-  Budget (footnote 7): 2T + 4 held-out queries at every 8th iterate and the last.
-* ``offline_eq8`` / ``offline_dpo``: Eq. 8 / logistic DPO on n pairs from π_base (m = 2n).
-* ``sft``: SFT-sharpening over the best-of-N closure of the class (realizable: π_base ∈ Π), n = 1, m = N.
-Predictions: offline Eq. 8's success at n pairs is the probability (exact up to O(k²/C_cov²) pairs of two
-rare responses) that the uniformly chosen member of its version space is sharp; SFT's is 1 − (1 − π_base(y*))^N.
+M commons + 3 rare responses carrying the argmax-deciding features (C_cov ≈ (M+3)/1.5); class = log-linear
+grid {−10, 0, a*, a*+2}^3 ∪ {π_base}. Arms at equal budgets, one success definition (π̂(y*) > 1 − δ, via
+sharpsim.metrics), ties uniformly random: ``xpo`` (α = bounds.xpo_alpha(T), proof's normalisation; 2T + 4
+held-out queries at every 8th iterate and the last — footnote 7), ``xpo_alpha0``, ``offline_eq8`` /
+``offline_dpo`` (n pairs from π_base, m = 2n), ``sft`` (n = 1, best-of-N, MLE over the BoN closure, m = N).
+Exact predictions: offline Eq. 8 = P[uniform member of the version space is sharp] (inclusion–exclusion over
+the rare responses seen, up to O(k²/C_cov²)); SFT = 1 − (1 − π_base(y*))^N.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -29,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from experiments._exploration import exploration_instance
+from experiments._exploration import exploration_instance, offline_prediction
 from sharpsim import SampleEvaluateOracle, exact, metrics
 from sharpsim.algorithms import (RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep,
                                  xpo_sharpening_sweep)
@@ -50,16 +43,14 @@ _MODE = {"quick": dict(Ms=(32, 128, 512, 2048), Ts=(8, 16, 32, 64, 128, 256)),
 
 
 def settings(mode: str) -> list:
-    m = _MODE[mode]
-    y_pad = max(m["Ms"]) + K_RARE
-    beta = float(bounds.xpo_beta(GAMMA, DELTA, y_pad))
+    m, y_pad = _MODE[mode], max(_MODE[mode]["Ms"]) + K_RARE
+    beta = float(bounds.xpo_beta(GAMMA, DELTA, y_pad))  # Theorem 4.3's β at the largest |Y|: J.2's condition holds
     return [dict(M=M, y_pad=y_pad, beta=beta, T_max=max(m["Ts"]), num_T=len(m["Ts"]), epsilon=EPSILON, delta=DELTA,
                  rho=RHO) for M in m["Ms"]]
 
 
 def _grids(s):
-    Ts = tuple(8 * 2**i for i in range(int(s["num_T"])))
-    top = int(math.log2(4 * s["y_pad"]))
+    Ts, top = tuple(8 * 2**i for i in range(int(s["num_T"]))), int(math.log2(4 * s["y_pad"]))
     return Ts, tuple(2**i for i in range(0, top + 1)), tuple(2**i for i in range(1, top + 2))  # T, n, N
 
 
@@ -71,8 +62,7 @@ def alpha(T, beta, y_pad, log_class):
 @functools.partial(jax.jit, static_argnames=("Ts", "ns", "Ns", "beta", "sign"))
 def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
     """Per trial: sharpness error of every arm at every budget of its grid (one compile for every M)."""
-    xcfg = XPOConfig(T=max(Ts), beta=beta, alpha=0.0, eval_samples=EVAL_SAMPLES, eval_stride=EVAL_STRIDE,
-                     tie_break="random")
+    xcfg = XPOConfig(T=max(Ts), beta=beta, alpha=0.0, eval_samples=EVAL_SAMPLES, eval_stride=EVAL_STRIDE, tie_break="random")
     rcfg = RLHFConfig(n=1, beta=beta, tie_break="random")
     closure = lambda N: FiniteClass(log_probs=bon_lp[Ns.index(N)], valid=cls.valid, product=False)  # noqa: E731
 
@@ -81,7 +71,7 @@ def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
         xa = xpo_sharpening_sweep(kx, oracle, cls, xcfg, T_grid=Ts, alphas=jnp.append(alphas, 0.0), delta=DELTA,
                                   _optimism_sign=sign)
         e = xa.sharpness_error
-        off = [rlhf_sharpening_sweep(ko, oracle, cls, dataclass_replace(rcfg, loss=loss), n_grid=ns, delta=DELTA)
+        off = [rlhf_sharpening_sweep(ko, oracle, cls, dataclasses.replace(rcfg, loss=loss), n_grid=ns, delta=DELTA)
                for loss in ("squared", "logistic")]
         sft = sft_sharpening_sweep(ks, oracle, closure, (1,), Ns, delta=DELTA).sharpness_error[0]
         return dict(xpo=jnp.diagonal(e[:, :-1]), xpo_alpha0=e[:, -1], offline_eq8=off[0].sharpness_error[:, 0],
@@ -95,30 +85,6 @@ def _bon_grid(members, Ns):
     return jnp.swapaxes(jax.vmap(lambda r: exact.bon_log_probs_grid(r, Ns))(members), 0, 1)
 
 
-def dataclass_replace(c, **kw):
-    import dataclasses
-    return dataclasses.replace(c, **kw)
-
-
-def offline_prediction(pi_base, cls, grid, M, beta, ns):
-    """P[offline Eq. 8 sharpens] at n pairs: Σ_S P(rare responses seen = S) · (sharp fraction of the version space)."""
-    lp = np.asarray(pi_base.log_probs[0], float)
-    p = np.exp(lp[M:M + K_RARE])
-    b = lp[M:M + K_RARE] - lp[0]  # rare logits relative to the commons (whose logit is 0)
-    theta = np.concatenate([grid, b[None]])  # the last member is π_base (its θ_j = b_j)
-    sharp = np.asarray(metrics.mass_on(TabularPolicy(log_probs=cls.log_probs[0]), metrics.argmax_set(pi_base)[0][None])
-                       > 1 - DELTA)
-    true = (1 + 1 / beta) * b
-    out = np.zeros(len(ns))
-    for S in itertools.chain.from_iterable(itertools.combinations(range(K_RARE), r) for r in range(K_RARE + 1)):
-        cons = np.all(np.isclose(theta[:, list(S)], true[list(S)], atol=1e-4), axis=1)
-        frac = sharp[cons].mean()
-        for sub in itertools.chain.from_iterable(itertools.combinations(S, r) for r in range(len(S) + 1)):
-            miss = p.sum() - p[list(sub)].sum()
-            out += (-1) ** (len(S) - len(sub)) * (1 - miss) ** (2 * np.asarray(ns, float)) * frac
-    return out
-
-
 def run_setting(keys, s: dict, mode: str) -> list:
     M, y_pad, beta = int(s["M"]), int(s["y_pad"]), float(s["beta"])
     pi_base, mu, cls, _, grid = exploration_instance(M, K_RARE, GAMMA, beta, LOW, HIGH, y_pad)
@@ -130,12 +96,11 @@ def run_setting(keys, s: dict, mode: str) -> list:
     p_star = float(jnp.exp(pi_base.log_probs[0, M]))
     budgets = dict(xpo=np.asarray(xq[0]), xpo_alpha0=np.asarray(xq[0]), offline_eq8=2 * np.asarray(ns),
                    offline_dpo=2 * np.asarray(ns), sft=np.asarray(Ns))
-    pred = dict(offline_eq8=offline_prediction(pi_base, cls, grid, M, beta, ns), sft=1 - (1 - p_star) ** np.asarray(Ns))
+    pred = dict(offline_eq8=offline_prediction(pi_base, cls, grid, M, beta, ns, K_RARE, DELTA), sft=1 - (1 - p_star) ** np.asarray(Ns))
     rows = [dict(arm="exact", trial=-1, queries=0, metric=k, value=v) for k, v in
             (("C_cov", float(metrics.coverage(pi_base, mu))), ("alpha_Tmax", float(alphas[-1])),
              ("log_class_size", cls.log_class_size))]
-    for arm in ARMS:
-        e = np.asarray(err[arm])
+    for arm, e in ((a, np.asarray(err[a])) for a in ARMS):
         for g, q in enumerate(budgets[arm]):
             if arm in pred:
                 rows.append(dict(arm=arm, trial=-1, queries=int(q), metric="predicted_success", value=float(pred[arm][g])))
@@ -144,7 +109,6 @@ def run_setting(keys, s: dict, mode: str) -> list:
     return rows
 
 
-# ------------------------------------------------------------------------------------------ analysis
 def _success(rows, arm, eps):
     by = {}
     for r in rows:
@@ -156,7 +120,7 @@ def _success(rows, arm, eps):
 
 def _fit(x, per, arm):
     pts = [(xi, p[arm]) for xi, p in zip(x, per) if p[arm]["reached"] and math.isfinite(p[arm]["upper"])]
-    if len(pts) < 3:
+    if len(pts) < 3:  # a slope from fewer than 3 finite m̂ is not worth a verdict
         return None
     y = np.array([d["m_hat"] for _, d in pts])
     return fit_loglog_slope(np.array([a for a, _ in pts]), y, y_lower=np.minimum([max(d["lower"], 1e-9) for _, d in pts], y),
@@ -164,9 +128,8 @@ def _fit(x, per, arm):
 
 
 def _rates_check(quantity, a, b, note):
-    (ka, na), (kb, nb) = a, b
-    lo, hi = (float(v) for v in proportion_interval(ka, na))
-    lob, hib = (float(v) for v in proportion_interval(kb, nb))
+    (ka, na), (kb, nb) = a, b  # measured arm a against comparison arm b, 95% Wilson intervals
+    (lo, hi), (lob, hib) = ((float(v) for v in proportion_interval(k, n)) for k, n in (a, b))
     v = "consistent" if lo > hib else ("inconsistent" if hi < lob else "inconclusive")
     return Check(quantity, kb / nb, ka / na, lo, hi, v, note + f"; comparison arm Wilson [{lob:.3f}, {hib:.3f}]"), v
 
@@ -188,8 +151,7 @@ def analyze(rows: list, mode: str) -> dict:
     ccov = np.array([p["C_cov"] for p in per])
     fits = {arm: _fit(ccov, per, arm) for arm in ARMS}
     fx = fits["xpo"]
-    for other in ("offline_eq8", "sft"):
-        fo = fits[other]
+    for other, fo in ((o, fits[o]) for o in ("offline_eq8", "sft")):
         if fx is None or fo is None:
             checks.append(Check(f"exponent of m̂_xpo in C_cov below that of m̂_{other}", float("nan"), float("nan"),
                                 float("nan"), float("nan"), "inconclusive", "fewer than 3 finite m̂").as_dict())
@@ -204,16 +166,23 @@ def analyze(rows: list, mode: str) -> dict:
             pred = np.array(p[arm]["predicted"])
             bad += int(np.sum((pred < lo - 0.02) | (pred > hi + 0.02)))
             tot += len(pred)
-        f = fits[arm]
+        f = fits[arm]  # noqa: E501
         checks.append(Check(f"{arm}: success follows its coverage prediction (points outside 99% Wilson)", 0.0, bad,
                             0.0, 0.01 * tot + 2, "consistent" if bad <= 0.01 * tot + 2 else "inconsistent",
                             f"{bad}/{tot} budgets off; m̂ exponent in C_cov "
                             + (f"{f.slope:.2f} [{f.lower:.2f}, {f.upper:.2f}] (Theorems 4.1/4.2: 1)" if f else "n/a")).as_dict())
+    if fx is not None:  # Theorem J.3's (derived) poly bound along the sweep: its local exponent in C_cov (log factors)
+        B = math.sqrt(K_RARE) * ((1 + 1 / rows[0]["beta"]) * math.log1p(GAMMA) + HIGH)
+        bj = bounds.THM_J_3.numeric(constant=1.0, B=B, Y_size=np.array([p["M"] + K_RARE for p in per], float), d=K_RARE,
+                                    rho=RHO, delta=DELTA, epsilon=EPSILON, gamma_margin=GAMMA)
+        deg = float(np.polyfit(np.log(ccov), np.log(bj), 1)[0])
+        checks.append(Check("exponent of m̂_xpo in C_cov ≤ that of Theorem J.3's bound (poly(d), logs of |Y| only)", deg,
+                            fx.slope, fx.lower, fx.upper, "consistent" if fx.lower <= deg else "inconsistent",
+                            "Theorem J.2/J.3: no C_cov; R_max² log²(|Y|/δ) grow like log²|Y|").as_dict())
     last = per[-1]
     bx = last["xpo"]["budgets"]
     g = int(np.argmax(np.array(last["xpo"]["rate"]) >= 1 - RHO)) if max(last["xpo"]["rate"]) >= 1 - RHO else len(bx) - 1
-    m = bx[g]
-    j = max(i for i, q in enumerate(last["offline_eq8"]["budgets"]) if q <= m)
+    j, m = max(i for i, q in enumerate(last["offline_eq8"]["budgets"]) if q <= bx[g]), bx[g]
     c, _ = _rates_check(f"at equal budget m ≈ {m:.0f} (M = {last['M']}): xpo sharpens more often than offline Eq. 8",
                         (last["xpo"]["k"][g], last["xpo"]["n"]), (last["offline_eq8"]["k"][j], last["offline_eq8"]["n"]),
                         f"offline at m = {last['offline_eq8']['budgets'][j]:.0f}")
@@ -223,7 +192,7 @@ def analyze(rows: list, mode: str) -> dict:
                         "success rates at the largest T")
     if v == "inconclusive":
         c = Check(c.quantity, c.predicted, c.measured, c.lower, c.upper,
-                  "finding: on-policy sampling with random tie-breaks explores here too; optimism is not needed",
+                  "finding: at this trial count optimism is not distinguishable from on-policy sampling alone",
                   c.note + "; rates per T: xpo " + str(np.round(last["xpo"]["rate"], 2).tolist()) + ", α = 0 "
                   + str(np.round(last["xpo_alpha0"]["rate"], 2).tolist()))
     checks.append(c.as_dict())
@@ -237,26 +206,22 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ccov = np.array([p["C_cov"] for p in per])
     fig, (ax, ax2) = new_figure(2, width=5.6, height=4.2)
     for i, arm in enumerate(ARMS):
-        y = np.array([p[arm]["m_hat"] for p in per])
-        ok = np.isfinite(y)
-        f = summary["fits"][arm]
-        lab = arm + (f" (slope {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" if f else "")
-        ax.plot(ccov[ok], y[ok], "o-", color=f"C{i}", label=lab)
-        lo, hi = np.array([p[arm]["lower"] for p in per]), np.array([p[arm]["upper"] for p in per])
+        y, lo, hi = (np.array([p[arm][k] for p in per]) for k in ("m_hat", "lower", "upper"))
+        ok, f = np.isfinite(y), summary["fits"][arm]
+        ax.plot(ccov[ok], y[ok], "o-", color=f"C{i}",
+                label=arm + (f" (slope {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" if f else ""))
         band = ok & np.isfinite(hi) & (lo > 0)
         ax.fill_between(ccov[band], lo[band], hi[band], color=f"C{i}", alpha=0.2)
     ax.plot(ccov, ccov * math.log(1 / RHO), "k--", lw=1, label=r"$C_{\rm cov}\log(1/\rho)$ (Thms 4.1/4.2 shape)")
     ax.set(xscale="log", yscale="log", xlabel=r"$C_{\rm cov}=1/\pi_{\rm base}(y^*)$", ylabel=r"$\hat m(\rho)$")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7), ax.grid(True, which="both", alpha=0.3)
     last = per[-1]
     for i, arm in enumerate(ARMS):
         ax2.plot(last[arm]["budgets"], last[arm]["rate"], "o-", color=f"C{i}", label=arm)
         if "predicted" in last[arm]:
             ax2.plot(last[arm]["budgets"], last[arm]["predicted"], ":", color=f"C{i}", label=f"{arm}: exact prediction")
     ax2.axhline(1 - RHO, color="k", ls="--", lw=1)
-    ax2.set(xscale="log", xlabel="queries m", ylabel="P[sharpened]", title=f"M = {last['M']}")
-    ax2.legend(fontsize=7)
+    ax2.set(xscale="log", xlabel="queries m", ylabel="P[sharpened]", title=f"M = {last['M']}"), ax2.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, pathlib.Path(out_dir) / NAME)
 
@@ -275,9 +240,5 @@ EXPERIMENT = Experiment(
     how_to_read=("Left: m̂(ρ) per arm against C_cov on log-log axes with bootstrap bands and fitted slopes; the dashed "
                  "line is C_cov log(1/ρ). Right: success rate vs budget at the largest M, with the exact predictions "
                  "(dotted) for offline Eq. 8 and SFT."),
-    settings=settings,
-    run_setting=run_setting,
-    analyze=analyze,
-    plot=plot,
-    trials={"quick": 64, "full": 400},
+    settings=settings, run_setting=run_setting, analyze=analyze, plot=plot, trials={"quick": 64, "full": 400},
 )
