@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import pathlib
 
@@ -27,7 +26,6 @@ from sharpsim import SampleEvaluateOracle, exact, metrics
 from sharpsim.algorithms import (RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep,
                                  xpo_sharpening_sweep)
 from sharpsim.classes import FiniteClass
-from sharpsim.policies import TabularPolicy
 from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
 from sharpsim.runner import Check, Experiment

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from sharpsim import metrics
 from sharpsim._validation import check_open_unit, check_positive_int
@@ -45,7 +45,6 @@ from sharpsim.algorithms._common import (
     gradient_fit,
     is_eager,
     jit_static,
-    logistic_pair_loss,
     pair_residual,
     raise_if_nonfinite,
 )
