@@ -25,7 +25,7 @@ from bounds.thm_4_2 import DPO_BETA, THM_4_2, THM_4_2_PRIME, dpo_beta
 from bounds.thm_D_1 import (
     ADAPTIVE_NUM_PROMPTS, ADAPTIVE_STOP, THM_D_1, THM_D_1_ERROR, THM_D_1_QUERIES, adaptive_sft_parameters, adaptive_stop_parameter,
 )
-from bounds.thm_J_2 import THM_4_3, THM_J_2, XPO_ALPHA, XPO_BETA, xpo_alpha, xpo_beta, xpo_eps_disc, xpo_iterations
+from bounds.thm_J_2 import THM_4_3, THM_J_2, XPO_ALPHA, XPO_ALPHA_THEOREM, XPO_BETA, xpo_alpha, xpo_beta, xpo_eps_disc, xpo_iterations
 from bounds.thm_J_3 import (
     LOGLINEAR_R_MAX, THM_J_3, loglinear_alpha, loglinear_log_cover_size, loglinear_norm_limit, loglinear_R_max,
 )
@@ -54,7 +54,7 @@ __all__ = [
     "Bound", "Condition", "ConstantFit", "REGISTRY", "get",
     *sorted(n.upper() for n in REGISTRY),
     "BON_EXACT_FAILURE", "SFT_NUM_PROMPTS", "SFT_NUM_RESPONSES", "ADAPTIVE_STOP", "ADAPTIVE_NUM_PROMPTS", "DPO_BETA", "XPO_BETA",
-    "XPO_ALPHA", "LOGLINEAR_R_MAX",
+    "XPO_ALPHA", "XPO_ALPHA_THEOREM", "LOGLINEAR_R_MAX",
     "bon_budget", "hard_instance_parameters", "sft_parameters", "sft_responses_per_prompt", "THEOREM_4_1_C",
     "HARD_INSTANCE_C1", "adaptive_stop_parameter", "adaptive_sft_parameters",
     "dpo_beta", "xpo_beta", "xpo_alpha", "xpo_iterations", "xpo_eps_disc", "loglinear_R_max", "loglinear_norm_limit",

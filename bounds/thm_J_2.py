@@ -22,13 +22,20 @@ from bounds._symbols import (
 )
 
 __all__ = [
-    "THM_J_2", "THM_4_3", "XPO_BETA", "XPO_ALPHA", "xpo_beta", "xpo_alpha", "xpo_iterations", "xpo_eps_disc",
+    "THM_J_2", "THM_4_3", "XPO_BETA", "XPO_ALPHA", "XPO_ALPHA_THEOREM", "xpo_beta", "xpo_alpha", "xpo_iterations", "xpo_eps_disc",
 ]
 
 #: β = γ_margin / (2 log(2|Y|/δ)) (Theorem 4.3; the largest β allowed by Theorem J.2)
 XPO_BETA = gamma_margin / (2 * sympy.log(2 * Y_size / delta))
-#: α = (β / R_max) sqrt(log(2 N(Π,ε_disc) T / ρ) / (SEC T)) (Theorem J.2; printed with /δ, read as /ρ)
-XPO_ALPHA = beta / R_max * sympy.sqrt((sympy.log(2 * T / rho) + log_cover_size) / (SEC * T))
+#: V_max of Theorem J.2's proof (step 1 applies Theorem J.1 with V_max := β R_max)
+V_max = sympy.Symbol("V_max", positive=True)
+#: α_thm = (β / (R_max + V_max)) sqrt(log(2 N(Π,ε_disc) T / ρ) / (SEC T)) (Theorems J.1/J.2; J.2 prints β/R_max
+#: and /δ: V_max ≤ R_max, and /δ is read as /ρ)
+XPO_ALPHA_THEOREM = beta / (R_max + V_max) * sympy.sqrt((sympy.log(2 * T / rho) + log_cover_size) / (SEC * T))
+#: The α that multiplies Σ log π(ỹ|x) against a UNIT-weight squared loss (sharpsim's XPO objective). The proof's
+#: objective β Σ log π(ỹ) + β/(α_thm (V_max+R_max)²) Σ (…)², multiplied by α_thm (V_max+R_max)²/β, is
+#: α_thm (V_max+R_max)² Σ log π(ỹ) + Σ (…)²; so α = α_thm (V_max+R_max)² = β (R_max+V_max) sqrt(…).
+XPO_ALPHA = sympy.simplify(XPO_ALPHA_THEOREM * (R_max + V_max) ** 2)
 
 _COMMON = (
     Condition("ε, δ, ρ, γ_margin ∈ (0, 1)", sympy.And(epsilon < 1, delta < 1, rho < 1, gamma_margin < 1)),
@@ -89,10 +96,18 @@ def xpo_beta(gamma_margin, delta, Y_size):
     )[()]
 
 
-def xpo_alpha(beta, R_max, log_cover_size, T, SEC, rho):
-    """Optimism coefficient α = (β/R_max) sqrt(log(2N(Π,ε_disc)T/ρ)/(SEC·T)) of Theorem J.2 (read with ρ)."""
+def xpo_alpha(beta, R_max, log_cover_size, T, SEC, rho, *, V_max=None):
+    """THE optimism coefficient of this toolkit (Theorems J.1/J.2 with the proof's normalisation).
+
+    Returns α = α_thm·(R_max + V_max)² = β (R_max + V_max) sqrt(log(2N(Π,ε_disc)T/ρ)/(SEC·T)), the coefficient
+    of Σ log π(ỹ|x) when the squared loss has weight 1 (what :class:`sharpsim.algorithms.XPOConfig` expects);
+    α_thm = (β/(R_max+V_max)) sqrt(…) is the theorem's, whose squared loss carries 1/(α_thm (V_max+R_max)²).
+    ``V_max`` defaults to β·R_max (Theorem J.2's proof, step 1). The printed "/δ" is read as "/ρ".
+    """
+    b, r = positive(beta, "beta"), positive(R_max, "R_max")
+    v = b * r if V_max is None else at_least(V_max, 0.0, "V_max")
     return evaluate(
-        XPO_ALPHA, beta=positive(beta, "beta"), R_max=positive(R_max, "R_max"),
+        XPO_ALPHA, beta=b, R_max=r, V_max=v,
         log_cover_size=at_least(log_cover_size, 0.0, "log_cover_size"), T=at_least(T, 1.0, "T"),
         SEC=positive(SEC, "SEC"), rho=open_unit(rho, "rho"),
     )[()]

@@ -68,13 +68,16 @@ def loglinear_log_cover_size(d, B, eps_disc):
 
 
 def loglinear_alpha(beta, B, Y_size, d, T, epsilon, delta, rho, *, c: float = 1.0):
-    """α(T) = c (β/(B + log|Y|)) sqrt((d log(BdT/(εδ)) + log(T/ρ)) / (d T log T)) (Theorem J.3; ∝, c unknown).
+    """Theorem J.3's α(T) in the toolkit's normalisation (unit-weight squared loss, as :func:`bounds.xpo_alpha`).
 
-    Needs T ≥ 2 (log T in the denominator).
+    The theorem's α_thm(T) = c (β/R) sqrt((d log(BdT/(εδ)) + log(T/ρ)) / (d T log T)) with R = B + log|Y| (∝, c
+    unknown); like Theorem J.2's recipe it is rescaled by (R + V_max)², V_max = βR:
+    α = c β R (1 + β)² sqrt(…). Needs T ≥ 2 (log T in the denominator). Use it for log-linear runs only.
     """
     Tv = at_least(T, 2.0, "T")
     dv, Bv = at_least(d, 1.0, "d"), positive(B, "B")
     eps, dlt, r = open_unit(epsilon, "epsilon"), open_unit(delta, "delta"), open_unit(rho, "rho")
+    b = positive(beta, "beta")
+    R = Bv + np.log(at_least(Y_size, 1.0, "Y_size"))
     num = dv * np.log(Bv * dv * Tv / (eps * dlt)) + np.log(Tv / r)
-    return (positive(c, "c") * positive(beta, "beta") / (Bv + np.log(at_least(Y_size, 1.0, "Y_size")))
-            * np.sqrt(num / (dv * Tv * np.log(Tv))))[()]
+    return (positive(c, "c") * b * R * (1.0 + b) ** 2 * np.sqrt(num / (dv * Tv * np.log(Tv))))[()]

@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "adaptive_vs_fixed": "experiments.adaptive_vs_fixed",
     "dpo_margin_beta": "experiments.dpo_margin_beta",
     "xpo_vs_sft_j1": "experiments.xpo_vs_sft_j1",
+    "xpo_exploration": "experiments.xpo_exploration",
     "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "bon_lift": "experiments.bon_lift",
     "bridge_tiny": "experiments.bridge_studies:TINY",

@@ -363,8 +363,13 @@ def test_xpo_recipes():
     cond = bounds.THM_J_2.conditions[3]  # β^{-1} ≥ 2 γ^{-1} log(2|Y|/δ): the recipe is on the boundary
     assert cond.holds(beta=beta * (1 - 1e-9), gamma_margin=0.5, delta=0.1, Y_size=100)
     assert not cond.holds(beta=beta * 1.01, gamma_margin=0.5, delta=0.1, Y_size=100)
+    # α in the toolkit's normalisation (unit-weight squared loss): α_thm·(R_max + V_max)², V_max = β R_max by
+    # default (Theorem J.2's proof). Catches a recipe that forgets the (V_max+R_max)² rescaling (128x too weak).
     alpha = bounds.xpo_alpha(beta, 4.0, 10.0, 1000, 3.0, 0.05)
-    assert alpha == pytest.approx(beta / 4.0 * math.sqrt((10.0 + math.log(2 * 1000 / 0.05)) / (3.0 * 1000)))
+    root = math.sqrt((10.0 + math.log(2 * 1000 / 0.05)) / (3.0 * 1000))
+    alpha_thm = beta / (4.0 + beta * 4.0) * root
+    assert alpha == pytest.approx(alpha_thm * (4.0 + beta * 4.0) ** 2)
+    assert bounds.xpo_alpha(beta, 4.0, 10.0, 1000, 3.0, 0.05, V_max=1.0) == pytest.approx(beta * 5.0 * root)
     T = bounds.xpo_iterations(0.2, 0.2, 0.1, 0.1, 2.0, 3.0, 5.0, C=1.0)
     rhs = 4.0 * 3.0 * (5.0 + math.log(2 * T / 0.1)) / (0.04 * 0.04 * 0.01)
     assert T >= rhs * (1 - 1e-9) and T - 1 < rhs * 1.001

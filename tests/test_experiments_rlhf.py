@@ -145,3 +145,82 @@ def test_end_to_end_j1(tmp_path):
 def _with_settings(exp, tiny):
     """The experiment with its settings list shrunk (the Experiment is frozen: replace, don't mutate)."""
     return dataclasses.replace(exp, settings=lambda mode: tiny)
+
+
+# ------------------------------------------------------------------------------------------ xpo_exploration
+from experiments import xpo_exploration as xe  # noqa: E402
+
+
+def _tiny_xe(Ms=(16, 64), num_T=2):
+    y_pad = max(Ms) + xe.K_RARE
+    return [dict(s, M=M, y_pad=y_pad, T_max=8 * 2 ** (num_T - 1), num_T=num_T) for s, M in zip(xe.settings("quick"), Ms)]
+
+
+def test_xpo_exploration_every_arm_and_its_query_count():
+    """Each arm on a tiny instance: rows for all five arms, budgets as documented (footnote 7 for XPO:
+    2T + 4 held-out queries at every 8th iterate and the last; m = 2n offline; m = N for SFT), errors in [0, 1],
+    and the exact predictions are probabilities."""
+    s = _tiny_xe()[0]
+    rows = xe.run_setting(trial_keys(0, 0, TRIALS), s, "quick")
+    Ts, ns, Ns = xe._grids(s)
+    got = {a: sorted({r["queries"] for r in rows if r.get("arm") == a and r["metric"] == "sharpness_error"})
+           for a in xe.ARMS}
+    assert got["xpo"] == got["xpo_alpha0"] == [2 * T + 4 * (T // 8 + 1) for T in Ts]
+    assert got["offline_eq8"] == got["offline_dpo"] == [2 * n for n in ns]
+    assert got["sft"] == list(Ns)
+    vals = [r["value"] for r in rows if r["metric"] in ("sharpness_error", "predicted_success")]
+    assert all(-1e-6 <= v <= 1 + 1e-6 for v in vals)
+    assert all(sum(1 for r in rows if r.get("arm") == a and r["metric"] == "sharpness_error") == TRIALS * len(got[a])
+               for a in xe.ARMS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_xpo_exploration_end_to_end_control_and_broken(tmp_path, monkeypatch, sign):
+    """Positive control (sign +1): at equal budget XPO beats offline Eq. 8 (`consistent`). Broken algorithm
+    (optimism sign flipped, the bug no earlier test caught): XPO no longer explores, so the check of xpo
+    against xpo_alpha0 turns `inconsistent` and the equal-budget check is no longer `consistent`."""
+    monkeypatch.setattr(xe, "_OPTIMISM_SIGN", sign)
+    exp = _with_settings(xe.EXPERIMENT, _tiny_xe(Ms=(64, 256, 1024), num_T=5))
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=32, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["arms"] == list(xe.ARMS)
+    checks = {c["quantity"]: c["verdict"] for c in summary["checks"]}
+    assert all(is_verdict(v) for v in checks.values())
+    offline = [v for q, v in checks.items() if "offline" in q and "equal budget" in q]
+    optimism = [v for q, v in checks.items() if "xpo_alpha0" in q]
+    assert len(offline) == 1 and len(optimism) == 1
+    if sign > 0:
+        assert offline[0] == "consistent", checks
+    else:
+        assert optimism[0] == "inconsistent" and offline[0] != "consistent", checks
+
+
+_DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, '.')
+from experiments import xpo_exploration as xe
+from sharpsim.runner import shard_trials, trial_keys
+import jax
+s = [dict(s, M=16, y_pad=19, T_max=16, num_T=2) for s in xe.settings('quick')][0]
+rows = xe.run_setting(shard_trials(trial_keys(0, 0, 8)), s, 'quick')
+print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['queries'], r['metric'], r['value']] for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_xpo_exploration_rows_identical_on_1_and_4_devices():
+    """Trials sharded over 4 host devices give exactly the rows of one device (catches per-device key reuse)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        res = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert out[0][0] == 1 and out[1][0] == 4
+    assert out[0][1:] == out[1][1:]

@@ -11,6 +11,8 @@ from sharpsim import SampleEvaluateOracle, exact, instances, metrics
 from sharpsim.algorithms import (
     FitConfig,
     RLHFConfig,
+    rlhf_sharpening_sweep,
+    xpo_sharpening_sweep,
     SFTConfig,
     XPOConfig,
     rlhf_sharpening,
@@ -20,6 +22,7 @@ from sharpsim.algorithms import (
 )
 from sharpsim.algorithms._rlhf import pair_losses_finite
 from sharpsim.classes import FiniteClass, LogLinearClass, TabularClass
+from sharpsim.policies import TabularPolicy
 
 
 def _tv(p, q, mu):
@@ -35,8 +38,18 @@ def test_eq8_tabular_closed_form_recovers_pi_star():
     errs = []
     for n in (10, 1000):
         res = run_trials(rlhf_sharpening, jax.random.key(1), 16, oracle, TabularClass(3, 6), RLHFConfig(n=n, beta=beta))
-        assert np.all(np.asarray(res.diagnostics["train_loss"]) < 1e-8)
         assert np.all(np.asarray(res.num_queries) == 2 * n)
+        # On the responses it saw at each prompt, π̂ must be π*_β renormalised to that set (computed here from
+        # π_base, not from the code's loss): catches a wrong exponent (e.g. 1/β instead of 1 + 1/β), a
+        # minimiser that leaks mass to unseen responses, or one that zeroes a seen response.
+        keys = jax.random.split(jax.random.key(1), 16)
+        for t in (0, 7):
+            batch = oracle.sample_and_evaluate(keys[t], n, 2)
+            seen = np.zeros((3, 6), bool)
+            seen[np.repeat(np.asarray(batch.prompts), 2), np.asarray(batch.responses).reshape(-1)] = True
+            ref = np.where(seen, np.asarray(star.probs), 0.0)
+            ref = np.where(seen.any(1, keepdims=True), ref / np.maximum(ref.sum(1, keepdims=True), 1e-30), 1 / 6)
+            np.testing.assert_allclose(np.exp(np.asarray(res.policy.log_probs[t])), ref, atol=1e-5)
         tv = jax.vmap(lambda lp: 0.5 * jnp.sum(inst.mu * jnp.sum(jnp.abs(jnp.exp(lp) - star.probs), -1)))(res.policy.log_probs)
         errs.append(float(jnp.mean(tv)))
     assert errs[1] < 0.01 < errs[0], errs
@@ -162,3 +175,96 @@ def test_xpo_log_linear_gradient_path():
     assert np.all(np.asarray(res.diagnostics["nonfinite_step"]) == -1)
     assert _tv(res.policy, star, oracle.mu) < 0.5 * _tv(base, star, oracle.mu)
     assert float(jnp.linalg.norm(res.params)) <= 8.0 + 1e-4
+
+
+# ------------------------------------------------------------------------------------ validation, sweeps, sign
+@pytest.mark.parametrize("field,value", [("alpha", math.inf), ("alpha", math.nan), ("alpha", -0.1), ("beta", math.inf),
+                                         ("beta", math.nan), ("beta", 0.0), ("beta", -1.0), ("reward_noise", math.inf),
+                                         ("reward_noise", -0.5), ("tie_break", "last")])
+def test_configs_refuse_non_finite_and_negative(field, value):
+    """α = inf used to give an arbitrary tie-break (inf·log π = ±inf everywhere); each bad field names itself."""
+    kw = dict(T=2, beta=0.5, alpha=0.1)
+    kw[field] = value
+    with pytest.raises(ValueError, match=field):
+        XPOConfig(**kw)
+    if field != "alpha":
+        kw = dict(n=4, beta=0.5)
+        kw[field] = value
+        with pytest.raises(ValueError, match=field):
+            RLHFConfig(**kw)
+
+
+def _tiny_finite():
+    inst = instances.planted_mode(jax.random.key(5), 2, 5, 2.0, 0.5)
+    beta = 0.5
+    star = exact.kl_regularized_optimum(inst.pi_base, beta)
+    flat = jnp.log(jnp.full((2, 5), 0.2))
+    other = exact.kl_regularized_optimum(TabularPolicy(log_probs=inst.pi_base.log_probs[:, ::-1]), beta)
+    cls = FiniteClass.stack(jnp.stack([flat, inst.pi_base.log_probs, other.log_probs, star.log_probs]))
+    return inst, cls, beta
+
+
+def test_xpo_sweep_equals_per_point_runs():
+    """Every (T, β, α, σ) entry of one sweep = xpo_sharpening at that point with the same key (prefix-consistent
+    keys, traced hyper-parameters): catches a sweep that reuses the wrong prefix, mixes up points, or keys by T."""
+    import dataclasses
+    inst, cls, beta = _tiny_finite()
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    cfg = XPOConfig(T=6, beta=beta, alpha=0.0, eval_samples=3, eval_stride=2, tie_break="random")
+    pts = dict(betas=jnp.array([0.5, 0.3, 0.5]), alphas=jnp.array([0.0, 0.2, 0.05]), reward_noises=jnp.array([0.0, 0.0, 0.3]))
+    Ts = (1, 3, 6)
+    for seed in (1, 2):
+        sw = xpo_sharpening_sweep(jax.random.key(seed), oracle, cls, cfg, T_grid=Ts, delta=0.2, **pts)
+        for g, T in enumerate(Ts):
+            for p in range(3):
+                c = dataclasses.replace(cfg, T=T, beta=float(pts["betas"][p]), alpha=float(pts["alphas"][p]),
+                                        reward_noise=float(pts["reward_noises"][p]))
+                res = xpo_sharpening(jax.random.key(seed), oracle, cls, c)
+                assert int(sw.selected_round[g, p]) == int(res.diagnostics["selected_round"])
+                np.testing.assert_array_equal(np.asarray(sw.params[g, p]), np.asarray(res.params))
+                err = float(metrics.sharpness_error(res.policy, inst.pi_base, inst.mu, 0.2))
+                assert float(sw.sharpness_error[g, p]) == err
+                assert int(sw.num_queries[g]) == c.num_queries
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_rlhf_sweep_equals_per_point_runs(loss):
+    """rlhf_sharpening_sweep at n = n_max and each traced (β, σ) = rlhf_sharpening with the same key."""
+    import dataclasses
+    inst, cls, beta = _tiny_finite()
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    cfg = RLHFConfig(n=12, beta=beta, loss=loss, tie_break="random")
+    betas, sig = jnp.array([0.5, 0.2, 0.5]), jnp.array([0.0, 0.0, 0.4])
+    for seed in range(4):
+        sw = rlhf_sharpening_sweep(jax.random.key(seed), oracle, cls, cfg, n_grid=(3, 12), betas=betas,
+                                   reward_noises=sig, delta=0.2)
+        for p in range(3):
+            res = rlhf_sharpening(jax.random.key(seed), oracle, cls,
+                                  dataclasses.replace(cfg, beta=float(betas[p]), reward_noise=float(sig[p])))
+            np.testing.assert_array_equal(np.asarray(sw.params[-1, p]), np.asarray(res.params))
+            assert float(sw.worst_error[-1, p]) >= float(sw.sharpness_error[-1, p])
+        assert list(np.asarray(sw.num_queries)) == [6, 24]
+
+
+def test_optimism_sign_is_pinned():
+    """On the exploration instance (experiments/_exploration.py: the argmax-deciding features sit on responses
+    π_base draws with probability ≈ 1/M each), XPO with Theorem J.2's α sharpens in most trials, and the same
+    run with the optimism term's sign flipped (private hook) does not: it then prefers members that keep their
+    mass on the commons π_base draws, never explores, and is left with what ỹ ~ π_base reveals (≈ T/C_cov).
+    32 trials; measured 0.88 / 0.0 (seed 0); thresholds 0.65 / 0.3 sit ≥ 3 binomial standard deviations away.
+    Catches: a flipped sign of α·Σ log π(ỹ) (the bug that left every earlier test green)."""
+    import bounds
+    from experiments._exploration import exploration_instance
+
+    M, k, gamma, delta, T = 256, 3, 0.5, 0.1, 32
+    beta = float(bounds.xpo_beta(gamma, delta, M + k))
+    pi_base, mu, cls, _, _ = exploration_instance(M, k, gamma, beta, 10.0, 2.0)
+    oracle = SampleEvaluateOracle(pi_base, mu)
+    alpha = float(bounds.xpo_alpha(beta, 2.0 + math.log(M + k), cls.log_class_size, T, k * math.log(T + 1), 0.1))
+    cfg = XPOConfig(T=T, beta=beta, alpha=alpha, eval_samples=4, eval_stride=4, tie_break="random")
+    keys = jax.random.split(jax.random.key(0), 32)
+    f = jax.jit(jax.vmap(lambda kk, o, c, s: xpo_sharpening_sweep(kk, o, c, cfg, delta=delta, _optimism_sign=s)
+                         .sharpness_error[0, 0], in_axes=(0, None, None, None)))
+    ok = float(np.mean(np.asarray(f(keys, oracle, cls, 1.0)) <= 0.5))
+    flipped = float(np.mean(np.asarray(f(keys, oracle, cls, -1.0)) <= 0.5))
+    assert ok >= 0.65 and flipped <= 0.3, (ok, flipped)

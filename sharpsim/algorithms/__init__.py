@@ -12,8 +12,8 @@ from sharpsim.algorithms._adaptive_sft import (
     adaptive_sft_sharpening,
     adaptive_sft_sharpening_sweep,
 )
-from sharpsim.algorithms._rlhf import RLHFConfig, rlhf_sharpening, tabular_eq8_minimizer
-from sharpsim.algorithms._xpo import XPOConfig, xpo_alpha, xpo_sharpening
+from sharpsim.algorithms._rlhf import RLHFConfig, RLHFSweep, rlhf_sharpening, rlhf_sharpening_sweep, tabular_eq8_minimizer
+from sharpsim.algorithms._xpo import XPOConfig, XPOSweep, xpo_sharpening, xpo_sharpening_sweep
 from sharpsim.algorithms._sft import (
     THEOREM_4_1_C,
     SFTConfig,
@@ -45,8 +45,11 @@ __all__ = [
     "adaptive_sft_sharpening_sweep",
     "RLHFConfig",
     "rlhf_sharpening",
+    "RLHFSweep",
+    "rlhf_sharpening_sweep",
     "tabular_eq8_minimizer",
     "XPOConfig",
-    "xpo_alpha",
     "xpo_sharpening",
+    "XPOSweep",
+    "xpo_sharpening_sweep",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Optional
 
 import jax
@@ -207,3 +208,57 @@ def jit_static(fn):
     if fn not in _JIT_CACHE:
         _JIT_CACHE[fn] = jax.jit(fn, static_argnums=(3,))
     return _JIT_CACHE[fn]
+
+
+#: Relative tolerance under which two exact finite-class objectives count as tied: float32 rounding of
+#: the per-pair residuals (~1e-6 each) must not decide between candidates the data cannot tell apart.
+TIE_RTOL = 1e-5
+TIE_BREAKS = ("first", "random")
+
+
+def check_tie_break(value: str) -> str:
+    if value not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {value!r}.")
+    return value
+
+
+def tie_priority(key, cls, tie_break: str):
+    """Priority ``[X, K]`` among tied candidates: −index ("first": lowest index wins) or i.i.d. uniform
+    ("random": a uniformly random order of the class, drawn once per run from ``key``)."""
+    shape = (cls.num_prompts, cls.num_candidates)
+    if tie_break == "random":
+        return jax.random.uniform(key, shape)
+    return -jnp.broadcast_to(jnp.arange(shape[1], dtype=jnp.result_type(float)), shape)
+
+
+def select_with_ties(cls, scores, priority, *, rtol: float = TIE_RTOL):
+    """Exact argmin of a finite class's additive objective with explicit tie-breaking.
+
+    Candidates whose objective is within ``rtol·(1 + |min|)`` of the minimum are tied (the minimiser set);
+    among them the one with the largest ``priority`` wins. Product class: per prompt; stack: the objective is
+    summed over prompts first. Returns ``(index [X], tied [X, K])`` — ``tied`` is the minimiser set, so a
+    caller can also score the worst-case tie-break.
+    """
+    s = jnp.where(jnp.isnan(scores), jnp.inf, scores)
+    s = jnp.where(cls.valid, s, jnp.inf)
+    if not cls.product:
+        s = jnp.sum(s, axis=0, keepdims=True)  # [1, K]
+        priority = priority[:1]
+    best = jnp.min(s, axis=1, keepdims=True)
+    tied = (s <= best + rtol * (1.0 + jnp.abs(best))) & jnp.isfinite(s)
+    tied = tied | (~jnp.any(tied, axis=1, keepdims=True) & (s == best))
+    k = jnp.argmax(jnp.where(tied, priority, -jnp.inf), axis=1).astype(jnp.int32)
+    if not cls.product:
+        return jnp.full((cls.num_prompts,), k[0], jnp.int32), jnp.broadcast_to(tied, (cls.num_prompts, tied.shape[1]))
+    return k, tied
+
+
+def check_finite_nonneg(value, name: str, what: str, *, positive: bool = False) -> float:
+    """A finite real (> 0 with ``positive``, else ≥ 0); the ValueError names the field."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} ({what}) must be a real number, got {value!r}.") from None
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise ValueError(f"{name} ({what}) must be finite and {'> 0' if positive else '>= 0'}, got {value!r}.")
+    return v

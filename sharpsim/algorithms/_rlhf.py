@@ -7,6 +7,14 @@ the self-reward r = log π_base comes with each draw. Eq. (8):
 
 Its population minimiser over all policies is π*_β ∝ π_base^{1+1/β} (zero loss). Option
 ``loss="logistic"``: Σ −log σ(β(log π/π_base(y_w) − log π/π_base(y_l))), y_w the higher-reward response.
+
+``reward_noise`` σ: the regression target becomes r̃(y) − r̃(y'), r̃ = r + σ·ξ, ξ ~ N(0, 1) fresh per query
+(noise drawn from ``fold_in(key, 1)``; never inside β log π/π_base). For the logistic loss the noisy rewards
+decide which response is y_w.
+
+:func:`rlhf_sharpening_sweep` (finite classes, exact): one draw of n_max pairs, every prefix n of a grid read
+off cumulative per-candidate losses, and a ``vmap`` over traced (β, σ) points — entry (g, p) equals
+``rlhf_sharpening`` with n = n_grid[g] on the first n pairs of the same draw.
 """
 
 from __future__ import annotations
@@ -17,23 +25,33 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from sharpsim._validation import check_positive_int
+from typing import Optional, Sequence
+
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from sharpsim import metrics
+from sharpsim._validation import check_open_unit, check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
     as_int,
     check_budget_field,
+    check_finite_nonneg,
+    check_tie_break,
+    select_with_ties,
+    tie_priority,
     check_oracle_budget,
     gradient_fit,
     is_eager,
     jit_static,
-    logistic_pair_loss,
     pair_residual,
     raise_if_nonfinite,
 )
 from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
 
-__all__ = ["RLHFConfig", "rlhf_sharpening", "pair_losses_finite", "tabular_eq8_minimizer"]
+__all__ = ["RLHFConfig", "rlhf_sharpening", "pair_losses_finite", "tabular_eq8_minimizer", "RLHFSweep",
+           "rlhf_sharpening_sweep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +60,7 @@ class RLHFConfig:
 
     ``loss``: ``"squared"`` (Eq. 8, default) or ``"logistic"`` (DPO). ``tabular_method``: ``"closed_form"``
     (exact Eq. 8 minimiser, see :func:`tabular_eq8_minimizer`) or ``"gradient"`` (optax on logits).
+    ``reward_noise`` σ ≥ 0 (noisy regression targets); ``tie_break`` ("first" or "random") for finite classes.
     """
 
     n: int
@@ -50,15 +69,14 @@ class RLHFConfig:
     tabular_method: str = "closed_form"
     fit: FitConfig = FitConfig()
     budget: int | None = None
+    reward_noise: float = 0.0
+    tie_break: str = "first"
 
     def __post_init__(self):
         check_positive_int(self.n, "n")
-        try:
-            beta = float(self.beta)
-        except (TypeError, ValueError):
-            raise ValueError(f"beta must be a number, got {self.beta!r}.") from None
-        if not beta > 0:
-            raise ValueError(f"beta (the KL coefficient of Eq. 3/8) must be > 0, got {self.beta!r}.")
+        check_finite_nonneg(self.beta, "beta", "the KL coefficient of Eq. 3/8", positive=True)
+        check_finite_nonneg(self.reward_noise, "reward_noise", "the reward-noise standard deviation σ")
+        check_tie_break(self.tie_break)
         if self.loss not in ("squared", "logistic"):
             raise ValueError(f"loss must be 'squared' (Eq. 8) or 'logistic' (DPO), got {self.loss!r}.")
         if self.tabular_method not in ("closed_form", "gradient"):
@@ -72,20 +90,32 @@ class RLHFConfig:
         return 2 * self.n
 
 
-def pair_losses_finite(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared"):
+def _per_pair_losses(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared", noise=(0.0, 0.0)):
+    """Per-(pair, candidate) loss ``[n, K]``; +inf where a candidate gives an observed response zero mass."""
+    lp_y = cls.candidate_log_probs(prompts, y)  # [n, K]
+    lp_yp = cls.candidate_log_probs(prompts, yp)
+    n_y, n_yp = (jnp.asarray(v)[..., None] if jnp.ndim(v) else v for v in noise)
+    if loss == "squared":
+        res = pair_residual(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None]) - (n_y - n_yp)
+        return jnp.where(jnp.isfinite(res), res**2, jnp.inf)
+    per = _logistic_noisy(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None], n_y, n_yp)
+    return jnp.where(jnp.isfinite(lp_y) & jnp.isfinite(lp_yp), per, jnp.inf)
+
+
+def _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp):
+    """DPO's logistic loss with y_w decided by the (noisy) rewards r̃ = r + noise; β log π/π_base uses exact r."""
+    h = beta * (lp_y - r_y) - beta * (lp_yp - r_yp)
+    sign = jnp.where(r_y + n_y >= r_yp + n_yp, 1.0, -1.0).astype(h.dtype)
+    return jax.nn.softplus(-sign * h)
+
+
+def pair_losses_finite(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared", noise=(0.0, 0.0)):
     """Per-(prompt, candidate) sums of the pair loss: sufficient statistics ``[X, K]`` for exact minimisation.
 
     A candidate that gives an observed response zero probability has an infinite (or NaN) residual and
-    gets +inf, so it is never selected.
+    gets +inf, so it is never selected. ``noise``: the per-pair reward noise (ξ_y, ξ_y') of the target.
     """
-    lp_y = cls.candidate_log_probs(prompts, y)  # [n, K]
-    lp_yp = cls.candidate_log_probs(prompts, yp)
-    if loss == "squared":
-        res = pair_residual(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None])
-        per = jnp.where(jnp.isfinite(res), res**2, jnp.inf)
-    else:
-        per = logistic_pair_loss(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None])
-        per = jnp.where(jnp.isfinite(lp_y) & jnp.isfinite(lp_yp), per, jnp.inf)
+    per = _per_pair_losses(cls, prompts, y, yp, r_y, r_yp, beta, loss, noise)
     return jnp.zeros((cls.num_prompts, cls.num_candidates), per.dtype).at[prompts].add(per)
 
 
@@ -116,27 +146,41 @@ def rlhf_sharpening(key: PRNGKeyArray, oracle, cls, config: RLHFConfig) -> Sharp
     """
     check_class_matches(cls, oracle.pi_base, "rlhf_sharpening")
     check_oracle_budget(oracle, config.num_queries, f"rlhf_sharpening(n={config.n})")
+    if isinstance(cls, TabularClass) and config.tabular_method == "closed_form" and config.reward_noise > 0:
+        raise ValueError("reward_noise > 0 has no closed-form Eq. 8 minimiser over the tabular class; use "
+                         "tabular_method='gradient' or a finite class.")
+    dt = jnp.result_type(float)
+    hp = dict(beta=jnp.asarray(config.beta, dt), sigma=jnp.asarray(config.reward_noise, dt))
     run = jit_static(_rlhf_core) if is_eager(key) else _rlhf_core
-    return raise_if_nonfinite(run(key, oracle, cls, config), "rlhf_sharpening")
+    return raise_if_nonfinite(run(key, oracle, cls, config, hp), "rlhf_sharpening")
 
 
-def _rlhf_core(key, oracle, cls, config: RLHFConfig) -> SharpeningResult:
-    batch = oracle.sample_and_evaluate(key, config.n, 2)
+def _pairs(key, oracle, n, sigma):
+    """n pairs from π_base (2n queries) and their reward noise σ·ξ (fresh per query, from fold_in(key, 1))."""
+    batch = oracle.sample_and_evaluate(key, n, 2)
+    z = sigma * jax.random.normal(jax.random.fold_in(key, 1), (n, 2), batch.log_probs.dtype)
+    return batch, z
+
+
+def _rlhf_core(key, oracle, cls, config: RLHFConfig, hp) -> SharpeningResult:
+    batch, z = _pairs(key, oracle, config.n, hp["sigma"])
     x = batch.prompts
     y, yp = jax.tree_util.tree_map(lambda a: a[:, 0], batch.responses), jax.tree_util.tree_map(lambda a: a[:, 1], batch.responses)
     r_y, r_yp = batch.log_probs[:, 0], batch.log_probs[:, 1]
-    beta = config.beta
+    n_y, n_yp = z[:, 0], z[:, 1]
+    beta = hp["beta"]
     info = {"nonfinite_step": as_int(-1)}
 
     def mean_loss(lp_fn):
         lp_y, lp_yp = lp_fn(x, y), lp_fn(x, yp)
         if config.loss == "squared":
-            return jnp.mean(pair_residual(beta, lp_y, lp_yp, r_y, r_yp) ** 2)
-        return jnp.mean(logistic_pair_loss(beta, lp_y, lp_yp, r_y, r_yp))
+            return jnp.mean((pair_residual(beta, lp_y, lp_yp, r_y, r_yp) - (n_y - n_yp)) ** 2)
+        return jnp.mean(_logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp))
 
     if isinstance(cls, FiniteClass):
-        scores = pair_losses_finite(cls, x, y, yp, r_y, r_yp, beta, config.loss)
-        params = cls.select(scores, maximize=False)
+        scores = pair_losses_finite(cls, x, y, yp, r_y, r_yp, beta, config.loss, (n_y, n_yp))
+        priority = tie_priority(jax.random.fold_in(key, 2), cls, config.tie_break)
+        params, _ = select_with_ties(cls, scores, priority)
         policy = cls.member(params)
     elif isinstance(cls, TabularClass) and config.tabular_method == "closed_form":
         policy_lp = tabular_eq8_minimizer(cls.num_prompts, cls.num_responses, x, y, yp, r_y, r_yp, beta)
@@ -155,3 +199,92 @@ def _rlhf_core(key, oracle, cls, config: RLHFConfig) -> SharpeningResult:
         train = mean_loss(policy.log_prob)
     diagnostics = dict(info, train_loss=train)
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(batch.num_queries), diagnostics=diagnostics)
+
+
+# --------------------------------------------------------------------------------------------- sweep
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RLHFSweep:
+    """Eq. (8) / DPO over a finite class at every prefix n of a grid and every traced (β_p, σ_p) point.
+
+    ``sharpness_error[g, p]`` (exact, :func:`metrics.sharpness_error`) of the minimiser chosen by the
+    configured tie-break, ``worst_error[g, p]`` the largest sharpness error over the whole minimiser set (the
+    worst-case tie-break), ``num_minimizers[g, p]`` its size, ``params[g, p]`` the chosen member,
+    ``num_queries[g]`` = 2·n_grid[g].
+    """
+
+    sharpness_error: Float[Array, "G P"]
+    worst_error: Float[Array, "G P"]
+    num_minimizers: Int[Array, "G P"]
+    num_queries: Int[Array, " G"]
+    params: Int[Array, "G P X"]
+
+
+def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: RLHFConfig, *,
+                          n_grid: Optional[Sequence[int]] = None, betas=None, reward_noises=None,
+                          delta: float, gamma: float = 0.0) -> RLHFSweep:
+    """RLHF-sharpening over a finite class for a grid of n (prefixes of one draw) and traced (β, σ) points.
+
+    One draw of max(n_grid) pairs (with their noise ξ); the per-pair, per-candidate losses are cumulated
+    along the pairs, so prefix n costs one gather. ``betas``/``reward_noises``: 1-D arrays (broadcast), or
+    None for ``config``'s values. Entry (g, p) equals ``rlhf_sharpening(key, …, replace(config, n=n_max,
+    beta=β_p, reward_noise=σ_p))`` restricted to the first n_grid[g] pairs of the same draw (exactly so at
+    n = n_max).
+    """
+    if not isinstance(cls, FiniteClass):
+        raise ValueError(f"rlhf_sharpening_sweep needs a FiniteClass (exact minimisation), got {type(cls).__name__}.")
+    check_class_matches(cls, oracle.pi_base, "rlhf_sharpening_sweep")
+    check_open_unit(delta, "delta")
+    n_grid = tuple(check_positive_int(v, "n_grid entry") for v in (n_grid or (config.n,)))
+    n_max = max(n_grid)
+    check_oracle_budget(oracle, 2 * n_max, f"rlhf_sharpening_sweep(n_max={n_max})")
+    dt = jnp.result_type(float)
+    arrs = [jnp.atleast_1d(jnp.asarray(d if v is None else v, dt))
+            for v, d in ((betas, config.beta), (reward_noises, config.reward_noise))]
+    P = max(a.shape[0] for a in arrs)
+    b, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
+    for v, name in ((b, "betas"), (s, "reward_noises")):
+        if not isinstance(v, jax.core.Tracer):
+            vv = np.asarray(v)
+            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
+                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    batch = oracle.sample_and_evaluate(key, n_max, 2)
+    xi = jax.random.normal(jax.random.fold_in(key, 1), (n_max, 2), batch.log_probs.dtype)
+    x = batch.prompts
+    y, yp = batch.responses[:, 0], batch.responses[:, 1]
+    r_y, r_yp = batch.log_probs[:, 0], batch.log_probs[:, 1]
+    priority = tie_priority(jax.random.fold_in(key, 2), cls, config.tie_break)
+    X, K = cls.num_prompts, cls.num_candidates
+    members = cls.log_probs  # [X, K, Y]
+    target = metrics.argmax_set(oracle.pi_base, gamma)
+    # exact sharpness error of every candidate (evaluation outside the fit): [X, K] per-prompt failure indicator
+    cand_mass = jnp.sum(jnp.where(target[:, None, :], jnp.exp(members), 0.0), axis=-1)
+    cand_bad = (cand_mass <= 1.0 - delta).astype(dt)
+    onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
+
+    def one(beta, sigma):
+        per = _per_pair_losses(cls, x, y, yp, r_y, r_yp, beta, config.loss, (sigma * xi[:, 0], sigma * xi[:, 1]))
+        per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
+        cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
+
+        def at(n):
+            scores = cum[n - 1]
+            scores = jnp.where(scores >= 1e29, jnp.inf, scores)
+            idx, tied = select_with_ties(cls, scores, priority)
+            pol = cls.member(idx)
+            err = metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma)
+            if cls.product:
+                worst_bad = jnp.max(jnp.where(tied, cand_bad, 0.0), axis=1)
+                worst = jnp.sum(oracle.mu * worst_bad)
+            else:
+                per_k = jnp.sum(oracle.mu[:, None] * cand_bad, axis=0)  # [K]
+                worst = jnp.max(jnp.where(tied[0], per_k, 0.0))
+            return err, worst, jnp.sum(tied[0] if not cls.product else tied, dtype=jnp.int32), idx
+
+        return jax.vmap(at)(jnp.asarray(n_grid, jnp.int32))
+
+    err, worst, nmin, params = jax.vmap(one)(b, s)  # [P, G, ...]
+    swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
+    nq = jnp.asarray([2 * n for n in n_grid], jnp.int32)
+    return RLHFSweep(sharpness_error=swap(err), worst_error=swap(worst), num_minimizers=swap(nmin),
+                     num_queries=nq, params=swap(params))

@@ -3,68 +3,83 @@
     π^(1) = π_base, D^(0) = ∅.  For t = 1..T:
       x^(t) ~ μ,  y^(t) ~ π^(t)(·|x^(t)),  ỹ^(t) ~ π_base(·|x^(t)),  D^(t) = D^(t−1) ∪ {(x^(t), y^(t), ỹ^(t))}
       π^(t+1) = argmin_{π∈Π}  α Σ_{D^(t)} log π(ỹ|x)
-                            + Σ_{D^(t)} ( β log π(y|x)/π_base(y|x) − β log π(ỹ|x)/π_base(ỹ|x) − (r(x,y) − r(x,ỹ)) )²
+                            + Σ_{D^(t)} ( β log π(y|x)/π_base(y|x) − β log π(ỹ|x)/π_base(ỹ|x) − (r̃(x,y) − r̃(x,ỹ)) )²
     return π̂ = argmax_{t ∈ [T+1]} Ĵ_β(π^(t))   (Ĵ_β estimated on held-out queries)
 
 Sign: the printed box has "−" before the squared sum; theory.md §10 reads it as "+" (a minimisation, as in
-the proof's objective and the original XPO). Implemented with "+". r(x, y) = log π_base(y|x).
+the proof's objective and the original XPO). Implemented with "+"; the optimism term *lowers* the objective
+of policies that put little mass on what π_base draws, which is what makes π^(t+1) explore.
+``tests/test_rlhf_xpo.py::test_optimism_sign_is_pinned`` flips it through the private ``_optimism_sign``.
 
-Query accounting (all exact and static): round 1 draws y^(1) and ỹ^(1) from π_base = π^(1) (2
-sample-and-evaluate queries); every later round draws y^(t) from the learner's own iterate (free) and
-evaluates r(x, y^(t)) (1 evaluate query) plus ỹ^(t) (1 sample-and-evaluate query): 2T in all. Ĵ_β(π^(t))
-= mean of r(x,y) − β(log π^(t)(y|x) − r(x,y)) over ``eval_samples`` held-out draws y ~ π^(t) (x ~ μ), each
-evaluated (1 query; for π^(1) = π_base a sample-and-evaluate query). Candidates are rounds 1, 1 + s,
+**α convention (one, documented).** The proof's empirical objective (App. J.2.2) is
+β Σ log π(ỹ|x) + β/(α_thm (V_max+R_max)²) Σ (…)². Multiplying by α_thm (V_max+R_max)²/β gives the objective
+above with α = α_thm·(V_max+R_max)²: this module keeps the objective's form (squared loss with weight 1) and
+:func:`bounds.xpo_alpha` returns α already in this normalisation. Never rescale twice.
+
+r(x, y) = log π_base(y|x); r̃ = r + σ·ξ with ξ ~ N(0, 1) drawn fresh per query (``reward_noise`` σ, default
+0: exact rewards). The noise enters the regression target only, never β log π/π_base, nor Ĵ_β.
+
+Query accounting (footnote 7: every evaluation of log π_base at a sampled or chosen (x, y) is one query):
+each round evaluates r(x, y^(t)) (1 query; in round 1 y^(1) is drawn from π_base = π^(1) itself) and draws
+ỹ^(t) from π_base (1 query): 2T. Ĵ_β(π^(t)) = mean of r(x,y) − β(log π^(t)(y|x) − r(x,y)) over
+``eval_samples`` held-out draws y ~ π^(t) (x ~ μ), each evaluated (1 query). Candidates are rounds 1, 1 + s,
 1 + 2s, … and T + 1 (s = ``eval_stride``): ``num_candidates · eval_samples`` more queries.
 
-Finite classes: exact argmin from running per-candidate sums ``[X, K]`` updated inside ``lax.scan``.
-Gradient classes (log-linear, tabular softmax, parametric/autoregressive): ``steps_per_round``
-projected optax steps per round on the growing dataset, warm-started — an approximation to the argmin.
+Keys are prefix-consistent: round t uses ``fold_in(k_rounds, t)`` and iterate c's held-out draws
+``fold_in(k_eval, c)``, so :func:`xpo_sharpening_sweep` (one trajectory of T_max rounds, every T of a grid
+read off it, and a ``vmap`` over traced (β, α, σ)) returns exactly what per-point calls of
+:func:`xpo_sharpening` return with the same key.
+
+Finite classes: exact argmin from running per-candidate sums ``[X, K]`` updated inside ``lax.scan``; ties
+(within :data:`~sharpsim.algorithms._common.TIE_RTOL`) go to the lowest index (``tie_break="first"``) or to a
+uniformly random order of the class drawn once per run (``"random"``). Gradient classes (log-linear, tabular
+softmax, parametric): ``steps_per_round`` projected optax steps per round on the growing dataset
+(objective divided by the round count t), warm-started — an approximation to the argmin.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive_int
+from sharpsim import metrics
+from sharpsim._validation import check_open_unit, check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
     as_int,
     check_budget_field,
+    check_finite_nonneg,
     check_oracle_budget,
+    check_tie_break,
     gradient_fit,
     is_eager,
     jit_static,
     pair_residual,
     raise_if_nonfinite,
+    select_with_ties,
+    tie_priority,
 )
 from sharpsim.classes import FiniteClass, check_class_matches
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
 
-__all__ = ["XPOConfig", "xpo_sharpening", "xpo_alpha"]
-
-
-def _as_float(v, name):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {v!r}.") from None
+__all__ = ["XPOConfig", "xpo_sharpening", "XPOSweep", "xpo_sharpening_sweep"]
 
 
 @dataclasses.dataclass(frozen=True)
 class XPOConfig:
-    """Algorithm 1 with T ≥ 1 rounds, KL coefficient β > 0 and optimism coefficient α ≥ 0.
+    """Algorithm 1 with T ≥ 1 rounds, KL coefficient β > 0 and optimism coefficient α ≥ 0 (finite).
 
-    ``eval_samples`` held-out queries per candidate iterate, candidates every ``eval_stride`` rounds (and
-    the last); ``steps_per_round``/``fit`` for gradient classes. ``budget`` (optional) must cover
-    :attr:`num_queries`.
+    α multiplies Σ log π(ỹ|x) against a unit-weight squared loss (the module's normalisation; use
+    :func:`bounds.xpo_alpha`). ``reward_noise`` σ ≥ 0: Gaussian noise added to each query's reward in the
+    regression target. ``eval_samples`` held-out queries per candidate iterate, candidates every
+    ``eval_stride`` rounds (and the last); ``steps_per_round``/``fit`` for gradient classes; ``tie_break``
+    for finite classes. ``budget`` (optional) must cover :attr:`num_queries`.
     """
 
     T: int
@@ -75,16 +90,16 @@ class XPOConfig:
     steps_per_round: int = 10
     fit: FitConfig = FitConfig(steps=10, learning_rate=0.05)
     budget: Optional[int] = None
+    reward_noise: float = 0.0
+    tie_break: str = "first"
 
     def __post_init__(self):
         if isinstance(self.T, bool) or not isinstance(self.T, (int, np.integer)) or self.T < 1:
             raise ValueError(f"T (the number of XPO rounds) must be an integer >= 1, got {self.T!r}.")
-        beta = _as_float(self.beta, "beta")
-        if not beta > 0:
-            raise ValueError(f"beta (the KL coefficient) must be > 0, got {self.beta!r}.")
-        alpha = _as_float(self.alpha, "alpha")
-        if not alpha >= 0 or math.isnan(alpha):
-            raise ValueError(f"alpha (the optimism coefficient) must be >= 0, got {self.alpha!r}.")
+        check_finite_nonneg(self.beta, "beta", "the KL coefficient", positive=True)
+        check_finite_nonneg(self.alpha, "alpha", "the optimism coefficient")
+        check_finite_nonneg(self.reward_noise, "reward_noise", "the reward-noise standard deviation σ")
+        check_tie_break(self.tie_break)
         check_positive_int(self.eval_samples, "eval_samples")
         check_positive_int(self.eval_stride, "eval_stride")
         check_positive_int(self.steps_per_round, "steps_per_round")
@@ -93,10 +108,7 @@ class XPOConfig:
     @property
     def candidate_rounds(self) -> tuple[int, ...]:
         """0-based iterate ids (0 = π^(1) = π_base, t = π^(t+1)) whose Ĵ_β is estimated."""
-        ids = list(range(0, self.T + 1, self.eval_stride))
-        if ids[-1] != self.T:
-            ids.append(self.T)
-        return tuple(ids)
+        return _candidates(int(self.T), int(self.eval_stride))
 
     @property
     def num_queries(self) -> int:
@@ -104,22 +116,33 @@ class XPOConfig:
         return 2 * int(self.T) + len(self.candidate_rounds) * self.eval_samples
 
 
-def xpo_alpha(beta: float, R_max: float, V_max: float, log_cover: float, T: int, rho: float, sec: float) -> float:
-    """Theorem J.1's α = (β/(R_max + V_max))·sqrt(log(2 N(Π, ε_disc) T / ρ) / (SEC(Π)·T)) (log N given)."""
-    return beta / (R_max + V_max) * math.sqrt((math.log(2 * T / rho) + log_cover) / (sec * T))
+def _candidates(T: int, stride: int) -> tuple[int, ...]:
+    ids = list(range(0, T + 1, stride))
+    if ids[-1] != T:
+        ids.append(T)
+    return tuple(ids)
 
 
-def xpo_sharpening(key: PRNGKeyArray, oracle, cls, config: XPOConfig) -> SharpeningResult:
+def xpo_sharpening(key: PRNGKeyArray, oracle, cls, config: XPOConfig, *, _optimism_sign: float = 1.0) -> SharpeningResult:
     """XPO (Algorithm 1) over ``cls``; returns the iterate with the largest held-out Ĵ_β.
 
     Diagnostics: ``selected_round`` (1-based t of π^(t)), ``J_hat [C]`` and ``candidate_rounds [C]``,
     ``train_objective`` (the round-T objective of π^(T+1)), and for gradient classes ``nonfinite_step [T]``.
     ``params``: candidate indices ``[X]`` (−1 everywhere when π̂ = π^(1) = π_base) or the fitted parameters.
+    ``_optimism_sign`` is a private hook for the test that pins the sign of the optimism term.
     """
     check_class_matches(cls, oracle.pi_base, "xpo_sharpening")
     check_oracle_budget(oracle, config.num_queries, f"xpo_sharpening(T={config.T})")
+    hp = _hyper(config, sign=_optimism_sign)
     run = jit_static(_xpo_core) if is_eager(key) else _xpo_core
-    return raise_if_nonfinite(run(key, oracle, cls, config), "xpo_sharpening")
+    return raise_if_nonfinite(run(key, oracle, cls, config, hp), "xpo_sharpening")
+
+
+def _hyper(config: XPOConfig, beta=None, alpha=None, sigma=None, sign=1.0) -> dict:
+    dt = jnp.result_type(float)
+    pick = lambda v, d: jnp.asarray(d if v is None else v, dt)  # noqa: E731
+    return dict(beta=pick(beta, config.beta), alpha=pick(alpha, config.alpha), sigma=pick(sigma, config.reward_noise),
+                sign=jnp.asarray(sign, dt))
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -128,7 +151,7 @@ def _first(tree):
 
 
 def _draw_from(policy, key, mu, num):
-    """num held-out (x, y, log π(y|x)) with x ~ μ and y ~ π(·|x) (the learner's own draws: free)."""
+    """num held-out (x, y, log π(y|x)) with x ~ μ and y ~ π(·|x) (the learner's own draws)."""
     if isinstance(policy, TabularPolicy):
         X, Y = policy.log_probs.shape
         joint = (jnp.log(mu)[:, None] + policy.log_probs).reshape(-1)
@@ -146,117 +169,133 @@ def _j_hat(r, lp, beta):
     return jnp.mean(r - beta * (lp - r))
 
 
-def _xpo_core(key, oracle, cls, config: XPOConfig) -> SharpeningResult:
-    beta, alpha, T = float(config.beta), float(config.alpha), int(config.T)
-    k_first, k_rounds, k_eval = jax.random.split(key, 3)
-    first = oracle.sample_and_evaluate(k_first, 1, 2)  # round 1: y, ỹ ~ π^(1) = π_base (2 queries)
+def _noisy_residual(beta, lp_y, lp_yt, r_y, r_yt, n_y, n_yt):
+    """Eq. (8)'s residual with the regression target r̃(y) − r̃(ỹ), r̃ = r + noise (noise outside β log π/π_base)."""
+    return pair_residual(beta, lp_y, lp_yt, r_y, r_yt) - (n_y - n_yt)
+
+
+def _trajectory(key, oracle, cls, config: XPOConfig, T: int, hp: dict):
+    """Rounds 1..T of Algorithm 1: (iterates π^(2..T+1) stacked on a leading [T] axis, objective, extra)."""
+    k_first, k_rounds, _, k_tie = jax.random.split(key, 4)
+    k_draw, k_noise = jax.random.split(k_first)
+    first = oracle.sample_and_evaluate(k_draw, 1, 2)  # round 1: y, ỹ ~ π^(1) = π_base (2 queries)
+    z1 = hp["sigma"] * jax.random.normal(k_noise, (2,), first.log_probs.dtype)
     x1 = first.prompts[0]
     y1 = jax.tree_util.tree_map(lambda a: a[0, 0], first.responses)
     yt1 = jax.tree_util.tree_map(lambda a: a[0, 1], first.responses)
-    r1, rt1 = first.log_probs[0, 0], first.log_probs[0, 1]
-    round_keys = jax.random.split(k_rounds, max(T - 1, 1))[: T - 1]
+    data1 = (x1, y1, yt1, first.log_probs[0, 0], first.log_probs[0, 1], z1[0], z1[1])
+    ts = jnp.arange(2, T + 1, dtype=jnp.int32)
+    round_keys = jax.vmap(lambda t: jax.random.fold_in(k_rounds, t))(ts)
 
     def base_and_reward(k, x, y):
-        """ỹ ~ π_base(·|x) (1 sample-and-evaluate query) and r(x, y) for the learner's y (1 evaluate query)."""
+        """ỹ ~ π_base(·|x) (1 query), r(x, y) for the learner's y (1 query), and the two noise draws."""
+        kb, kz = jax.random.split(k)
         r_y, _ = oracle.evaluate(x, y)
-        tb = oracle.respond(k, x[None], 1)
-        return _first(jax.tree_util.tree_map(lambda a: a[0], tb.responses)), r_y, tb.log_probs[0, 0]
+        tb = oracle.respond(kb, x[None], 1)
+        z = hp["sigma"] * jax.random.normal(kz, (2,), tb.log_probs.dtype)
+        return _first(jax.tree_util.tree_map(lambda a: a[0], tb.responses)), r_y, tb.log_probs[0, 0], z[0], z[1]
 
     if isinstance(cls, FiniteClass):
-        iterates, objective, extra = _rounds_finite(cls, oracle, round_keys, (x1, y1, yt1, r1, rt1), beta, alpha,
-                                                    base_and_reward)
-        members = lambda idx: cls.member(idx)  # noqa: E731
-    else:
-        iterates, objective, extra = _rounds_gradient(cls, oracle, round_keys, (x1, y1, yt1, r1, rt1), beta, alpha,
-                                                      T, config, base_and_reward)
-        members = cls.member
+        priority = tie_priority(k_tie, cls, config.tie_break)
+        return _rounds_finite(cls, oracle, round_keys, data1, hp, priority, base_and_reward)
+    return _rounds_gradient(cls, oracle, round_keys, ts, data1, hp, T, config, base_and_reward)
 
-    # ---- held-out selection: Ĵ_β for π^(1) = π_base and the candidate iterates
-    cands = config.candidate_rounds
-    E = config.eval_samples
-    k_base, k_rest = jax.random.split(k_eval)
-    base_batch = oracle.sample_and_evaluate(k_base, E, 1)
-    j_base = _j_hat(base_batch.log_probs[:, 0], base_batch.log_probs[:, 0], beta)
-    later = jnp.asarray([c - 1 for c in cands if c > 0], jnp.int32)
-    if later.shape[0] > 0:
-        cand_params = jax.tree_util.tree_map(lambda a: a[later], iterates)
+
+def _j_hats(key, oracle, cls, iterates, ids: Sequence[int], hp, E: int):
+    """Ĵ_β of the iterates with 0-based ids (0 = π_base), each on E held-out queries from fold_in(k_eval, id)."""
+    k_eval = jax.random.split(key, 4)[2]
+    beta = hp["beta"]
+    out = []
+    if 0 in ids:
+        b = oracle.sample_and_evaluate(jax.random.fold_in(k_eval, 0), E, 1)
+        out.append(_j_hat(b.log_probs[:, 0], b.log_probs[:, 0], beta))
+    later = [c for c in ids if c > 0]
+    if later:
+        idx = jnp.asarray([c - 1 for c in later], jnp.int32)
+        params = jax.tree_util.tree_map(lambda a: a[idx], iterates)
+        keys = jax.vmap(lambda c: jax.random.fold_in(k_eval, c))(jnp.asarray(later, jnp.int32))
 
         def eval_one(args):
             k, p = args
-            pol = members(p)
-            xs, ys, lps = _draw_from(pol, k, oracle.mu, E)
+            xs, ys, lps = _draw_from(cls.member(p), k, oracle.mu, E)
             r, _ = oracle.evaluate(xs, ys)
             return _j_hat(r, lps, beta)
 
-        j_later = jax.lax.map(eval_one, (jax.random.split(k_rest, later.shape[0]), cand_params))
-        j_all = jnp.concatenate([j_base[None], j_later])
-    else:
-        j_all = j_base[None]
-    best = jnp.argmax(j_all)
-    cand_arr = jnp.asarray(cands, jnp.int32)
-    selected_iter = cand_arr[best]  # 0 = π_base
+        out.append(jax.lax.map(eval_one, (keys, params)))
+    return jnp.concatenate([jnp.atleast_1d(o) for o in out])
+
+
+def _output(oracle, cls, iterates, selected_iter):
+    """(policy, params) of iterate ``selected_iter`` (0 = π_base)."""
     last = jax.tree_util.tree_map(lambda a: a[jnp.maximum(selected_iter - 1, 0)], iterates)
-    fitted = members(last)
+    fitted = cls.member(last)
     if isinstance(fitted, TabularPolicy):
         policy = TabularPolicy(log_probs=jnp.where(selected_iter == 0, oracle.pi_base.log_probs, fitted.log_probs))
     else:
         policy = fitted  # gradient classes: π^(1) is only ever selected as the class's own member
-    if isinstance(cls, FiniteClass):
-        params = jnp.where(selected_iter == 0, -1, last)
-    else:
-        params = last
-    diagnostics = dict(
-        extra,
-        selected_round=selected_iter + 1,
-        J_hat=j_all,
-        candidate_rounds=cand_arr + 1,
-        train_objective=objective,
-    )
+    params = jnp.where(selected_iter == 0, -1, last) if isinstance(cls, FiniteClass) else last
+    return policy, params
+
+
+def _xpo_core(key, oracle, cls, config: XPOConfig, hp) -> SharpeningResult:
+    T = int(config.T)
+    iterates, objective, extra = _trajectory(key, oracle, cls, config, T, hp)
+    cands = config.candidate_rounds
+    j_all = _j_hats(key, oracle, cls, iterates, cands, hp, config.eval_samples)
+    cand_arr = jnp.asarray(cands, jnp.int32)
+    selected_iter = cand_arr[jnp.argmax(j_all)]  # 0 = π_base
+    policy, params = _output(oracle, cls, iterates, selected_iter)
+    diagnostics = dict(extra, selected_round=selected_iter + 1, J_hat=j_all, candidate_rounds=cand_arr + 1,
+                       train_objective=objective[-1])
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(config.num_queries), diagnostics=diagnostics)
 
 
-def _finite_contrib(cls, x, y, yt, r_y, r_yt, beta, alpha):
-    """One triple's contribution to every candidate's objective at prompt x: α log π_k(ỹ|x) + residual²."""
+def _finite_contrib(cls, x, y, yt, r_y, r_yt, n_y, n_yt, hp):
+    """One triple's contribution to every candidate's objective at prompt x: ±α log π_k(ỹ|x) + residual²."""
     lp_y = cls.log_probs[x, :, y]
     lp_yt = cls.log_probs[x, :, yt]
-    res = pair_residual(beta, lp_y, lp_yt, r_y, r_yt)
-    return jnp.where(jnp.isfinite(res), alpha * lp_yt + res**2, jnp.inf)
+    res = _noisy_residual(hp["beta"], lp_y, lp_yt, r_y, r_yt, n_y, n_yt)
+    return jnp.where(jnp.isfinite(res), hp["sign"] * hp["alpha"] * lp_yt + res**2, jnp.inf)
 
 
-def _rounds_finite(cls, oracle, round_keys, first, beta, alpha, base_and_reward):
-    x1, y1, yt1, r1, rt1 = first
+def _objective_value(cls, S, index):
+    vals = jnp.take_along_axis(S, index[:, None], axis=1)[:, 0]
+    return jnp.sum(vals)
+
+
+def _rounds_finite(cls, oracle, round_keys, first, hp, priority, base_and_reward):
+    x1, y1, yt1, r1, rt1, n1, nt1 = first
     S = jnp.zeros((cls.num_prompts, cls.num_candidates), cls.log_probs.dtype)
-    S = S.at[x1].add(_finite_contrib(cls, x1, y1, yt1, r1, rt1, beta, alpha))
-    index = cls.select(S, maximize=False)  # π^(2)
+    S = S.at[x1].add(_finite_contrib(cls, x1, y1, yt1, r1, rt1, n1, nt1, hp))
+    index, _ = select_with_ties(cls, S, priority)  # π^(2)
 
     def round_(carry, k):
         S, index = carry
         kx, ky, kb = jax.random.split(k, 3)
         x = oracle.sample_prompts(kx, 1)[0]
         y = inverse_cdf_sample(ky, cls.log_probs[x, index[x]], 1)[0]  # y ~ π^(t)(·|x): the learner's own draw
-        yt, r_y, r_yt = base_and_reward(kb, x, y)
-        S = S.at[x].add(_finite_contrib(cls, x, y, yt, r_y, r_yt, beta, alpha))
-        index = cls.select(S, maximize=False)
-        return (S, index), index
+        yt, r_y, r_yt, n_y, n_yt = base_and_reward(kb, x, y)
+        S = S.at[x].add(_finite_contrib(cls, x, y, yt, r_y, r_yt, n_y, n_yt, hp))
+        index, _ = select_with_ties(cls, S, priority)
+        return (S, index), (index, _objective_value(cls, S, index))
 
-    (S, index_last), hist = jax.lax.scan(round_, (S, index), round_keys)
+    obj1 = _objective_value(cls, S, index)
+    (S, _), (hist, objs) = jax.lax.scan(round_, (S, index), round_keys)
     iterates = jnp.concatenate([index[None], hist], axis=0)  # [T, X]: π^(2), …, π^(T+1)
-    sel = jnp.where(jnp.isfinite(S), S, jnp.inf)
-    objective = jnp.min(jnp.sum(jnp.where(cls.valid, sel, jnp.inf), axis=0)) if not cls.product else \
-        jnp.sum(jnp.min(jnp.where(cls.valid, sel, jnp.inf), axis=1))
+    objective = jnp.concatenate([obj1[None], objs])
     return iterates, objective, {"nonfinite_step": as_int(-1)}
 
 
-def _rounds_gradient(cls, oracle, round_keys, first, beta, alpha, T, config, base_and_reward):
-    x1, y1, yt1, r1, rt1 = first
+def _rounds_gradient(cls, oracle, round_keys, ts, first, hp, T, config, base_and_reward):
+    x1, y1, yt1, r1, rt1, n1, nt1 = first
     dtype = jnp.result_type(float)
-    buf = dict(
-        x=jnp.zeros((T,), jnp.int32).at[0].set(x1),
-        y=jax.tree_util.tree_map(lambda a: jnp.zeros((T,) + a.shape, a.dtype).at[0].set(a), y1),
-        yt=jax.tree_util.tree_map(lambda a: jnp.zeros((T,) + a.shape, a.dtype).at[0].set(a), yt1),
-        r=jnp.zeros((T,), dtype).at[0].set(r1),
-        rt=jnp.zeros((T,), dtype).at[0].set(rt1),
-    )
+
+    def buffer(a):
+        return jnp.zeros((T,) + jnp.shape(a), jnp.asarray(a).dtype).at[0].set(a)
+
+    buf = dict(x=buffer(x1), y=jax.tree_util.tree_map(buffer, y1), yt=jax.tree_util.tree_map(buffer, yt1),
+               r=buffer(r1).astype(dtype), rt=buffer(rt1).astype(dtype), n=buffer(n1).astype(dtype),
+               nt=buffer(nt1).astype(dtype))
     fit = dataclasses.replace(config.fit, steps=config.steps_per_round)
 
     def objective_fn(buf, t):
@@ -265,14 +304,15 @@ def _rounds_gradient(cls, oracle, round_keys, first, beta, alpha, T, config, bas
         def loss(params):
             lp_y = cls.log_prob(params, buf["x"], buf["y"])
             lp_yt = cls.log_prob(params, buf["x"], buf["yt"])
-            res = pair_residual(beta, lp_y, lp_yt, buf["r"], buf["rt"])
-            return (alpha * jnp.sum(mask * lp_yt) + jnp.sum(mask * res**2)) / T
+            res = _noisy_residual(hp["beta"], lp_y, lp_yt, buf["r"], buf["rt"], buf["n"], buf["nt"])
+            return (hp["sign"] * hp["alpha"] * jnp.sum(mask * lp_yt) + jnp.sum(mask * res**2)) / t
 
         return loss
 
     params0 = cls.project(cls.init_params())
     opt_state0 = fit.make().init(params0)
     params, opt_state, info = gradient_fit(objective_fn(buf, 1), params0, cls.project, fit, opt_state=opt_state0)
+    obj1 = objective_fn(buf, 1)(params)
 
     def round_(carry, inp):
         params, opt_state, buf = carry
@@ -281,23 +321,99 @@ def _rounds_gradient(cls, oracle, round_keys, first, beta, alpha, T, config, bas
         x = oracle.sample_prompts(kx, 1)[0]
         ys, _ = cls.member(params).sample_and_log_prob(ky, x, 1)  # y ~ π^(t): the learner's own draw
         y = _first(ys)
-        yt, r_y, r_yt = base_and_reward(kb, x, y)
+        yt, r_y, r_yt, n_y, n_yt = base_and_reward(kb, x, y)
         i = t - 1
-        buf = dict(
-            x=buf["x"].at[i].set(x),
-            y=jax.tree_util.tree_map(lambda b, a: b.at[i].set(a), buf["y"], y),
-            yt=jax.tree_util.tree_map(lambda b, a: b.at[i].set(a), buf["yt"], yt),
-            r=buf["r"].at[i].set(r_y),
-            rt=buf["rt"].at[i].set(r_yt),
-        )
+        setter = lambda b, a: b.at[i].set(a)  # noqa: E731
+        buf = dict(x=setter(buf["x"], x), y=jax.tree_util.tree_map(setter, buf["y"], y),
+                   yt=jax.tree_util.tree_map(setter, buf["yt"], yt), r=setter(buf["r"], r_y), rt=setter(buf["rt"], r_yt),
+                   n=setter(buf["n"], n_y), nt=setter(buf["nt"], n_yt))
         params, opt_state, info = gradient_fit(objective_fn(buf, t), params, cls.project, fit, opt_state=opt_state)
-        return (params, opt_state, buf), (params, info)
+        return (params, opt_state, buf), (params, info, objective_fn(buf, t)(params))
 
-    ts = jnp.arange(2, T + 1, dtype=jnp.int32)
-    (params_last, _, buf), (hist, infos) = jax.lax.scan(round_, (params, opt_state, buf), (round_keys, ts))
+    (_, _, buf), (hist, infos, objs) = jax.lax.scan(round_, (params, opt_state, buf), (round_keys, ts))
     iterates = jax.tree_util.tree_map(lambda a, h: jnp.concatenate([a[None], h], axis=0), params, hist)
-    bad = jnp.concatenate([info["nonfinite_step"][None], infos["nonfinite_step"]])
-    bad_loss = jnp.concatenate([info["nonfinite_loss"][None], infos["nonfinite_loss"]])
-    bad_g = jnp.concatenate([info["nonfinite_grad_norm"][None], infos["nonfinite_grad_norm"]])
-    objective = objective_fn(buf, T)(params_last)
-    return iterates, objective, {"nonfinite_step": bad, "nonfinite_loss": bad_loss, "nonfinite_grad_norm": bad_g}
+    cat = lambda k: jnp.concatenate([info[k][None], infos[k]])  # noqa: E731
+    extra = {"nonfinite_step": cat("nonfinite_step"), "nonfinite_loss": cat("nonfinite_loss"),
+             "nonfinite_grad_norm": cat("nonfinite_grad_norm")}
+    return iterates, jnp.concatenate([obj1[None], objs]), extra
+
+
+# --------------------------------------------------------------------------------------------- sweep
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class XPOSweep:
+    """XPO at every T of a grid and every hyper-parameter point p = (β_p, α_p, σ_p), from one trajectory each.
+
+    ``sharpness_error[g, p]`` = P_{x~μ}[π̂_{g,p}(y*_γ(x)|x) ≤ 1 − δ] (exact, :func:`metrics.sharpness_error`)
+    of the iterate Algorithm 1 returns after ``T_grid[g]`` rounds; ``num_queries[g]`` = what that run
+    consumed (2T + held-out); ``selected_round[g, p]`` (1-based) and ``params[g, p]`` the selected iterate.
+    """
+
+    sharpness_error: Float[Array, "G P"]
+    target_mass: Float[Array, "G P"]
+    selected_round: Int[Array, "G P"]
+    num_queries: Int[Array, " G"]
+    params: Any
+
+
+def xpo_sharpening_sweep(
+    key: PRNGKeyArray,
+    oracle,
+    cls,
+    config: XPOConfig,
+    *,
+    T_grid: Optional[Sequence[int]] = None,
+    betas=None,
+    alphas=None,
+    reward_noises=None,
+    delta: float,
+    gamma: float = 0.0,
+    _optimism_sign: float = 1.0,
+) -> XPOSweep:
+    """Algorithm 1 over a grid of T and of traced (β, α, σ) points: one compile per configuration shape.
+
+    ``betas``, ``alphas``, ``reward_noises``: 1-D arrays of one length P (or None: ``config``'s value),
+    broadcast together; they are traced, so changing them does not recompile. ``T_grid`` (default
+    ``(config.T,)``): one trajectory of max(T_grid) rounds per point, each T read off its prefix (keys are
+    prefix-consistent, so entry g equals ``xpo_sharpening(key, …, replace(config, T=T_grid[g], beta=…, …))``).
+    """
+    check_class_matches(cls, oracle.pi_base, "xpo_sharpening_sweep")
+    check_open_unit(delta, "delta")
+    T_grid = tuple(check_positive_int(T, "T_grid entry") for T in (T_grid or (config.T,)))
+    T_max = max(T_grid)
+    cfg_max = dataclasses.replace(config, T=T_max, budget=None)
+    check_oracle_budget(oracle, cfg_max.num_queries, f"xpo_sharpening_sweep(T_max={T_max})")
+    dt = jnp.result_type(float)
+    arrs = [jnp.atleast_1d(jnp.asarray(config_v if v is None else v, dt))
+            for v, config_v in ((betas, config.beta), (alphas, config.alpha), (reward_noises, config.reward_noise))]
+    P = max(a.shape[0] for a in arrs)
+    b, a, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
+    for v, name in ((b, "betas"), (a, "alphas"), (s, "reward_noises")):
+        if not isinstance(v, jax.core.Tracer):
+            vv = np.asarray(v)
+            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
+                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
+    union = tuple(sorted(set().union(*per_T)))
+    member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
+    target = metrics.argmax_set(oracle.pi_base, gamma)
+    union_arr = jnp.asarray(union, jnp.int32)
+
+    def one(beta, alpha, sigma):
+        hp = dict(beta=beta, alpha=alpha, sigma=sigma, sign=jnp.asarray(_optimism_sign, dt))
+        iterates, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
+        j_all = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
+
+        def at(mask):  # first argmax over the candidates of one T, as xpo_sharpening's argmax over its own list
+            sel = union_arr[jnp.argmax(jnp.where(mask, j_all, -jnp.inf))]
+            pol, prm = _output(oracle, cls, iterates, sel)
+            err = metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma)
+            return err, jnp.sum(oracle.mu * metrics.mass_on(pol, target)), sel + 1, prm
+
+        return jax.vmap(at)(jnp.asarray(member))
+
+    err, mass, sel, params = jax.vmap(one)(b, a, s)  # [P, G]
+    swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
+    nq = jnp.asarray([dataclasses.replace(config, T=T, budget=None).num_queries for T in T_grid], jnp.int32)
+    return XPOSweep(sharpness_error=swap(err), target_mass=swap(mass), selected_round=swap(sel), num_queries=nq,
+                    params=jax.tree_util.tree_map(swap, params))
