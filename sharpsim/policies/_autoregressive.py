@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive, check_positive_int, is_concrete
+from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
 from sharpsim.policies._tabular import TabularPolicy, inverse_cdf_sample
 
 __all__ = [
@@ -257,6 +257,7 @@ class AutoregressivePolicy:
         which is what an evaluate query returns.
         """
         num = check_positive_int(num, "num")
+        check_key(key)
         self._check_prompt(x)
         if temperature is None:
             temperature = 1.0

@@ -14,9 +14,25 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive_int, check_probability_table, is_concrete
+from sharpsim._validation import (
+    as_numeric_array,
+    check_index,
+    check_key,
+    check_positive_int,
+    check_probability_table,
+    is_concrete,
+    mark_normalized,
+)
 
 __all__ = ["TabularPolicy", "InverseCDFTable", "inverse_cdf_sample", "cumulative_sum", "upper_bound"]
+
+
+def _take(a: Array, *index) -> Array:
+    """``a[index]`` without NumPy's wrap-around of negative indices (so checkify's index checks see them).
+
+    Values are those of ``a[index]`` for every in-range index; out-of-range indices are clamped by XLA.
+    """
+    return a.at[index].get(wrap_negative_indices=False)
 
 
 def _float_dtype():
@@ -111,9 +127,20 @@ class _LogProbViews:
     def num_responses(self) -> int:
         return self.log_probs.shape[-1]
 
+    def _check_prompt(self, x, name: str = "x") -> None:
+        check_index(x, self.num_prompts, name, "prompt id")
+
     def log_prob(self, x: Int[Array, "..."], y: Int[Array, "..."]) -> Float[Array, "..."]:
-        """log π(y|x), broadcasting ``x`` against ``y`` (the *evaluate* half of an oracle call)."""
-        return self.log_probs[x, y]
+        """log π(y|x), broadcasting ``x`` against ``y`` (the *evaluate* half of an oracle call).
+
+        Concrete ``x`` and ``y`` must be integers in ``[0, X)`` and ``[0, Y)`` (else ``ValueError``). Under
+        ``jit``/``vmap`` they cannot be checked: XLA clamps an out-of-range index to the nearest valid one
+        (negative indices are not wrapped around); wrap the traced function in :func:`sharpsim.checked` to
+        turn that into an error.
+        """
+        self._check_prompt(x)
+        check_index(y, self.num_responses, "y", "response id")
+        return _take(self.log_probs, x, y)
 
 
 @jax.tree_util.register_dataclass
@@ -145,11 +172,14 @@ class TabularPolicy(_LogProbViews):
         p = jnp.asarray(probs, dtype=_float_dtype())
         # Re-normalise in the working dtype so rows sum to 1 to machine precision.
         log_p = jnp.log(p) - jnp.log(jnp.sum(p, axis=-1, keepdims=True))
+        mark_normalized(log_p)
         return cls(log_probs=log_p)
 
     @classmethod
     def from_logits(cls, logits: Float[Array, "X Y"]) -> "TabularPolicy":
         """From unnormalised logits (``-inf`` allowed for excluded responses), via ``log_softmax``."""
+        if is_concrete(logits):
+            as_numeric_array(logits, "logits")
         L = jnp.asarray(logits, dtype=_float_dtype())
         if is_concrete(logits):
             a = np.asarray(L)
@@ -159,7 +189,9 @@ class TabularPolicy(_LogProbViews):
                 raise ValueError("logits contain NaN or +inf; use finite values (or -inf to exclude a response).")
             if np.any(np.all(a == -np.inf, axis=-1)):
                 raise ValueError("a row of logits is all -inf; every prompt needs at least one possible response.")
-        return cls(log_probs=jax.nn.log_softmax(L, axis=-1))
+        out = jax.nn.log_softmax(L, axis=-1)
+        mark_normalized(out)
+        return cls(log_probs=out)
 
     # ------------------------------------------------------------------ views
     @property
@@ -169,16 +201,27 @@ class TabularPolicy(_LogProbViews):
 
     # ------------------------------------------------------------------ sampling
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
-        """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts)."""
+        """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts).
+
+        A concrete ``x`` must be an integer in ``[0, X)`` (``ValueError`` otherwise); a traced one is clamped
+        by XLA when out of range (see :meth:`log_prob` and :func:`sharpsim.checked`).
+        """
         num = check_positive_int(num, "num")
-        return inverse_cdf_sample(key, self.log_probs[x], num)
+        check_key(key)
+        self._check_prompt(x)
+        return inverse_cdf_sample(key, _take(self.log_probs, x), num)
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, x: Int[Array, ""], num: int
     ) -> tuple[Int[Array, " num"], Float[Array, " num"]]:
-        """Draw ``num`` responses for prompt ``x`` together with their log-probabilities log π(y|x)."""
+        """Draw ``num`` responses for prompt ``x`` together with their log-probabilities log π(y|x).
+
+        Prompt checks as in :meth:`sample`.
+        """
         num = check_positive_int(num, "num")
-        row = self.log_probs[x]
+        check_key(key)
+        self._check_prompt(x)
+        row = _take(self.log_probs, x)
         ys = inverse_cdf_sample(key, row, num)
         return ys, row[ys]
 
@@ -246,12 +289,14 @@ class InverseCDFTable(_LogProbViews):
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
         """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts)."""
         num = check_positive_int(num, "num")
+        check_key(key)
+        self._check_prompt(x)
         Y = self.cdf.shape[-1]
         K = self.guide.shape[-1] - 1
         x = jnp.asarray(x, jnp.int32)
         flat = self.cdf.reshape(-1)
-        r, u = _uniform_below(key, flat[x * Y + Y - 1], num)
-        lo = self.guide[x, jnp.minimum((r * K).astype(jnp.int32), K - 1)]  # r·K is exact: K is a power of 2
+        r, u = _uniform_below(key, _take(flat, x * Y + Y - 1), num)
+        lo = _take(self.guide, x, jnp.minimum((r * K).astype(jnp.int32), K - 1))  # r·K exact: K is a power of 2
         width = jnp.minimum((1 << self.depth) - 1, Y - lo)  # the answer lies in [lo, lo + width]
         return lo + upper_bound(flat, x * Y + lo, width, u, self.depth, unroll=True)
 
@@ -260,7 +305,7 @@ class InverseCDFTable(_LogProbViews):
     ) -> tuple[Int[Array, " num"], Float[Array, " num"]]:
         """Draw ``num`` responses for prompt ``x`` together with log π(y|x)."""
         ys = self.sample(key, x, num)
-        return ys, self.log_probs.reshape(-1)[jnp.asarray(x, jnp.int32) * self.cdf.shape[-1] + ys]
+        return ys, _take(self.log_probs.reshape(-1), jnp.asarray(x, jnp.int32) * self.cdf.shape[-1] + ys)
 
     def __repr__(self) -> str:
         lp = self.log_probs
