@@ -89,6 +89,8 @@ def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
     pi = as_policy(pi)
     lp = pi.log_probs
     scale = 1.0 + 1.0 / beta
+    if isinstance(scale, float):  # keep a Python scale representable (no overflow warning on the cast)
+        scale = min(scale, float(jnp.finfo(lp.dtype).max))
     direct = jax.nn.log_softmax(scale * lp, axis=-1)
     # Where scale·max log π overflows (β tiny: 1/β is inf in float32 below ~3e-39), rescale from the max.
     shifted = lp - jnp.max(lp, axis=-1, keepdims=True)  # ≤ 0, exactly 0 on the argmax set
