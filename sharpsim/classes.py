@@ -229,6 +229,8 @@ def _as_log_probs(p) -> Array:
         return p.log_probs
     if hasattr(p, "to_tabular"):
         return p.to_tabular().log_probs
+    if is_concrete(p):
+        as_numeric_array(p, "policies")
     return jnp.asarray(p)
 
 

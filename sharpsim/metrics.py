@@ -176,9 +176,13 @@ def concentrability_beta(pi: PolicyLike, pi_prime: PolicyLike, mu, beta: float) 
     The DPO analysis uses 𝒞_{π_base/π;β}: call ``concentrability_beta(pi_base, pi, mu, beta)``.
     """
     check_positive(beta, "beta")
+    if is_concrete(beta):
+        beta = float(beta)  # a huge Python int would overflow int32
     pi, pi_prime = as_policy(pi), as_policy(pi_prime, "pi_prime")
     _check_shapes(mu, ("pi", pi), ("pi_prime", pi_prime))
-    return jnp.exp(_expect_log(pi, mu, beta * (pi.log_probs - pi_prime.log_probs)))
+    diff = pi.log_probs - pi_prime.log_probs
+    # β·0 = 0 even when β overflows the dtype (no inf·0 = NaN)
+    return jnp.exp(_expect_log(pi, mu, jnp.where(diff == 0, 0.0, beta * diff)))
 
 
 def margin(pi: PolicyLike, mu) -> Float[Array, ""]:

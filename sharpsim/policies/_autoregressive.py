@@ -96,6 +96,28 @@ def sequences_to_index(y: Int[Array, "... H"], vocab_size: int) -> Int[Array, ".
     return jnp.sum(y.astype(jnp.int32) * powers, axis=-1)
 
 
+def _as_array(value, name: str) -> np.ndarray:
+    if value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an integer id or an array of them, got {value!r}.")
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must be a rectangular array of integer ids: {err}") from None
+
+
+def _tempered(lp: Float[Array, " V"], temperature) -> Float[Array, " V"]:
+    """log softmax(lp / T), also where lp / T overflows (tiny T) or T is inf (no −inf/inf = NaN).
+
+    The direct form is used whenever it is NaN-free (so draws at ordinary temperatures are unchanged);
+    otherwise the scaled gaps to the maximum, with the maximum itself at exactly 0 and −inf kept −inf.
+    """
+    direct = jax.nn.log_softmax(lp / temperature)
+    shifted = lp - jnp.max(lp)
+    scaled = jnp.where(shifted == 0, 0.0, jnp.where(jnp.isneginf(shifted), -jnp.inf, shifted / temperature))
+    stable = jax.nn.log_softmax(scaled)
+    return jnp.where(jnp.any(jnp.isnan(direct)), stable, direct)
+
+
 def _exclusive_any(mask: Array) -> Array:
     """``out[h] = any(mask[:h])`` along the last axis."""
     c = jnp.cumsum(mask.astype(jnp.int32), axis=-1)
@@ -127,7 +149,7 @@ class AutoregressivePolicy:
     # ---------------------------------------------------------------- validation
     def _check_prompt(self, x) -> None:
         if is_concrete(x):
-            xa = np.asarray(x)
+            xa = _as_array(x, "x")
             if not np.issubdtype(xa.dtype, np.integer):
                 raise ValueError(f"x must be an integer prompt id, got dtype {xa.dtype}.")
             if np.any(xa < 0) or np.any(xa >= self.num_prompts):
@@ -138,7 +160,7 @@ class AutoregressivePolicy:
 
     def _check_tokens(self, y, name: str) -> None:
         if is_concrete(y):
-            ya = np.asarray(y)
+            ya = _as_array(y, name)
             if ya.size and not np.issubdtype(ya.dtype, np.integer):
                 raise ValueError(f"{name} must hold integer token ids, got dtype {ya.dtype}.")
             if ya.size and (ya.min() < 0 or ya.max() >= self.vocab_size):
@@ -211,9 +233,9 @@ class AutoregressivePolicy:
         :meth:`TabularPolicy.log_prob`). Sequences with a non-EOS token after an EOS get ``-inf``.
         """
         H = self.horizon
-        y = jnp.asarray(y)
         self._check_prompt(x)
-        self._check_tokens(y, "y")
+        self._check_tokens(y, "y")  # before any conversion: int64 ids would wrap around in int32
+        y = jnp.asarray(y)
         if y.ndim == 0 or y.shape[-1] != H:
             raise ValueError(
                 f"y must have shape [..., H] with H={H}, got {y.shape}"
@@ -238,7 +260,7 @@ class AutoregressivePolicy:
             h, k = inp
             logits, cache = self._cached_logits(x, prefix, h, cache)
             lp = self._eos_mask(jax.nn.log_softmax(logits), self._done(prefix, h))
-            draw_lp = jax.nn.log_softmax(lp / temperature)  # T = 1: the same distribution
+            draw_lp = _tempered(lp, temperature)  # T = 1: the same distribution
             tok = inverse_cdf_sample(k, draw_lp, 1)[0]
             return (prefix.at[h].set(tok), cache, total + lp[tok]), None
 

@@ -247,6 +247,8 @@ class TabularPolicy(_LogProbViews):
             a = np.asarray(L)
             if a.ndim != 2:
                 raise ValueError(f"logits must have shape [X, Y], got {a.shape}.")
+            if a.size == 0:
+                raise ValueError(f"logits is empty (shape {a.shape}); give at least one prompt and one response.")
             if np.any(np.isnan(a)) or np.any(a == np.inf):
                 raise ValueError("logits contain NaN or +inf; use finite values (or -inf to exclude a response).")
             if np.any(np.all(a == -np.inf, axis=-1)):
