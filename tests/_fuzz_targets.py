@@ -213,6 +213,24 @@ def _from_sharpsim(err: BaseException) -> bool:
     return bool(tb) and os.path.abspath(tb[-1].filename).startswith(_PKG)
 
 
+def _non_finite_field(out) -> str | None:
+    """A scalar float field of a returned dataclass (config, class) that is NaN or ±inf, or a string field."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(out) or isinstance(out, type):
+        return None
+    for f in dataclasses.fields(out):
+        v = getattr(out, f.name)
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            return f"{f.name}={v!r} stored"
+        if isinstance(v, str) and f.name not in ("name", "loss", "tabular_method", "optimizer"):
+            return f"{f.name}={v!r} (a string) stored"
+        sub = _non_finite_field(v)
+        if sub:
+            return f"{f.name}.{sub}"
+    return None
+
+
 def _has_nan(out) -> bool:
     for leaf in jax.tree_util.tree_leaves(out):
         try:
@@ -239,4 +257,9 @@ def classify(kind: str, call: Callable[[Any], Any], value: Any) -> tuple[str, st
         return "silent wrong", f"out-of-range index {value!r} accepted"
     if _has_nan(out):
         return "silent wrong", f"NaN in the result for {value!r}"
+    bad_field = _non_finite_field(out)
+    if bad_field:
+        return "silent wrong", f"accepted {value!r}: {bad_field}"
+    if isinstance(value, (str, bytes)):
+        return "silent wrong", f"the string {value!r} was accepted where a number or array belongs"
     return "accepted", repr(value)[:80]

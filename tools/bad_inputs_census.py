@@ -125,8 +125,16 @@ def main() -> int:
                 if args.verbose:
                     print(f"{outcome:15s} {name}: {detail[:120]}")
 
+    per_target: dict[str, str] = {}
+    for (name, _), outcome in per_class.items():
+        if name not in per_target or order[outcome] < order[per_target[name]]:
+            per_target[name] = outcome
+    target_counts = collections.Counter(per_target.values())
     class_counts = collections.Counter(per_class.values())
     print(f"targets: {len(targets)} API slots" + ("" if args.no_cli else f" + {len(CLI_CASES)} CLI cases"))
+    print(f"argument slots, counted by their worst outcome: {len(per_target)}")
+    for k in ("clear error", "deep traceback", "silent wrong", "accepted"):
+        print(f"  {k:15s} {target_counts.get(k, 0)}")
     print(f"classes of bad input (target x kind of value, counted by their worst outcome): {len(per_class)}")
     for k in ("clear error", "deep traceback", "silent wrong", "accepted"):
         print(f"  {k:15s} {class_counts.get(k, 0)}")
