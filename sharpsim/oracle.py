@@ -194,7 +194,12 @@ class SampleEvaluateOracle:
         return _sample_prompts(self.mu, key, n)
 
     def respond(self, key: PRNGKeyArray, prompts: Int[Array, " n"], N: int) -> OracleBatch:
-        """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N)."""
+        """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N).
+
+        Concrete ``prompts`` must be a 1-D array of ids in ``[0, X)`` (``ValueError`` otherwise). Traced
+        prompts (inside ``jit``/``vmap``) cannot be checked and an out-of-range id is clamped by XLA; wrap the
+        traced function in :func:`sharpsim.checked` to make that an error.
+        """
         N = check_positive_int(N, "N")
         check_key(key)
         if np.ndim(prompts) != 1:

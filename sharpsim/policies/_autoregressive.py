@@ -106,16 +106,13 @@ def _as_array(value, name: str) -> np.ndarray:
 
 
 def _tempered(lp: Float[Array, " V"], temperature) -> Float[Array, " V"]:
-    """log softmax(lp / T), also where lp / T overflows (tiny T) or T is inf (no −inf/inf = NaN).
+    """log softmax(lp / T), computed as log softmax((lp − max lp) / T).
 
-    The direct form is used whenever it is NaN-free (so draws at ordinary temperatures are unchanged);
-    otherwise the scaled gaps to the maximum, with the maximum itself at exactly 0 and −inf kept −inf.
+    The gaps to the maximum are ≤ 0 and the maximum's own is exactly 0, so a tiny T (where lp / T overflows
+    to −inf everywhere and the direct form is NaN) gives the greedy limit instead. At T = 1 this is
+    bit-identical to ``log_softmax(lp)``, which subtracts the same maximum itself.
     """
-    direct = jax.nn.log_softmax(lp / temperature)
-    shifted = lp - jnp.max(lp)
-    scaled = jnp.where(shifted == 0, 0.0, jnp.where(jnp.isneginf(shifted), -jnp.inf, shifted / temperature))
-    stable = jax.nn.log_softmax(scaled)
-    return jnp.where(jnp.any(jnp.isnan(direct)), stable, direct)
+    return jax.nn.log_softmax((lp - jnp.max(lp)) / temperature)
 
 
 def _exclusive_any(mask: Array) -> Array:
@@ -284,6 +281,11 @@ class AutoregressivePolicy:
         if temperature is None:
             temperature = 1.0
         check_positive(temperature, "temperature")
+        if is_concrete(temperature) and not 0.0 < float(np.asarray(temperature).astype(np.dtype(_float_dtype()))) < np.inf:
+            raise ValueError(
+                f"temperature {temperature!r} is not representable in {jnp.dtype(_float_dtype()).name} "
+                "(it rounds to 0 or inf); use a value between the dtype's tiny and max."
+            )
         return _sample_jit(self, key, jnp.asarray(x, jnp.int32), num, jnp.asarray(temperature, _float_dtype()))
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, "num H"]:
