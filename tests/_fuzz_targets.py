@@ -170,8 +170,14 @@ def _targets() -> list[Target]:
     add("example_j1(min_distance)", "value", lambda v: instances.example_j1(KEY, 3, 4, min_distance=v, max_tries=2000),
         BAD_SCALARS)
     # classes
-    add("FiniteClass.product_class(log_probs)", "value", lambda v: FiniteClass.product_class(
-        np.log(v) if isinstance(v, np.ndarray) and v.dtype == float else v), bad_arrays((X, 2, Y)))
+    def _log(v):
+        if isinstance(v, np.ndarray) and v.dtype == float:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(v)
+        return v
+
+    add("FiniteClass.product_class(log_probs)", "value", lambda v: FiniteClass.product_class(_log(v)),
+        bad_arrays((X, 2, Y)))
     add("FiniteClass.product_class(num_candidates)", "value", lambda v: FiniteClass.product_class(
         np.log(np.full((X, 2, Y), 1.0 / Y)), v), [np.array([NAN, 1.0]), np.array([0, 1]), np.array([3, 1]),
                                                    np.array([1.5, 1.0]), "a", np.array([1])])
