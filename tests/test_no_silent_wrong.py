@@ -100,8 +100,8 @@ def test_metrics_reject_unnormalised_raw_policies(pi):
         (lambda pi: kl_regularized_optimum(pi, np.inf), "beta"),
         (lambda pi: instances.hard_instance_for(KEY, 0.01, np.nan, 2), "C"),  # old: int(nan) deep error
         (lambda pi: instances.hard_instance_for(KEY, 0.01, -1.0, 2), "C"),  # old: silently M = 3
-        (lambda pi: instances.planted_mode(KEY, 2, 10, np.inf, 0.5), "coverage"),
-        (lambda pi: instances.planted_mode(KEY, 2, 10, 2.0, np.inf), "margin"),
+        (lambda pi: instances.planted_mode(KEY, 2, 10, np.inf, 0.5), "coverage"),  # guard (raised before too)
+        (lambda pi: instances.planted_mode(KEY, 2, 10, 2.0, np.inf), "margin"),  # guard (raised before too)
         (lambda pi: instances.planted_mode(KEY, 2, 10, 2.0, 0.5, mu=[np.nan, 1.0]), "mu"),  # old: accepted
         (lambda pi: instances.example_j1(KEY, 3, 4, min_distance=np.nan), "min_distance"),
         (lambda pi: LogLinearClass.create(jnp.full((3, 2), jnp.nan), 1.0), "features"),  # old: accepted
