@@ -208,14 +208,18 @@ def test_documented_cumulative_sum_imports():
 
 
 def test_extreme_temperatures_draw_from_the_limit_not_from_nan():
-    # Old: T = 1e-40 (or 1e-300, 0 in float32) made lp / T all -inf, so log_softmax was NaN and every draw
-    # was token 0 whatever the policy; T = 1e300 (inf in float32) made -inf / inf = NaN.
+    # Old: T = 1e-30 made lp / T all -inf, so log_softmax was NaN and every draw was token 0 whatever the
+    # policy; T = 1e-40 (subnormal, flushed to 0) and 1e300 (inf in float32) gave NaN too: now they raise.
     logits = jnp.log(jnp.array([[[[0.2, 0.8], [0.2, 0.8], [0.2, 0.8]]]]))  # X=1, H=1, V=2: token 1 is the mode
     mp = sharpsim.MarkovPolicy.from_logits(logits)
-    for T in (1e-40, 1e-30):
+    for T in (1e-37, 1e-30):
         ys, lps = mp.sample_and_log_prob(KEY, 0, 64, temperature=T)
         assert np.all(np.asarray(ys) == 1), T  # T -> 0: greedy
         np.testing.assert_allclose(lps, np.log(0.8), rtol=1e-6)
+    for T in (1e-40, 1e-300, 1e300):
+        if mp.log_probs.dtype == jnp.float32:  # all three lie outside float32's normal range
+            with pytest.raises(ValueError, match="temperature"):
+                mp.sample_and_log_prob(KEY, 0, 4, temperature=T)
     mp_eos = sharpsim.MarkovPolicy.from_logits(jnp.zeros((1, 3, 4, 3)), eos_id=0)
     ys, lps = mp_eos.sample_and_log_prob(KEY, 0, 256, temperature=1e30)
     assert np.all(np.isfinite(np.asarray(lps)))

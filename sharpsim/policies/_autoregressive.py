@@ -281,11 +281,14 @@ class AutoregressivePolicy:
         if temperature is None:
             temperature = 1.0
         check_positive(temperature, "temperature")
-        if is_concrete(temperature) and not 0.0 < float(np.asarray(temperature).astype(np.dtype(_float_dtype()))) < np.inf:
-            raise ValueError(
-                f"temperature {temperature!r} is not representable in {jnp.dtype(_float_dtype()).name} "
-                "(it rounds to 0 or inf); use a value between the dtype's tiny and max."
-            )
+        if is_concrete(temperature):
+            fi = np.finfo(np.dtype(_float_dtype()))
+            t = float(np.asarray(temperature, np.float64))
+            if not fi.tiny <= t <= fi.max:  # subnormal T is flushed to 0 on CPUs/GPUs: 0/0 = NaN
+                raise ValueError(
+                    f"temperature {temperature!r} is outside the normal range of {fi.dtype} "
+                    f"[{fi.tiny:.3g}, {fi.max:.3g}]; it would round to 0 or inf."
+                )
         return _sample_jit(self, key, jnp.asarray(x, jnp.int32), num, jnp.asarray(temperature, _float_dtype()))
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, "num H"]:
