@@ -8,6 +8,7 @@ Draws use the inverse CDF (``cumsum`` + binary search, O(log Y) per draw) instea
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -107,13 +108,18 @@ def _two_level_draw(key, flat_local, local_start, block_cdf, block_start, nb: in
     ``block_start``) the block CDF. A block of zero mass is never chosen, nor (as in the one-level draw) an
     outcome of zero mass within a block. Outcomes come back as ``b·B + j`` (≤ the last real outcome).
     """
-    B = TWO_LEVEL_BLOCK
     k_block, k_in = jax.random.split(key)
     _, u_block = _uniform_below(k_block, block_cdf[block_start + nb - 1], num)
     b = upper_bound(block_cdf, block_start, nb, u_block)
+    return _two_level_within(k_in, flat_local, local_start, b, num)
+
+
+def _two_level_within(key, flat_local, local_start, b: Int[Array, " num"], num: int) -> Int[Array, " num"]:
+    """Within-block draws for blocks ``b``: a fresh uniform below each block's mass, an unrolled search."""
+    B = TWO_LEVEL_BLOCK
     starts = local_start + b * B
-    _, u_in = _uniform_below(k_in, flat_local[starts + B - 1], num)
-    return b * B + upper_bound(flat_local, starts, B, u_in, int(B).bit_length())
+    _, u_in = _uniform_below(key, flat_local[starts + B - 1], num)
+    return b * B + upper_bound(flat_local, starts, B, u_in, int(B).bit_length(), unroll=True)
 
 
 def upper_bound(
@@ -295,9 +301,10 @@ class TabularPolicy(_LogProbViews):
         Draws are identical to :meth:`sample_and_log_prob` for the same key; the
         :class:`~sharpsim.SampleEvaluateOracle` builds one for a tabular ``pi_base`` automatically.
         """
-        if _two_level(self.log_probs.dtype, self.num_responses):  # cdf: within-block sums; guide: block CDF
-            local, block_cdf = _two_level_tables_jit(self.log_probs)
-            return InverseCDFTable(self.log_probs, local, block_cdf, 0, two_level=True)
+        if _two_level(self.log_probs.dtype, self.num_responses):  # cdf: within-block sums; guide: over blocks
+            local, block_cdf, guide, widest = _two_level_tables_jit(self.log_probs)
+            depth = int(widest).bit_length() if is_concrete(widest) else int(block_cdf.shape[-1]).bit_length()
+            return InverseCDFTable(self.log_probs, local, guide, depth, two_level=True, block_cdf=block_cdf)
         cdf, guide, widest = _build_table(self.log_probs)
         # The search depth is static (unrolled steps): the widest bucket's bit length when the table is
         # concrete, else enough for a whole row.
@@ -316,7 +323,12 @@ def _num_buckets(Y: int) -> int:
 
 @jax.jit
 def _two_level_tables_jit(log_probs):
-    return _two_level_tables(jnp.exp(log_probs))
+    local, block_cdf = _two_level_tables(jnp.exp(log_probs))
+    nb = block_cdf.shape[-1]
+    K = _num_buckets(nb)
+    thresholds = (jnp.arange(K + 1, dtype=block_cdf.dtype) / K) * block_cdf[:, -1:]
+    guide = jax.vmap(lambda row, t: upper_bound(row, jnp.int32(0), nb, t))(block_cdf, thresholds)
+    return local, block_cdf, guide, jnp.max(guide[:, 1:] - guide[:, :-1])
 
 
 @jax.jit
@@ -360,16 +372,24 @@ class InverseCDFTable(_LogProbViews):
     #: float32 tables over more than TWO_LEVEL_MIN_RESPONSES responses: ``cdf`` holds the within-block
     #: prefix sums ``[X, nb·B]`` and ``guide`` the block CDF ``[X, nb]`` (see :func:`inverse_cdf_sample`).
     two_level: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    block_cdf: Any = None  # [X, nb] block CDF of a two-level table (``guide`` then indexes blocks)
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, " num"]:
         """Draw ``num`` responses y ~ π(·|x) for one prompt ``x`` (``vmap`` for many prompts)."""
         num = check_positive_int(num, "num")
         check_key(key)
         self._check_prompt(x)
-        if self.two_level:
+        if self.two_level:  # the block by the guide table over blocks, then the within-block search
             x = jnp.asarray(x, jnp.int32)
-            Yp, nb = self.cdf.shape[-1], self.guide.shape[-1]
-            return _two_level_draw(key, self.cdf.reshape(-1), x * Yp, self.guide.reshape(-1), x * nb, nb, num)
+            Yp, nb = self.cdf.shape[-1], self.block_cdf.shape[-1]
+            K = self.guide.shape[-1] - 1
+            flat_blocks = self.block_cdf.reshape(-1)
+            k_block, k_in = jax.random.split(key)
+            r, u = _uniform_below(k_block, _take(flat_blocks, x * nb + nb - 1), num)
+            lo = _take(self.guide, x, jnp.minimum((r * K).astype(jnp.int32), K - 1))
+            width = jnp.minimum((1 << self.depth) - 1, nb - lo)
+            b = lo + upper_bound(flat_blocks, x * nb + lo, width, u, self.depth, unroll=True)
+            return _two_level_within(k_in, self.cdf.reshape(-1), x * Yp, b, num)
         Y = self.cdf.shape[-1]
         K = self.guide.shape[-1] - 1
         x = jnp.asarray(x, jnp.int32)
