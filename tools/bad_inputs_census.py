@@ -36,7 +36,6 @@ def value_class(v) -> str:
         return "complex"
     if isinstance(v, list):
         return "list"
-    a = np.asarray(v) if not isinstance(v, object.__class__) else v
     try:
         a = np.asarray(v)
     except Exception:  # noqa: BLE001
@@ -77,13 +76,13 @@ CLI_CASES = [
 
 
 def run_cli(args, out_dir):
-    cmd = [sys.executable, "-m", "sharpsim.cli"] + [a if a != "--out" else a for a in args]
+    cmd = [sys.executable, "-m", "sharpsim.cli"] + list(args)
     if "--out" not in args:
         cmd += ["--out", out_dir]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=os.path.dirname(out_dir))
     except subprocess.TimeoutExpired:
-        return "deep traceback", "timed out after 120 s (it ran: the value was accepted)"
+        return "silent wrong", "still running after 60 s: the value was accepted and an experiment started"
     err = p.stderr.strip()
     if p.returncode == 0:
         return "silent wrong", "exit 0"
