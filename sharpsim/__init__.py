@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 # --- foundation -------------------------------------------------------------------------------------
 from sharpsim.policies import TabularPolicy
+from sharpsim._validation import checked
 from sharpsim import instances, rewards
 from sharpsim.oracle import (
     AdaptiveBatch,

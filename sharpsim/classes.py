@@ -36,7 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from sharpsim._validation import check_positive, check_positive_int, is_concrete
+from sharpsim._validation import (
+    as_numeric_array,
+    check_log_prob_table,
+    check_positive,
+    check_positive_int,
+    is_concrete,
+)
 from sharpsim.exact import bon_log_probs
 from sharpsim.policies import TabularPolicy
 
@@ -83,6 +89,8 @@ class FiniteClass:
     @classmethod
     def product_class(cls, log_probs: Float[Array, "X K Y"], num_candidates=None) -> "FiniteClass":
         """Π = ∏_x {candidates at x}; ``num_candidates[x]`` real candidates (the rest padding)."""
+        if is_concrete(log_probs):
+            as_numeric_array(log_probs, "log_probs")
         lp = jnp.asarray(log_probs, _float_dtype())
         if lp.ndim != 3:
             raise ValueError(f"log_probs must have shape [X, K, Y], got {lp.shape}.")
@@ -90,7 +98,9 @@ class FiniteClass:
         if num_candidates is None:
             valid = jnp.ones((X, K), bool)
         else:
-            nc = np.asarray(num_candidates)
+            nc = as_numeric_array(num_candidates, "num_candidates")
+            if nc.dtype.kind not in "iu":
+                raise ValueError(f"num_candidates must hold integers, got dtype {nc.dtype}.")
             if nc.shape != (X,) or np.any(nc < 1) or np.any(nc > K):
                 raise ValueError(f"num_candidates must be [X] = ({X},) with entries in [1, {K}], got {nc.tolist()}.")
             valid = jnp.asarray(np.arange(K)[None, :] < nc[:, None])
@@ -101,7 +111,19 @@ class FiniteClass:
     def stack(cls, policies) -> "FiniteClass":
         """A stack of K whole policies: ``policies`` is ``[K, X, Y]`` log-probs or a sequence of policies."""
         if isinstance(policies, (list, tuple)):
-            policies = jnp.stack([_as_log_probs(p) for p in policies])
+            if not policies:
+                raise ValueError("FiniteClass.stack needs at least one policy.")
+            tables = [_as_log_probs(p) for p in policies]
+            shapes = [tuple(np.shape(t)) for t in tables]
+            if len(set(shapes)) > 1:
+                i = next(i for i, s in enumerate(shapes) if s != shapes[0])
+                raise ValueError(
+                    f"FiniteClass.stack: policy {i} has shape {shapes[i]} but policy 0 has {shapes[0]}; every "
+                    "policy must be [X, Y] over the same prompts and responses."
+                )
+            policies = jnp.stack(tables)
+        elif is_concrete(policies):
+            as_numeric_array(policies, "policies")
         lp = jnp.asarray(policies, _float_dtype())
         if lp.ndim != 3:
             raise ValueError(f"a stack of policies must have shape [K, X, Y], got {lp.shape}.")
@@ -207,20 +229,13 @@ def _as_log_probs(p) -> Array:
         return p.log_probs
     if hasattr(p, "to_tabular"):
         return p.to_tabular().log_probs
+    if is_concrete(p):
+        as_numeric_array(p, "policies")
     return jnp.asarray(p)
 
 
 def _check_rows(lp, name: str) -> None:
-    if not is_concrete(lp):
-        return
-    a = np.asarray(lp, dtype=np.float64)
-    if np.any(np.isnan(a)) or np.any(a == np.inf):
-        raise ValueError(f"{name} contains NaN or +inf; give log-probabilities (−inf allowed for zero mass).")
-    sums = np.exp(a).sum(axis=-1)
-    tol = 1e-3 if np.asarray(lp).dtype == np.float32 else 1e-8
-    if np.any(np.abs(sums - 1) > tol):
-        idx = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
-        raise ValueError(f"{name}: every candidate row must be a normalised log-distribution; row {idx} sums to {sums[idx]:.6g}.")
+    check_log_prob_table(lp, name)
 
 
 # ============================================================================================ tabular
@@ -294,6 +309,12 @@ class LogLinearClass:
     @classmethod
     def create(cls, features, norm_bound: float, num_prompts: Optional[int] = None) -> "LogLinearClass":
         check_positive(norm_bound, "norm_bound")
+        if num_prompts is not None:
+            num_prompts = check_positive_int(num_prompts, "num_prompts")
+        if is_concrete(features):
+            fa = as_numeric_array(features, "features")
+            if not np.all(np.isfinite(fa)):
+                raise ValueError("features contain NaN or inf; every φ(x, y) must be a finite vector with ‖φ‖₂ ≤ 1.")
         f = jnp.asarray(features, _float_dtype())
         if f.ndim == 2:
             f = jnp.broadcast_to(f[None], (num_prompts or 1,) + f.shape)
@@ -370,11 +391,21 @@ class ParametricClass:
                     project_fn: Optional[Callable] = None) -> "ParametricClass":
         """Wrap a parametric (e.g. autoregressive) policy: ``with_params(policy, p).log_prob(x, y)`` is the class.
 
-        Defaults fit :class:`~sharpsim.policies.LinearSoftmaxPolicy` (``.theta`` / ``.with_theta``), with
-        the per-position norm-ball projection when the policy has a ``norm_bound``.
+        Defaults cover the autoregressive families: :class:`~sharpsim.policies.LinearSoftmaxPolicy`
+        (``.theta`` / ``.with_theta``, with the per-position norm-ball projection when the policy has a
+        ``norm_bound``), :class:`~sharpsim.policies.TransformerPolicy` (``.params`` / ``.with_params``) and
+        :class:`~sharpsim.policies.MarkovPolicy` (its table as logits, normalised by ``log_softmax``). Any
+        other policy needs ``get_params`` and ``with_params``; without them a ``ValueError`` says so.
         """
-        get_params = get_params or (lambda p: p.theta)
-        with_params = with_params or (lambda p, th: p.with_theta(th))
+        if get_params is None or with_params is None:
+            default = _default_param_access(policy)
+            if default is None:
+                raise ValueError(
+                    f"ParametricClass.from_policy: no default parameter access for {type(policy).__name__}; give "
+                    "get_params(policy) -> params and with_params(policy, params) -> policy."
+                )
+            get_params = get_params or default[0]
+            with_params = with_params or default[1]
         B = getattr(policy, "norm_bound", None)
         if project_fn is None and B is not None:
             def project_fn(th, _B=float(B)):
@@ -389,7 +420,7 @@ class ParametricClass:
 
     log_class_size = None
 
-    def log_covering_number(self, eps: float) -> Optional[float]:
+    def log_covering_number(self, eps: float) -> Optional[float]:  # noqa: D102
         return None if self.log_covering is None else float(self.log_covering(eps))
 
     def init_params(self):
@@ -408,6 +439,20 @@ class ParametricClass:
 
 
 # ============================================================================================ helpers
+def _default_param_access(policy):
+    """``(get_params, with_params)`` for the autoregressive families, or None."""
+    if hasattr(policy, "theta") and hasattr(policy, "with_theta"):
+        return (lambda p: p.theta), (lambda p, th: p.with_theta(th))
+    if hasattr(policy, "params") and hasattr(policy, "with_params"):
+        return (lambda p: p.params), (lambda p, params: p.with_params(params))
+    from sharpsim.policies import MarkovPolicy
+
+    if isinstance(policy, MarkovPolicy):  # the table as logits; log_softmax keeps every member normalised
+        return (lambda p: p.log_probs), (
+            lambda p, logits: dataclasses.replace(p, log_probs=jax.nn.log_softmax(logits, axis=-1)))
+    return None
+
+
 def is_finite_class(cls) -> bool:
     return isinstance(cls, FiniteClass)
 

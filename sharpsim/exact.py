@@ -82,7 +82,18 @@ def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
     """π*_β(y|x) ∝ π(y|x)^{1+1/β}: the maximiser of E_π'[log π] − β·KL(π' ‖ π) (Eq. 3 with Eq. 2).
 
     Also the exact minimiser of the Eq. (8) squared loss over the tabular class (Assumption 4.3).
+    Computed in log space from the row's maximum, (1 + 1/β)·(log π − max log π), so a tiny β whose
+    1/β overflows the dtype gives the limit (uniform on the argmax set) instead of NaN.
     """
     check_positive(beta, "beta")
     pi = as_policy(pi)
-    return TabularPolicy(log_probs=jax.nn.log_softmax((1.0 + 1.0 / beta) * pi.log_probs, axis=-1))
+    lp = pi.log_probs
+    scale = 1.0 + 1.0 / beta
+    if isinstance(scale, float):  # keep a Python scale representable (no overflow warning on the cast)
+        scale = min(scale, float(jnp.finfo(lp.dtype).max))
+    direct = jax.nn.log_softmax(scale * lp, axis=-1)
+    # Where scale·max log π overflows (β tiny: 1/β is inf in float32 below ~3e-39), rescale from the max.
+    shifted = lp - jnp.max(lp, axis=-1, keepdims=True)  # ≤ 0, exactly 0 on the argmax set
+    stable = jax.nn.log_softmax(jnp.where(shifted == 0, 0.0, shifted * scale), axis=-1)  # never 0·inf
+    row_ok = jnp.isfinite(jnp.max(scale * lp, axis=-1, keepdims=True))
+    return TabularPolicy(log_probs=jnp.where(row_ok, direct, stable))

@@ -19,7 +19,15 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from sharpsim import metrics
-from sharpsim._validation import check_gamma, check_open_unit, check_positive, check_positive_int
+from sharpsim._validation import (
+    check_distribution,
+    check_finite,
+    check_gamma,
+    check_key,
+    check_open_unit,
+    check_positive,
+    check_positive_int,
+)
 from sharpsim.policies import TabularPolicy
 
 __all__ = ["Instance", "planted_mode", "hard_instance", "hard_instance_for", "example_j1"]
@@ -79,9 +87,13 @@ def planted_mode(
     share ≤ p*/(1+margin) (so no other response threatens the margin). With uniform μ (the default) the
     coverage coefficient of Eq. (6) is E_μ[1/p*] = ``coverage`` and Assumption 4.2 holds with equality.
     """
+    check_key(key)
     X = check_positive_int(num_prompts, "num_prompts")
     Y = check_positive_int(num_responses, "num_responses")
     check_positive(margin, "margin")
+    coverage = check_finite(coverage, "coverage")
+    if mu is not None:
+        check_distribution(mu, X, "mu")
     if not coverage >= 1.0:
         raise ValueError(f"coverage must be >= 1 (C_cov = 1/π(y*) with π(y*) <= 1), got {coverage!r}.")
     p_star = 1.0 / coverage
@@ -134,6 +146,7 @@ def hard_instance(key, d: int, M: int, Delta: float, p: int = 1, gamma: float = 
     Π = {π^I : I ∈ [M]^d} with π^I(·|x_0) = P_0 and π^I(·|x_i) = P_{j_i}, so log|Π| = d log M; the
     approximate argmax set is y^I_γ(x_i) = {y_{j_i}} (Lemma H.1) and C_cov,γ,p = ((1−Δ) + (M(1−γ))^p Δ)^{1/p}.
     """
+    check_key(key)
     d = check_positive_int(d, "d")
     M = check_positive_int(M, "M")
     p = check_positive_int(p, "p")
@@ -179,10 +192,17 @@ def hard_instance_for(key, epsilon: float, C: float, d: int, p: int = 1, adaptiv
     import bounds
 
     check_open_unit(epsilon, "epsilon")
+    check_positive(C, "C")
+    p = check_positive_int(p, "p")
+    if c1 is not None:
+        check_positive(c1, "c1")
     c1 = bounds.HARD_INSTANCE_C1 if c1 is None else float(c1)
     Delta = (c1 if adaptive else 16.0) * epsilon
     if not 0 < Delta < 1:
         raise ValueError(f"Delta = {'c1' if adaptive else '16'}·epsilon = {Delta:g} must lie in (0, 1); lower epsilon.")
+    M_real = 1.0 + max(C, 1.0) * epsilon ** (-1.0 / p)
+    if not math.isfinite(M_real) or M_real > 2**31 - 1:
+        raise ValueError(f"M = 1 + C·epsilon^(-1/p) = {M_real:g} is too large; lower C or raise epsilon.")
     Delta, M = bounds.hard_instance_parameters(epsilon, max(C, 1.0), p=p, adaptive=adaptive, c1=c1)
     return hard_instance(key, d=d, M=max(3, int(M)), Delta=float(Delta), p=p)
 
@@ -196,8 +216,11 @@ def example_j1(key, d: int, num_responses: int, *, min_distance: float = 0.25, m
     uniformly on the sphere and kept when at distance ≥ ``min_distance`` from all kept points (the packing
     is checked; a ``ValueError`` says when ``num_responses`` points could not be packed in ``max_tries``).
     """
+    check_key(key)
     d = check_positive_int(d, "d")
     Y = check_positive_int(num_responses, "num_responses")
+    check_positive(min_distance, "min_distance")
+    max_tries = check_positive_int(max_tries, "max_tries")
     if Y < 2:
         raise ValueError("num_responses must be >= 2.")
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())

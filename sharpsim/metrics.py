@@ -16,8 +16,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from sharpsim._validation import (
+    as_numeric_array,
     check_distribution,
     check_gamma,
+    check_normalized_policy,
     check_open_unit,
     check_positive,
     check_positive_int,
@@ -44,8 +46,14 @@ PolicyLike = Union[TabularPolicy, Float[Array, "X Y"]]
 
 
 def as_policy(pi: PolicyLike, name: str = "pi") -> TabularPolicy:
-    """Accept a :class:`TabularPolicy` or a ``[X, Y]`` probability table (validated)."""
+    """Accept a :class:`TabularPolicy` or a ``[X, Y]`` probability table (validated).
+
+    A concrete :class:`TabularPolicy` must have normalised rows (no NaN): one built from an arbitrary array,
+    e.g. ``TabularPolicy(log_probs=zeros((2, 3)))`` whose rows sum to 3, raises ``ValueError`` instead of
+    giving a metric that is silently wrong. Each table is checked once (later calls are free).
+    """
     if isinstance(pi, TabularPolicy):
+        check_normalized_policy(pi, name)
         return pi
     if hasattr(pi, "to_tabular"):
         return pi.to_tabular()
@@ -88,7 +96,21 @@ def argmax_set(pi: PolicyLike, gamma: float = 0.0) -> Bool[Array, "X Y"]:
 def mass_on(pi: PolicyLike, mask: Bool[Array, "X Y"]) -> Float[Array, " X"]:
     """π(S(x)|x) = Σ_{y ∈ S(x)} π(y|x) for a set given as a boolean ``[X, Y]`` mask."""
     pi = as_policy(pi)
+    _check_mask(mask, pi, "mask")
     return jnp.sum(jnp.where(mask, pi.probs, 0.0), axis=-1)
+
+
+def _check_mask(mask, pi: TabularPolicy, name: str) -> None:
+    """A concrete mask must be boolean (or 0/1) with the policy's shape ``[X, Y]``."""
+    if not is_concrete(mask) or not is_concrete(pi.log_probs):
+        return
+    m = as_numeric_array(mask, name)
+    if m.shape != tuple(pi.log_probs.shape):
+        raise ValueError(
+            f"{name} has shape {m.shape} but pi has shape {tuple(pi.log_probs.shape)}; give a boolean [X, Y] mask."
+        )
+    if m.dtype != bool and not np.all((m == 0) | (m == 1)):
+        raise ValueError(f"{name} must be boolean (or 0/1), got values other than 0 and 1 (dtype {m.dtype}).")
 
 
 def sharpness_error(
@@ -161,9 +183,13 @@ def concentrability_beta(pi: PolicyLike, pi_prime: PolicyLike, mu, beta: float) 
     The DPO analysis uses 𝒞_{π_base/π;β}: call ``concentrability_beta(pi_base, pi, mu, beta)``.
     """
     check_positive(beta, "beta")
+    if is_concrete(beta):
+        beta = float(beta)  # a huge Python int would overflow int32
     pi, pi_prime = as_policy(pi), as_policy(pi_prime, "pi_prime")
     _check_shapes(mu, ("pi", pi), ("pi_prime", pi_prime))
-    return jnp.exp(_expect_log(pi, mu, beta * (pi.log_probs - pi_prime.log_probs)))
+    diff = pi.log_probs - pi_prime.log_probs
+    # β·0 = 0 even when β overflows the dtype (no inf·0 = NaN)
+    return jnp.exp(_expect_log(pi, mu, jnp.where(diff == 0, 0.0, beta * diff)))
 
 
 def margin(pi: PolicyLike, mu) -> Float[Array, ""]:
@@ -190,11 +216,9 @@ def pass_at_n(pi: PolicyLike, correct: Bool[Array, "X Y"], mu, N: int) -> Float[
     N = check_positive_int(N, "N")
     pi = as_policy(pi)
     _check_shapes(mu, ("pi", pi))
-    if is_concrete(correct) and np.shape(correct) != tuple(pi.log_probs.shape):
-        raise ValueError(
-            f"correct has shape {np.shape(correct)} but pi has shape {tuple(pi.log_probs.shape)}; "
-            "give a boolean [X, Y] mask of correct responses."
-        )
+    _check_mask(correct, pi, "correct")
     p_correct = jnp.clip(mass_on(pi, jnp.asarray(correct, bool)), 0.0, 1.0)
-    fail = jnp.exp(N * jnp.log1p(-p_correct))
-    return jnp.sum(jnp.asarray(mu, fail.dtype) * (1.0 - fail))
+    # 1 − (1 − p)^N as −expm1(N·log1p(−p)): exact to relative precision for tiny p (1 − exp would give 0
+    # in float32 for p = 1e-9, N = 10), as in exact.bon_success_probability.
+    success = -jnp.expm1(N * jnp.log1p(-p_correct))
+    return jnp.sum(jnp.asarray(mu, success.dtype) * success)

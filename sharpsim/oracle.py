@@ -20,7 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_distribution, check_positive, check_positive_int, is_concrete
+from sharpsim._validation import (
+    check_distribution,
+    check_index,
+    check_key,
+    check_positive,
+    check_positive_int,
+    is_concrete,
+)
 from sharpsim.policies import InverseCDFTable, TabularPolicy, inverse_cdf_sample
 
 __all__ = [
@@ -128,6 +135,14 @@ class SampleEvaluateOracle:
     sampler: Any = None
 
     def __post_init__(self):
+        pi = self.pi_base
+        if isinstance(pi, (np.ndarray, list, tuple)) or (isinstance(pi, jax.Array) and is_concrete(pi)):
+            raise ValueError(
+                f"pi_base must be a policy (anything with sample_and_log_prob), got an array of shape {np.shape(pi)}; "
+                "wrap a probability table as TabularPolicy.from_probs(P)."
+            )
+        if isinstance(pi, (str, bytes)):
+            raise ValueError(f"pi_base must be a policy with sample_and_log_prob(key, x, num), got {pi!r}.")
         self._prepare_sampler()
         # JAX rebuilds pytrees with placeholder leaves (tracers, ShapeDtypeStructs, sentinels) during
         # jit/lower/eval_shape: validate only real arrays given by a user.
@@ -153,6 +168,11 @@ class SampleEvaluateOracle:
         if s is None or s.log_probs is not pi.log_probs:  # new, or a stale table (dataclasses.replace)
             object.__setattr__(self, "sampler", pi.inverse_cdf_table())
 
+    def _check_prompts(self, prompts, name: str) -> None:
+        num_prompts = getattr(self.pi_base, "num_prompts", None)
+        if isinstance(num_prompts, int):
+            check_index(prompts, num_prompts, name, "prompt id")
+
     @property
     def _source(self):
         """What draws come from: the prepared table of a tabular π_base, else π_base itself."""
@@ -170,11 +190,21 @@ class SampleEvaluateOracle:
     def sample_prompts(self, key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
         """Draw n prompts x ~ μ (free: prompts are not sample-and-evaluate queries)."""
         n = check_positive_int(n, "n")
+        check_key(key)
         return _sample_prompts(self.mu, key, n)
 
     def respond(self, key: PRNGKeyArray, prompts: Int[Array, " n"], N: int) -> OracleBatch:
-        """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N)."""
+        """Draw N responses y ~ π_base(·|x) with their log-likelihoods for each given prompt (m = n·N).
+
+        Concrete ``prompts`` must be a 1-D array of ids in ``[0, X)`` (``ValueError`` otherwise). Traced
+        prompts (inside ``jit``/``vmap``) cannot be checked and an out-of-range id is clamped by XLA; wrap the
+        traced function in :func:`sharpsim.checked` to make that an error.
+        """
         N = check_positive_int(N, "N")
+        check_key(key)
+        if np.ndim(prompts) != 1:
+            raise ValueError(f"prompts must be a 1-D array of prompt ids, got shape {np.shape(prompts)}.")
+        self._check_prompts(prompts, "prompts")
         n = int(np.shape(prompts)[0])
         self._charge(n * N, f"respond(n={n}, N={N})")
         ys, lps = _respond(self._source, key, jnp.asarray(prompts), N)
@@ -184,6 +214,7 @@ class SampleEvaluateOracle:
         """Draw n prompts x ~ μ and N evaluated responses for each: m = n·N queries (Definition 3.2)."""
         n = check_positive_int(n, "n")
         N = check_positive_int(N, "N")
+        check_key(key)
         self._charge(n * N, f"sample_and_evaluate(n={n}, N={N})")
         prompts, ys, lps = _sample_and_evaluate(self, key, n, N)
         return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
@@ -191,8 +222,10 @@ class SampleEvaluateOracle:
     def evaluate(self, prompts: Int[Array, "..."], responses: Any) -> tuple[Float[Array, "..."], int]:
         """log π_base(y|x) for arbitrary pairs (XPO's more general access, footnote 7), and its query count.
 
-        Each evaluated pair costs one query.
+        Each evaluated pair costs one query. Concrete prompt and response ids are checked by ``pi_base.log_prob``
+        (a ``ValueError`` names the one out of range).
         """
+        self._check_prompts(prompts, "prompts")
         count = int(np.prod(np.shape(prompts))) if np.ndim(prompts) else 1
         self._charge(count, f"evaluate({count} pairs)")
         return self.pi_base.log_prob(prompts, responses), count
@@ -218,6 +251,9 @@ class SampleEvaluateOracle:
         eagerly that raises :class:`BudgetExceededError`, under ``jit`` it sets ``truncated``.
         """
         n = check_positive_int(n, "n")
+        check_key(key)
+        if not callable(stop):
+            raise ValueError(f"stop must be a stopping rule stop(k, best_log_prob) -> bool, got {stop!r}.")
         chunk = check_positive_int(chunk, "chunk")
         max_per_prompt = check_positive_int(max_per_prompt, "max_per_prompt")
         prompts, best, best_lp, count, truncated = _sample_adaptive(self, key, n, stop, chunk, max_per_prompt)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from sharpsim import metrics
-from sharpsim._validation import check_open_unit, check_positive, check_positive_int
+from sharpsim._validation import check_key, check_open_unit, check_positive, check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
@@ -71,6 +71,7 @@ def adaptive_sft_sharpening(key: PRNGKeyArray, oracle, cls, config: AdaptiveSFTC
     ``num_queries`` is the realised Σ_i N(x_i) (a random int per trial). Diagnostics: ``num_drawn [n]``
     (per-prompt draws), ``truncated [n]`` (cap hit before the rule fired), ``mu_stop``.
     """
+    check_key(key)
     check_class_matches(cls, oracle.pi_base, "adaptive_sft_sharpening")
     check_oracle_budget(oracle, config.n, f"adaptive_sft_sharpening(n={config.n})")  # at least one draw per prompt
     run = jit_static(_adaptive_core) if is_eager(key) else _adaptive_core

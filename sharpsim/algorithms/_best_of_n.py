@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim import rewards as _rewards
-from sharpsim._validation import check_positive_int
+from sharpsim._validation import check_key, check_positive_int
 
 __all__ = ["BestOfN", "best_of_n", "select_best", "running_best", "best_of_first_n"]
 
@@ -67,6 +67,7 @@ def best_of_n(key: PRNGKeyArray, pi: Any, x: Int[Array, ""], N: int, reward=_rew
     1 − (1 − π(y*_γ(x)|x))^N (Proposition C.1). ``vmap`` over prompts and keys for many.
     """
     N = check_positive_int(N, "N")
+    check_key(key)
     ys, lps = pi.sample_and_log_prob(key, x, N)
     j, score = select_best(x, ys, lps, reward)
     return BestOfN(jax.tree_util.tree_map(lambda a: a[j], ys), score, lps[j], j, N)

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive, check_positive_int, is_concrete
+from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
 from sharpsim.oracle import BudgetExceededError
 
 __all__ = [
@@ -163,6 +163,7 @@ def run_trials(algorithm: Callable, key: PRNGKeyArray, num_trials: int, *args, b
     which takes minutes for large tables.
     """
     num_trials = check_positive_int(num_trials, "num_trials")
+    check_key(key)
     keys = jax.random.split(key, num_trials)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     dynamic = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]

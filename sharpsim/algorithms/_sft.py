@@ -25,7 +25,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 import bounds as _bounds
 from sharpsim import metrics
 from sharpsim import rewards as _rewards
-from sharpsim._validation import check_open_unit, check_positive, check_positive_int
+from sharpsim._validation import check_key, check_open_unit, check_positive, check_positive_int
 from sharpsim.algorithms._best_of_n import running_best, select_best
 from sharpsim.algorithms._common import (
     FitConfig,
@@ -150,6 +150,7 @@ def sft_sharpening(key: PRNGKeyArray, oracle, cls, config: SFTConfig) -> Sharpen
     >>> int(res.num_queries), float(res.policy.probs[0, 0]) > 0.9
     (1600, True)
     """
+    check_key(key)
     _validate(oracle, cls, "sft_sharpening")
     check_oracle_budget(oracle, config.num_queries, f"sft_sharpening(n={config.n}, N={config.N})")
     return raise_if_nonfinite(_sft_jit(key, oracle, cls, config), "sft_sharpening")

@@ -1,8 +1,8 @@
 """Base policies π(y|x): tabular tables and autoregressive models over Y = V^H."""
 
-from sharpsim.policies._tabular import InverseCDFTable, TabularPolicy, inverse_cdf_sample
+from sharpsim.policies._tabular import InverseCDFTable, TabularPolicy, cumulative_sum, inverse_cdf_sample
 
-__all__ = ["TabularPolicy", "InverseCDFTable", "inverse_cdf_sample"]
+__all__ = ["TabularPolicy", "InverseCDFTable", "inverse_cdf_sample", "cumulative_sum"]
 
 # --- autoregressive policies over Y = V^H
 from sharpsim.policies._autoregressive import (

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive, check_positive_int, is_concrete
+from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
 from sharpsim.policies._tabular import TabularPolicy, inverse_cdf_sample
 
 __all__ = [
@@ -96,6 +96,25 @@ def sequences_to_index(y: Int[Array, "... H"], vocab_size: int) -> Int[Array, ".
     return jnp.sum(y.astype(jnp.int32) * powers, axis=-1)
 
 
+def _as_array(value, name: str) -> np.ndarray:
+    if value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an integer id or an array of them, got {value!r}.")
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must be a rectangular array of integer ids: {err}") from None
+
+
+def _tempered(lp: Float[Array, " V"], temperature) -> Float[Array, " V"]:
+    """log softmax(lp / T), computed as log softmax((lp − max lp) / T).
+
+    The gaps to the maximum are ≤ 0 and the maximum's own is exactly 0, so a tiny T (where lp / T overflows
+    to −inf everywhere and the direct form is NaN) gives the greedy limit instead. At T = 1 this is
+    bit-identical to ``log_softmax(lp)``, which subtracts the same maximum itself.
+    """
+    return jax.nn.log_softmax((lp - jnp.max(lp)) / temperature)
+
+
 def _exclusive_any(mask: Array) -> Array:
     """``out[h] = any(mask[:h])`` along the last axis."""
     c = jnp.cumsum(mask.astype(jnp.int32), axis=-1)
@@ -127,7 +146,7 @@ class AutoregressivePolicy:
     # ---------------------------------------------------------------- validation
     def _check_prompt(self, x) -> None:
         if is_concrete(x):
-            xa = np.asarray(x)
+            xa = _as_array(x, "x")
             if not np.issubdtype(xa.dtype, np.integer):
                 raise ValueError(f"x must be an integer prompt id, got dtype {xa.dtype}.")
             if np.any(xa < 0) or np.any(xa >= self.num_prompts):
@@ -138,7 +157,7 @@ class AutoregressivePolicy:
 
     def _check_tokens(self, y, name: str) -> None:
         if is_concrete(y):
-            ya = np.asarray(y)
+            ya = _as_array(y, name)
             if ya.size and not np.issubdtype(ya.dtype, np.integer):
                 raise ValueError(f"{name} must hold integer token ids, got dtype {ya.dtype}.")
             if ya.size and (ya.min() < 0 or ya.max() >= self.vocab_size):
@@ -211,9 +230,9 @@ class AutoregressivePolicy:
         :meth:`TabularPolicy.log_prob`). Sequences with a non-EOS token after an EOS get ``-inf``.
         """
         H = self.horizon
-        y = jnp.asarray(y)
         self._check_prompt(x)
-        self._check_tokens(y, "y")
+        self._check_tokens(y, "y")  # before any conversion: int64 ids would wrap around in int32
+        y = jnp.asarray(y)
         if y.ndim == 0 or y.shape[-1] != H:
             raise ValueError(
                 f"y must have shape [..., H] with H={H}, got {y.shape}"
@@ -238,7 +257,7 @@ class AutoregressivePolicy:
             h, k = inp
             logits, cache = self._cached_logits(x, prefix, h, cache)
             lp = self._eos_mask(jax.nn.log_softmax(logits), self._done(prefix, h))
-            draw_lp = jax.nn.log_softmax(lp / temperature)  # T = 1: the same distribution
+            draw_lp = _tempered(lp, temperature)  # T = 1: the same distribution
             tok = inverse_cdf_sample(k, draw_lp, 1)[0]
             return (prefix.at[h].set(tok), cache, total + lp[tok]), None
 
@@ -257,10 +276,19 @@ class AutoregressivePolicy:
         which is what an evaluate query returns.
         """
         num = check_positive_int(num, "num")
+        check_key(key)
         self._check_prompt(x)
         if temperature is None:
             temperature = 1.0
         check_positive(temperature, "temperature")
+        if is_concrete(temperature):
+            fi = np.finfo(np.dtype(_float_dtype()))
+            t = float(np.asarray(temperature, np.float64))
+            if not fi.tiny <= t <= fi.max:  # subnormal T is flushed to 0 on CPUs/GPUs: 0/0 = NaN
+                raise ValueError(
+                    f"temperature {temperature!r} is outside the normal range of {fi.dtype} "
+                    f"[{fi.tiny:.3g}, {fi.max:.3g}]; it would round to 0 or inf."
+                )
         return _sample_jit(self, key, jnp.asarray(x, jnp.int32), num, jnp.asarray(temperature, _float_dtype()))
 
     def sample(self, key: PRNGKeyArray, x: Int[Array, ""], num: int) -> Int[Array, "num H"]:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from sharpsim._validation import check_probability_table, is_concrete
+from sharpsim._validation import as_numeric_array, check_probability_table, is_concrete
 from sharpsim.policies._autoregressive import AutoregressivePolicy, _check_eos
 
 __all__ = ["MarkovPolicy"]
@@ -43,6 +43,8 @@ class MarkovPolicy(AutoregressivePolicy):
     @classmethod
     def from_logits(cls, logits: Float[Array, "X H Vp1 V"], *, eos_id: int | None = None) -> "MarkovPolicy":
         """From unnormalised logits ``L[x, h, prev, v]`` (``-inf`` allowed), normalised by ``log_softmax`` over v."""
+        if is_concrete(logits):
+            as_numeric_array(logits, "logits")
         L = jnp.asarray(logits, dtype=jnp.result_type(float))
         cls._check_shape(L, "logits")
         if is_concrete(logits):
@@ -56,6 +58,8 @@ class MarkovPolicy(AutoregressivePolicy):
     @classmethod
     def from_probs(cls, probs: Float[Array, "X H Vp1 V"], *, eos_id: int | None = None) -> "MarkovPolicy":
         """From conditional probabilities ``P[x, h, prev, v]`` (rows over v sum to 1)."""
+        if is_concrete(probs):
+            as_numeric_array(probs, "probs")
         P = jnp.asarray(probs, dtype=jnp.result_type(float))
         cls._check_shape(P, "probs")
         check_probability_table(probs, "probs")
