@@ -229,7 +229,7 @@ def _non_finite_field(out) -> str | None:
         v = getattr(out, f.name)
         if isinstance(v, (float, np.floating)) and not math.isfinite(v):
             return f"{f.name}={v!r} stored"
-        if isinstance(v, str) and f.name not in ("name", "loss", "tabular_method", "optimizer"):
+        if isinstance(v, str) and f.name not in ("name", "loss", "tabular_method", "optimizer", "tie_break"):
             return f"{f.name}={v!r} (a string) stored"
         sub = _non_finite_field(v)
         if sub:

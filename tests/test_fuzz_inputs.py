@@ -34,6 +34,5 @@ def test_bad_values_never_pass_silently(name, kind, call, values):
 
 @pytest.mark.parametrize("name, kind, call, values", config_targets_elsewhere(),
                          ids=[t[0] for t in config_targets_elsewhere()])
-@pytest.mark.xfail(strict=False, reason="XPOConfig/RLHFConfig finiteness is fixed on another branch of issue 12")
 def test_bad_values_in_xpo_rlhf_configs(name, kind, call, values):
     _run(name, kind, call, values)

@@ -255,7 +255,12 @@ def select_with_ties(cls, scores, priority, *, rtol: float = TIE_RTOL):
 
 
 def check_finite_nonneg(value, name: str, what: str, *, positive: bool = False) -> float:
-    """A finite real (> 0 with ``positive``, else ≥ 0); the ValueError names the field."""
+    """A finite real (> 0 with ``positive``, else ≥ 0); the ValueError names the field.
+
+    Strings and booleans are refused even when ``float`` would read them (``"0.5"``, ``True``).
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} ({what}) must be a real number, got {value!r} of type {type(value).__name__}.")
     try:
         v = float(value)
     except (TypeError, ValueError):
