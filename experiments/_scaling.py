@@ -18,8 +18,11 @@ check and the figure they share:
 
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
@@ -151,3 +154,104 @@ def figure(path_stem, pts: list, x, *, xlabel: str, title: str, label: str, boun
         y_upper=[p["upper"] for p in pts], xlabel=xlabel, ylabel=ylabel, title=title, label=label, bounds=bounds,
         fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=predicted,
         normalise_by=0 if bounds else None, extra_series=extra_series)
+
+
+# ------------------------------------------------------------------------------------------ shared programs
+# One compiled program per instance family, shared by the experiments that use it (sft_delta's hard family and
+# sft_gamma's p = 2 part; sft_delta's random family and sft_gamma's γ part): same static grids, same padded
+# shapes, so ``sharpsim reproduce`` compiles each once. Every setting parameter is a traced argument.
+GROUP_SHAPE = {"X": 4, "Y": 96}  # near_max_group instances: prompts (uniform μ) and responses
+HARD_D = 2  # rare prompts of the hard instances of sft_delta (ε = 0.04) and sft_gamma's p = 2 sweep
+
+
+def hard_settings_M_max(mode: str) -> int:
+    from experiments import sft_delta, sft_gamma
+
+    return max(s["M"] for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if "M" in s and s.get("d") == HARD_D
+               and s.get("family", "hard") == "hard")
+
+
+def hard_grids(mode: str) -> tuple:
+    """The (n, N) lattice shared by every d = 2 hard-instance setting of sft_delta and sft_gamma."""
+    from experiments import sft_delta, sft_gamma
+    from experiments._hard import lattice
+
+    ss = [s for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if s.get("family", "hard") == "hard" and "M" in s]
+    dd = [s["d"] / s["Delta"] for s in ss]
+    N_hi = max(max(0.9 * s["M"] for s in ss), max(1.4 * s.get("N_delta", 0) for s in ss))
+    return (tuple(lattice(1.2 * min(dd), 20 * max(dd), 2)), tuple(lattice(0.22 * min(s["M"] for s in ss), N_hi, 4)))
+
+
+def group_grids(mode: str) -> tuple:
+    from experiments._hard import lattice
+
+    X = GROUP_SHAPE["X"]
+    return tuple(lattice(X, 16 * X, 2)), tuple(lattice(1, 160, 4))
+
+
+@functools.lru_cache(maxsize=None)
+def hard_program(n_grid: tuple, N_grid: tuple, reward):
+    """jit(vmap over trials) of SFT on the padded hard class, δ and ε traced: (first_stable [K, G], viol [K])."""
+    from sharpsim.algorithms import sft_sharpening_sweep
+    from sharpsim.classes import FiniteClass
+    from experiments._hard import _member_oracle
+
+    def one(key, lp, valid, stack, mu, M, epsilon, delta):
+        k_inst, k_alg = jax.random.split(key)
+        oracle = _member_oracle(k_inst, lp, mu, M)
+        classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
+        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=delta, gamma=0.5,
+                                     reward=reward)
+        return _first_stable(sweep.sharpness_error <= epsilon)
+
+    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 7))
+
+
+def run_hard(keys, setting: dict, mode: str, reward, delta: float) -> list:
+    """One hard-instance setting (fields M, d, Delta, epsilon) through :func:`hard_program`: tidy rows."""
+    from experiments._hard import bon_closure_stack, hard_class_arrays
+
+    n_grid, N_grid = hard_grids(mode)
+    M, d, M_max = int(setting["M"]), int(setting["d"]), hard_settings_M_max(mode)
+    lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
+    stack = bon_closure_stack(M, d, M_max, N_grid)
+    dtype = jnp.result_type(float)
+    first, viol = hard_program(n_grid, N_grid, reward)(
+        keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype), jnp.asarray(mu, dtype),
+        jnp.int32(M), jnp.asarray(setting["epsilon"], dtype), jnp.asarray(delta, dtype))
+    return stable_rows(first, viol, n_grid, N_grid)
+
+
+@functools.lru_cache(maxsize=None)
+def group_program(n_grid: tuple, N_grid: tuple, reward):
+    """jit(vmap over trials) of SFT with the tabular class on :func:`sharpsim.instances.near_max_group`
+    instances (K, mode mass p, ε, δ traced). Per trial one draw scored against y*_{1/2} and y* (γ = 0).
+    Returns (first_γ, viol_γ, first_0, viol_0, exact C_cov,1/2, exact C_cov)."""
+    from sharpsim import metrics
+    from sharpsim.algorithms import sft_sharpening_sweep
+    from sharpsim.classes import TabularClass
+    from sharpsim.instances import near_max_group
+    from sharpsim.oracle import SampleEvaluateOracle
+
+    X, Y = GROUP_SHAPE["X"], GROUP_SHAPE["Y"]
+
+    def one(key, K, p, epsilon, delta):
+        k_inst, k_alg = jax.random.split(key)
+        pi = near_max_group(k_inst, K, X, Y, p)
+        mu = jnp.full((X,), 1.0 / X, pi.log_probs.dtype)
+        oracle = SampleEvaluateOracle(pi, mu)
+        err = jax.vmap(lambda g: sft_sharpening_sweep(k_alg, oracle, TabularClass(X, Y), n_grid, N_grid, delta=delta,
+                                                      gamma=g, reward=reward).sharpness_error)(
+            jnp.array([0.5, 0.0], mu.dtype))
+        return (*_first_stable(err[0] <= epsilon), *_first_stable(err[1] <= epsilon),
+                metrics.coverage(pi, mu, gamma=0.5), metrics.coverage(pi, mu))
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+
+
+def run_group(keys, K: int, p: float, epsilon: float, delta: float, mode: str, reward) -> tuple:
+    n_grid, N_grid = group_grids(mode)
+    dtype = jnp.result_type(float)
+    out = group_program(n_grid, N_grid, reward)(keys, jnp.int32(K), jnp.asarray(p, dtype), jnp.asarray(epsilon, dtype),
+                                                jnp.asarray(delta, dtype))
+    return tuple(np.asarray(a) for a in out)

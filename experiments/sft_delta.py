@@ -11,47 +11,42 @@ the trials output π̂ with P_x[π̂(y*_γ(x)|x) ≤ 1 − δ] ≤ ε — at δ 
   finite-size law: every closure member puts 1 − (1 − 2/M)^N on its planted response and (1 − 2/M)^N/(M − 1)
   on the others, so a rare prompt can only be sharpened at level δ when N ≥ N_δ = ⌈log δ / log(1 − 2/M)⌉,
   and which index the MLE picks does not depend on δ at all: the δ-dependence of m̂ is N_δ ∝ log(1/δ).
-* ``family="planted"`` — random tabular instances (X prompts, uniform μ, Y responses, logits scale·N(0, 1)
-  drawn afresh per trial, so the target's index is random) with the full tabular class (exact MLE =
-  empirical pick frequencies; Assumption 4.1 holds). Here the MLE's π̂(y*|x) is the fraction of picks equal
+* ``family="random"`` — random tabular instances (:func:`sharpsim.instances.near_max_group` with K = 1: X = 4
+  prompts, uniform μ, Y = 96 responses, mode mass 1/8 so C_cov = 8, the rest random and below half the mode,
+  positions permuted; drawn afresh per trial, so the target's index is random) with the full tabular class
+  (exact MLE = empirical pick frequencies; Assumption 4.1 holds). Here the MLE's π̂(y*|x) is the fraction of picks equal
   to y*, and "≤ 1 − δ" fails once a fraction δ of the picks is wrong — the mechanism behind 1/δ in the proof.
 
 Control (the mechanism absent): the reference slope of log(2/δ) alone (what m̂ would do if only N depended on
 δ) next to Theorem 4.1's along-sweep slope of log(1/δ)/δ. Verdict per family: ``finding: …`` when the
 95% interval of the fitted exponent lies below 1 (the 1/δ factor is not needed there), ``consistent`` when it
 reaches [1, Theorem 4.1's along-sweep slope], ``inconsistent`` above it (faster than the upper bound).
-Every setting shares one compiled program per family (δ, ε, the instance are traced arguments).
+Every setting shares one compiled program per family (δ, ε, the instance are traced arguments), and those
+programs are shared with ``sft_gamma`` (:mod:`experiments._scaling`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import bounds
 from sharpsim import rewards
-from sharpsim.classes import FiniteClass, TabularClass
+from sharpsim.classes import TabularClass
 from sharpsim.complexity import fit_loglog_slope
-from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.plotting import BoundCurve
-from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Check, Experiment, rows_where
+from sharpsim.runner import Check, Experiment
 
 from experiments import _scaling as S
-from experiments._hard import _member_oracle, bon_closure_stack, hard_class_arrays, lattice
 
 RHO = 0.1
-GAMMA = {"hard": 0.5, "planted": 0.0}
 REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
 _DELTAS = {"quick": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625),
            "full": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625)}
-HARD = {"epsilon": 0.04, "C": 1.0, "d": 2}
-PLANTED = {"X": 4, "Y": 16, "scale": 1.0, "epsilon": 0.1}
+HARD = {"epsilon": 0.04, "C": 1.0, "d": S.HARD_D}
+RANDOM = {"K": 1, "p": 0.125, "epsilon": 0.1}  # near_max_group with K = 1: a random planted mode, C_cov = 8
 
 
 def n_delta(M: int, delta: float) -> int:
@@ -59,87 +54,28 @@ def n_delta(M: int, delta: float) -> int:
     return int(math.ceil(math.log(delta) / math.log(1.0 - 2.0 / M) - 1e-12))
 
 
-def _hard_constants():
-    Delta, M = bounds.hard_instance_parameters(HARD["epsilon"], HARD["C"])
-    return float(Delta), int(M)
-
-
-def _planted_constants(samples: int = 512) -> dict:
-    """C_cov and the mode mass of the random family, averaged over instances (NumPy, fixed seed)."""
-    rng = np.random.default_rng(0)
-    logits = PLANTED["scale"] * rng.standard_normal((samples, PLANTED["X"], PLANTED["Y"]))
-    p = np.exp(logits - logits.max(-1, keepdims=True))
-    p_star = (p / p.sum(-1, keepdims=True)).max(-1)
-    return {"C_cov": float(np.mean(np.mean(1.0 / p_star, -1))), "p_star_min": float(np.quantile(p_star, 0.05))}
-
-
 def settings(mode: str) -> list:
-    Delta, M = _hard_constants()
-    out = [{"family": "hard", "delta": dl, "gamma": 0.5, "epsilon": HARD["epsilon"], "C": HARD["C"], "d": HARD["d"],
-            "M": M, "Delta": Delta, "C_cov": (1 - Delta) + Delta * M / 2, "log_class_size": HARD["d"] * math.log(M),
+    Delta, M = bounds.hard_instance_parameters(HARD["epsilon"], HARD["C"])
+    Delta, M = float(Delta), int(M)
+    out = [{"family": "hard", "delta": dl, "epsilon": HARD["epsilon"], "C": HARD["C"], "d": HARD["d"], "M": M,
+            "Delta": Delta, "C_cov": (1 - Delta) + Delta * M / 2, "log_class_size": HARD["d"] * math.log(M),
             "N_delta": n_delta(M, dl)} for dl in _DELTAS[mode]]
-    pc = _planted_constants()
-    X, Y = PLANTED["X"], PLANTED["Y"]
-    out += [{"family": "planted", "delta": dl, "gamma": 0.0, "epsilon": PLANTED["epsilon"], "X": X, "Y": Y,
-             "scale": PLANTED["scale"], "C_cov": pc["C_cov"],
-             "log_class_size": TabularClass(X, Y).log_covering_number(PLANTED["epsilon"])} for dl in _DELTAS[mode]]
-    return out
+    X, Y = S.GROUP_SHAPE["X"], S.GROUP_SHAPE["Y"]
+    return out + [{"family": "random", "delta": dl, **RANDOM, "C_cov": 1.0 / RANDOM["p"],
+                   "log_class_size": TabularClass(X, Y).log_covering_number(RANDOM["epsilon"])} for dl in _DELTAS[mode]]
 
 
 def grids(family: str, mode: str) -> tuple:
-    if family == "hard":
-        Delta, M = _hard_constants()
-        d_over = HARD["d"] / Delta
-        return (tuple(lattice(1.2 * d_over, 20 * d_over, 2)),
-                tuple(lattice(0.22 * M, 1.4 * n_delta(M, min(_DELTAS[mode])), 4)))
-    p_low = _planted_constants()["p_star_min"]
-    return tuple(lattice(PLANTED["X"], 16 * PLANTED["X"], 2)), tuple(lattice(1, 3 * math.log(4 / min(_DELTAS[mode]) / RHO) / p_low, 4))
-
-
-@functools.lru_cache(maxsize=None)
-def _program(family: str, n_grid: tuple, N_grid: tuple, reward):
-    """jit(vmap over trials): per trial a fresh instance, one SFT sweep, the first stable N per n."""
-    from sharpsim.algorithms import sft_sharpening_sweep
-
-    if family == "hard":
-        def one(key, lp, valid, stack, mu, M, epsilon, delta):
-            k_inst, k_alg = jax.random.split(key)
-            oracle = _member_oracle(k_inst, lp, mu, M)
-            classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
-            sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=delta,
-                                         gamma=GAMMA["hard"], reward=reward)
-            return S._first_stable(sweep.sharpness_error <= epsilon)
-
-        return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 7))
-
-    X, Y = PLANTED["X"], PLANTED["Y"]
-
-    def one(key, scale, mu, epsilon, delta):
-        k_inst, k_alg = jax.random.split(key)
-        pi = TabularPolicy.from_logits(scale * jax.random.normal(k_inst, (X, Y), mu.dtype))
-        sweep = sft_sharpening_sweep(k_alg, SampleEvaluateOracle(pi, mu), TabularClass(X, Y), n_grid, N_grid,
-                                     delta=delta, gamma=0.0, reward=reward)
-        return S._first_stable(sweep.sharpness_error <= epsilon)
-
-    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 4))
+    return S.hard_grids(mode) if family == "hard" else S.group_grids(mode)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
-    fam = setting["family"]
-    n_grid, N_grid = grids(fam, mode)
-    dtype = jnp.result_type(float)
-    eps, dl = jnp.asarray(setting["epsilon"], dtype), jnp.asarray(setting["delta"], dtype)
-    prog = _program(fam, n_grid, N_grid, REWARD)
-    if fam == "hard":
-        M, d = int(setting["M"]), int(setting["d"])
-        lp, valid, mu = hard_class_arrays(M, d, M, float(setting["Delta"]))
-        stack = bon_closure_stack(M, d, M, N_grid)
-        first, viol = prog(keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype),
-                           jnp.asarray(mu, dtype), jnp.int32(M), eps, dl)
-    else:
-        mu = jnp.full((PLANTED["X"],), 1.0 / PLANTED["X"], dtype)
-        first, viol = prog(keys, jnp.asarray(setting["scale"], dtype), mu, eps, dl)
-    return S.stable_rows(first, viol, n_grid, N_grid)
+    if setting["family"] == "hard":
+        return S.run_hard(keys, setting, mode, REWARD, setting["delta"])
+    n_grid, N_grid = grids("random", mode)
+    _, _, first, viol, _, _ = S.run_group(keys, RANDOM["K"], RANDOM["p"], RANDOM["epsilon"], setting["delta"], mode,
+                                          REWARD)
+    return S.stable_rows(first, viol, n_grid, N_grid)  # the exact-argmax arm (γ = 0; the same set when K = 1)
 
 
 # ------------------------------------------------------------------------------------------ analysis
@@ -191,13 +127,13 @@ def _family_checks(fam: str, pts: list) -> tuple[list, dict]:
 
 def analyze(rows: list, mode: str) -> dict:
     out = {"rho": RHO, "checks": [], "families": {}}
-    for fam in ("hard", "planted"):
+    for fam in ("hard", "random"):
         rs = [r for r in rows if r.get("family") == fam]
         if not rs:
             continue
         n_grid, N_grid = grids(fam, mode)
         pts = sorted(S.measure(rs, n_grid, N_grid, RHO, fields=("family", "delta", "epsilon", "C_cov", "log_class_size",
-                                                               "N_delta", "M")), key=lambda p: -p["delta"])
+                                                               "N_delta", "M", "d")), key=lambda p: -p["delta"])
         for p in pts:
             p["N_grid"] = list(N_grid)
         checks, ref = _family_checks(fam, pts)
@@ -231,8 +167,8 @@ EXPERIMENT = Experiment(
     claim=("Theorem 4.1 bounds SFT-sharpening's queries by C_cov log(|Π|/ρ) log(1/δ)/(δ ε²); whether the 1/δ is "
            "necessary is left open. Measured on the Theorem 3.1′ instance and on random tabular instances."),
     paper_refs=("Theorem 4.1", "Eq. (7)", "Theorem 4.1′ (App. I)", "theory.md §6"),
-    instance=("hard: Thm 3.1′ instance (ε = 0.04, C = 1, d = 2) with its best-of-N closure class; planted: random "
-              "tabular instances (X = 4, Y = 16, logits N(0, 1)) with the tabular class"),
+    instance=("hard: Thm 3.1′ instance (ε = 0.04, C = 1, d = 2) with its best-of-N closure class; random: "
+              "near_max_group instances (X = 4, Y = 96, mode mass 1/8, K = 1) with the tabular class"),
     sweep="δ = 1/2 … 1/64 (1/256 in --full) at fixed ε; (n, N) lattice per family from one draw per trial",
     algorithms=("sft_sharpening_sweep",),
     bounds=("thm_4_1",),
