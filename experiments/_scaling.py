@@ -129,7 +129,7 @@ def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: st
     chi2, dof, pval = lack_of_fit(fit, [p["lower"] for p in ps], [p["upper"] for p in ps])
     lo_band = min([predicted, *band.values()])
     hi_band = max([predicted, *band.values()])
-    verdict = "consistent" if fit.lower <= hi_band and fit.upper >= lo_band else "inconsistent"
+    verdict = "consistent" if fit.lower <= hi_band + 1e-9 and fit.upper >= lo_band - 1e-9 else "inconsistent"
     text = (f"{len(ps)} points; accepted exponent band [{lo_band:.3f}, {hi_band:.3f}] = log-free {predicted:g} and "
             + ", ".join(f"{k} {v:.3f}" for k, v in band.items())
             + f" (one-sided: only as far as those log factors push); lack of fit χ² = {chi2:.2f} on {dof} dof "
