@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +71,7 @@ def measure(rows: list, n_grid, N_grid, rho: float, group=("setting",), fields=(
     for key in keys:
         rs = [r for r in rows if tuple(r[k] for k in group) == key]
         gc = grid_sample_complexity(n_grid, N_grid, success_table(rs, n_grid, N_grid), rho,
-                                    seed=abs(hash(key)) % 2**31)
+                                    seed=zlib.crc32(repr(key).encode()))  # stable across processes
         base = {k: rs[0][k] for k in fields if k in rs[0]}
         out.append({**base, **dict(zip(group, key)), "m_hat": gc.estimate, "lower": gc.lower, "upper": gc.upper,
                     "n_at": gc.n_at, "N_at": gc.estimate / gc.n_at if math.isfinite(gc.estimate) else math.inf,
