@@ -93,6 +93,8 @@ def lack_of_fit(fit: SlopeFit, lower, upper) -> tuple[float, int, float]:
     """
     x, y = np.asarray(fit.x, float), np.asarray(fit.y, float)
     sigma = (np.log(np.asarray(upper, float)) - np.log(np.asarray(lower, float))) / (2 * 1.959964)
+    if float(sigma.max()) <= 0:  # exact values (no sampling noise): a χ² against zero-width intervals means nothing
+        return math.nan, max(len(x) - 2, 1), math.nan
     sigma = np.maximum(sigma, max(1e-12, 1e-3 * float(sigma.max())))
     chi2 = float(np.sum(((np.log(y) - np.log(fit.predict(x))) / sigma) ** 2))
     dof = max(len(x) - 2, 1)
@@ -133,8 +135,9 @@ def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: st
     verdict = "consistent" if fit.lower <= hi_band + 1e-9 and fit.upper >= lo_band - 1e-9 else "inconsistent"
     text = (f"{len(ps)} points; accepted exponent band [{lo_band:.3f}, {hi_band:.3f}] = log-free {predicted:g} and "
             + ", ".join(f"{k} {v:.3f}" for k, v in band.items())
-            + f" (one-sided: only as far as those log factors push); lack of fit χ² = {chi2:.2f} on {dof} dof "
-              f"(p = {pval:.3g}). {note}")
+            + " (one-sided: only as far as those log factors push); "
+            + (f"lack of fit χ² = {chi2:.2f} on {dof} dof (p = {pval:.3g}). " if math.isfinite(chi2) else
+               "exact points (zero-width intervals): no lack-of-fit χ². ") + note)
     return Check(label, predicted, fit.slope, fit.lower, fit.upper, verdict, text).as_dict(), fit
 
 

@@ -239,5 +239,5 @@ EXPERIMENT = Experiment(
     run_setting=run_setting,
     analyze=analyze,
     plot=plot,
-    trials={"quick": 8, "full": 64},
+    trials={"quick": 6, "full": 64},
 )

@@ -42,7 +42,7 @@ RHO = 0.1
 DELTA = 0.25
 EPSILON = 0.5  # one prompt: sharpness error ∈ {0, 1}, so any ε < 1 means "π̂(2, 1) > 1 − δ"
 N_TOKENS = 16
-NET = 25  # grid points per coordinate of the net (t, u)
+NET = 17  # grid points per coordinate of the net (t, u)
 REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
 FLOAT_SLACK = 1e-5
 _SCALES = {"quick": (1.0, 2.0, 4.0), "full": (0.5, 1.0, 2.0, 4.0, 8.0)}
@@ -205,7 +205,7 @@ EXPERIMENT = Experiment(
            "supremum (< 1/2) on π_base's unique argmax, whatever the budget and the norm bound, while over a class "
            "that contains π^BoN_N the same draws sharpen at a finite budget."),
     paper_refs=("Remark 4.1", "Assumption 4.1", "Proposition E.2", "Lemma J.4"),
-    instance="Prop. E.2 with n = 16 tokens (B = log n), one prompt; a 25×25 net of the class at B′ ∈ {1, 2, 4}·log n",
+    instance="Prop. E.2 with n = 16 tokens (B = log n), one prompt; a 17×17 net of the class at B′ ∈ {1, 2, 4}·log n",
     sweep="(n, N) grid (budgets 1 … 32768) from one draw per trial; norm bound B′",
     algorithms=("sft_sharpening_sweep",),
     bounds=(),
@@ -219,5 +219,5 @@ EXPERIMENT = Experiment(
     run_setting=run_setting,
     analyze=analyze,
     plot=plot,
-    trials={"quick": 64, "full": 512},
+    trials={"quick": 48, "full": 512},
 )

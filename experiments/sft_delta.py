@@ -181,5 +181,5 @@ EXPERIMENT = Experiment(
     run_setting=run_setting,
     analyze=analyze,
     plot=plot,
-    trials={"quick": 128, "full": 1000},
+    trials={"quick": 96, "full": 1000},
 )
