@@ -1,6 +1,8 @@
 """Problem instances: a base policy π_base, a prompt distribution μ, and (where the paper has one) a class Π.
 
 * :func:`planted_mode` — random tabular policies whose coverage C_cov and margin γ_margin are set exactly;
+* :func:`near_max_group` — random tabular policies (jittable) whose mode has mass p and whose
+  y*_{1/2}(x) is a group of K near-maximal responses, so C_cov = 1/p while C_cov,1/2 ≈ 1/(0.875 K p);
 * :func:`hard_instance` — the lower-bound instance of Theorem 3.1′ (App. H) with its finite class [M]^d;
 * :func:`example_j1` — Example J.1: a 1/4-packing of the unit sphere, log-linear π_base, C_cov = exp(Ω(d)).
 
@@ -30,7 +32,7 @@ from sharpsim._validation import (
 )
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["Instance", "planted_mode", "hard_instance", "hard_instance_for", "example_j1"]
+__all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_for", "example_j1"]
 
 
 @jax.tree_util.register_dataclass
@@ -135,6 +137,38 @@ def _capped_random_split(rng, total: float, k: int, cap: float) -> np.ndarray:
         free = ~over & (shares < cap)
         shares[free] += excess * shares[free] / shares[free].sum()
     return np.minimum(shares, cap)
+
+
+def near_max_group(key, K, num_prompts: int, num_responses: int, mode_mass) -> TabularPolicy:
+    """Random π_base whose (1/2)-approximate argmax set is a group of K near-maximal responses (App. F.1).
+
+    At every prompt: one response (the mode) has mass ``mode_mass`` = p, K − 1 more have p·(1 − U/4) with
+    U ~ U[0, 1) (so they lie in (0.75p, p]), and the remaining mass is shared by the other responses with
+    factors in [0.9, 1.1]; positions are a random permutation per prompt, so no index is favoured. Hence
+    C_cov = E_μ[1/p] = 1/p whatever K, while y*_{1/2}(x) is exactly the K-group (mass ∈ (0.75Kp, Kp]) as long
+    as every other share stays below p/2, which holds when (1 − 0.75Kp)·1.1/(0.9(Y − K)) < p/2 (a ValueError
+    says so for concrete arguments). Jittable and vmappable: ``K`` and ``mode_mass`` may be traced; the
+    sizes are static. Used by the ``sft_gamma`` (Theorem 4.1′) and ``sft_delta`` experiments.
+    """
+    X = check_positive_int(num_prompts, "num_prompts")
+    Y = check_positive_int(num_responses, "num_responses")
+    if not isinstance(K, jax.core.Tracer) and not isinstance(mode_mass, jax.core.Tracer):
+        k, p = int(K), float(mode_mass)
+        if not 1 <= k < Y or not 0 < p * k <= 1:
+            raise ValueError(f"need 1 <= K < num_responses and 0 < K·mode_mass <= 1, got K={K}, mode_mass={mode_mass}.")
+        if (1 - 0.75 * k * p) * 1.1 / (0.9 * (Y - k)) >= p / 2:
+            raise ValueError(f"num_responses={Y} is too small for K={k}, mode_mass={p}: the other responses could "
+                             "reach mode_mass/2 and join y*_(1/2); raise num_responses or mode_mass.")
+    k1, k2, k3 = jax.random.split(key, 3)
+    dtype = jnp.result_type(float)
+    idx = jnp.arange(Y)
+    in_group = idx[None, :] < K
+    group = jnp.where(idx[None, :] == 0, mode_mass, mode_mass * (1.0 - 0.25 * jax.random.uniform(k1, (X, Y), dtype)))
+    f = jnp.where(in_group, 0.0, 0.9 + 0.2 * jax.random.uniform(k2, (X, Y), dtype))
+    rest = (1.0 - jnp.sum(jnp.where(in_group, group, 0.0), -1, keepdims=True)) * f / jnp.sum(f, -1, keepdims=True)
+    probs = jnp.where(in_group, group, rest)
+    perm = jax.vmap(lambda k: jax.random.permutation(k, Y))(jax.random.split(k3, X))
+    return TabularPolicy(log_probs=jnp.log(jnp.take_along_axis(probs, perm, axis=1)))
 
 
 # ---------------------------------------------------------------------------------------- Theorem 3.1'

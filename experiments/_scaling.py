@@ -1,0 +1,261 @@
+"""Shared pieces of the SFT scaling sweeps of issue 11 (``sft_delta``, ``sft_class_size``, ``sft_gamma``).
+
+Each of those experiments runs :func:`sharpsim.algorithms.sft_sharpening_sweep` over an absolute (n, N)
+lattice from ONE draw per trial (one compile per experiment: every setting parameter is a traced argument),
+records per trial and n the smallest grid N from which the run is sharpened (``sharpened_from_N``), and
+reads m̂(ρ) = the smallest n·N with success rate ≥ 1 − ρ off the grid with a paired bootstrap over trials
+(:func:`experiments._hard.grid_sample_complexity`). This module holds the row format, the m̂ table, the slope
+check and the figure they share:
+
+* :func:`stable_rows` / :func:`success_table` — tidy rows ↔ ``success [G, H, K]``;
+* :func:`measure` — m̂ with its 95% bootstrap interval per setting (grouped by the given keys);
+* :func:`slope_check` — a weighted log-log fit from ≥ 5 points with a lack-of-fit statistic (χ² of the
+  residuals against the bootstrap intervals, its p-value), judged against an exponent *band*: the log-free
+  exponent and the along-sweep slopes of the bounds (their own log factors), so the tolerance is one-sided in
+  the direction those logs push;
+* :func:`figure` — the empirical m̂ with band, the bounds dashed (constant fitted), log-log, slope in legend.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+from experiments._hard import _first_stable, grid_sample_complexity  # noqa: F401  (re-exported for the programs)
+from sharpsim.complexity import SlopeFit, fit_loglog_slope
+from sharpsim.runner import Check
+
+MIN_POINTS = 5  # slope fits use at least this many sweep points
+
+
+def stable_rows(first, viol, n_grid, N_grid, **extra) -> list:
+    """Rows from ``first [K, G]`` (index of the first grid N from which every larger N is sharpened; G = len
+    n_grid, H = len N_grid means never) and ``viol [K]`` (isolated successes followed by a failure, counted as
+    failures). ``queries`` = n·N_max, the largest run the row examined."""
+    first, viol = np.asarray(first), np.asarray(viol)
+    N_arr = np.asarray(N_grid, float)
+    N_max = int(N_grid[-1])
+    rows = []
+    for t in range(first.shape[0]):
+        for g, n in enumerate(n_grid):
+            f = int(first[t, g])
+            rows.append({"trial": t, "queries": int(n) * N_max, "metric": "sharpened_from_N",
+                         "value": float(N_arr[f]) if f < len(N_grid) else math.inf, "n": int(n), "N": N_max, **extra})
+        rows.append({"trial": t, "queries": int(n_grid[-1]) * N_max, "metric": "non_monotone",
+                     "value": float(viol[t]), "n": int(n_grid[-1]), "N": N_max, **extra})
+    return rows
+
+
+def success_table(rows: list, n_grid, N_grid) -> np.ndarray:
+    """``success [G, H, K]`` from the ``sharpened_from_N`` rows of one setting (and one arm)."""
+    rs = [r for r in rows if r["metric"] == "sharpened_from_N"]
+    trials = sorted({r["trial"] for r in rs})
+    pos_t = {t: i for i, t in enumerate(trials)}
+    pos_n = {int(n): i for i, n in enumerate(n_grid)}
+    first = np.full((len(n_grid), len(trials)), np.inf)
+    for r in rs:
+        first[pos_n[int(r["n"])], pos_t[r["trial"]]] = float(r["value"])
+    return np.asarray(N_grid, float)[None, :, None] >= first[:, None, :]
+
+
+def measure(rows: list, n_grid, N_grid, rho: float, group=("setting",), fields=()) -> list:
+    """m̂(ρ) per group of rows: dicts with the group's ``fields`` and m_hat, lower, upper, N_at, n_at, …"""
+    keys = sorted({tuple(r[k] for k in group) for r in rows}, key=lambda t: tuple(map(str, t)))
+    out = []
+    for key in keys:
+        rs = [r for r in rows if tuple(r[k] for k in group) == key]
+        gc = grid_sample_complexity(n_grid, N_grid, success_table(rs, n_grid, N_grid), rho,
+                                    seed=zlib.crc32(repr(key).encode()))  # stable across processes
+        base = {k: rs[0][k] for k in fields if k in rs[0]}
+        out.append({**base, **dict(zip(group, key)), "m_hat": gc.estimate, "lower": gc.lower, "upper": gc.upper,
+                    "n_at": gc.n_at, "N_at": gc.estimate / gc.n_at if math.isfinite(gc.estimate) else math.inf,
+                    "reached_fraction": gc.reached_fraction, "below_grid": gc.below_grid,
+                    "non_monotone": float(sum(r["value"] for r in rs if r["metric"] == "non_monotone"))})
+    return out
+
+
+def usable(pts: list) -> list:
+    """Points with a finite m̂ and a finite, positive interval (the ones a slope can be fitted to)."""
+    return [p for p in pts if all(math.isfinite(p[k]) for k in ("m_hat", "lower", "upper")) and p["lower"] > 0]
+
+
+def lack_of_fit(fit: SlopeFit, lower, upper) -> tuple[float, int, float]:
+    """χ² = Σ ((log y − fit)/σ)² with σ from the 95% intervals, its degrees of freedom and p-value.
+
+    A small p-value means the points scatter around the line more than their own intervals allow: the
+    straight line (a single exponent) does not describe the range, e.g. a pre-asymptotic bend.
+    """
+    x, y = np.asarray(fit.x, float), np.asarray(fit.y, float)
+    sigma = (np.log(np.asarray(upper, float)) - np.log(np.asarray(lower, float))) / (2 * 1.959964)
+    if float(sigma.max()) <= 0:  # exact values (no sampling noise): a χ² against zero-width intervals means nothing
+        return math.nan, max(len(x) - 2, 1), math.nan
+    sigma = np.maximum(sigma, max(1e-12, 1e-3 * float(sigma.max())))
+    chi2 = float(np.sum(((np.log(y) - np.log(fit.predict(x))) / sigma) ** 2))
+    dof = max(len(x) - 2, 1)
+    return chi2, dof, float(scipy.stats.chi2.sf(chi2, dof))
+
+
+def fit_points(pts: list, x):
+    """Weighted log-log fit of m̂ against ``x`` (aligned with ``pts``) with the bootstrap intervals as weights."""
+    return fit_loglog_slope(x, [p["m_hat"] for p in pts], y_lower=[p["lower"] for p in pts],
+                            y_upper=[p["upper"] for p in pts])
+
+
+def along_sweep_slope(bound, values: dict, x) -> float:
+    """Log-log slope of a bound's shape along the actual sweep points (its log factors included)."""
+    vals = {k: v for k, v in values.items() if k in bound.symbols}
+    return float(fit_loglog_slope(np.asarray(x, float), np.asarray(bound.numeric(**vals), float)).slope)
+
+
+def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: str = "") -> tuple[dict, object]:
+    """Fit m̂ vs x (≥ :data:`MIN_POINTS` usable points) and judge it against ``predicted``.
+
+    ``band`` maps names to along-sweep slopes (the bounds with their logs, exact finite-size references);
+    the accepted region is [min(predicted, band), max(predicted, band)], i.e. the tolerance reaches exactly as
+    far as the references' own log factors push, on their side only. Verdict: consistent when the 95% interval
+    meets that region, inconsistent otherwise, inconclusive with fewer than 5 usable points. Returns
+    ``(check dict, fit or None)``; the note reports the lack-of-fit χ².
+    """
+    ok = [(p, xi) for p, xi in zip(pts, x) if p in usable(pts)]
+    if len(ok) < MIN_POINTS:
+        return Check(label, predicted, math.nan, math.nan, math.nan, "inconclusive",
+                     f"only {len(ok)} of {len(pts)} settings reached 1 − ρ with a finite interval "
+                     f"(need {MIN_POINTS}); widen the grid. {note}").as_dict(), None
+    ps, xs = [p for p, _ in ok], [xi for _, xi in ok]
+    fit = fit_points(ps, xs)
+    chi2, dof, pval = lack_of_fit(fit, [p["lower"] for p in ps], [p["upper"] for p in ps])
+    lo_band = min([predicted, *band.values()])
+    hi_band = max([predicted, *band.values()])
+    verdict = "consistent" if fit.lower <= hi_band + 1e-9 and fit.upper >= lo_band - 1e-9 else "inconsistent"
+    text = (f"{len(ps)} points; accepted exponent band [{lo_band:.3f}, {hi_band:.3f}] = log-free {predicted:g} and "
+            + ", ".join(f"{k} {v:.3f}" for k, v in band.items())
+            + " (one-sided: only as far as those log factors push); "
+            + (f"lack of fit χ² = {chi2:.2f} on {dof} dof (p = {pval:.3g}). " if math.isfinite(chi2) else
+               "exact points (zero-width intervals): no lack-of-fit χ². ") + note)
+    return Check(label, predicted, fit.slope, fit.lower, fit.upper, verdict, text).as_dict(), fit
+
+
+def fit_dict(fit) -> dict | None:
+    if fit is None:
+        return None
+    return {"slope": fit.slope, "lower": fit.lower, "upper": fit.upper, "intercept": fit.intercept,
+            "x": np.asarray(fit.x).tolist(), "y": np.asarray(fit.y).tolist()}
+
+
+def figure(path_stem, pts: list, x, *, xlabel: str, title: str, label: str, bounds=(), fit=None,
+           predicted=None, extra_series=(), ylabel: str = "m̂(ρ) = n·N queries") -> list:
+    """The standard scaling figure (empirical band, bounds dashed with fitted constants, log-log, slope)."""
+    from sharpsim.plotting import scaling_figure
+
+    return scaling_figure(
+        path_stem, x=np.asarray(x, float), y=[p["m_hat"] for p in pts], y_lower=[p["lower"] for p in pts],
+        y_upper=[p["upper"] for p in pts], xlabel=xlabel, ylabel=ylabel, title=title, label=label, bounds=bounds,
+        fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=predicted,
+        normalise_by=0 if bounds else None, extra_series=extra_series)
+
+
+# ------------------------------------------------------------------------------------------ shared programs
+# One compiled program per instance family, shared by the experiments that use it (sft_delta's hard family and
+# sft_gamma's p = 2 part; sft_delta's random family and sft_gamma's γ part): same static grids, same padded
+# shapes, so ``sharpsim reproduce`` compiles each once. Every setting parameter is a traced argument.
+GROUP_SHAPE = {"X": 4, "Y": 96}  # near_max_group instances: prompts (uniform μ) and responses
+HARD_D = 2  # rare prompts of the hard instances of sft_delta (ε = 0.04) and sft_gamma's p = 2 sweep
+
+
+def hard_settings_M_max(mode: str) -> int:
+    from experiments import sft_delta, sft_gamma
+
+    return max(s["M"] for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if "M" in s and s.get("d") == HARD_D
+               and s.get("family", "hard") == "hard")
+
+
+def hard_grids(mode: str) -> tuple:
+    """The (n, N) lattice shared by every d = 2 hard-instance setting of sft_delta and sft_gamma."""
+    from experiments import sft_delta, sft_gamma
+    from experiments._hard import lattice
+
+    ss = [s for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if s.get("family", "hard") == "hard" and "M" in s]
+    dd = [s["d"] / s["Delta"] for s in ss]
+    N_hi = max(max(0.9 * s["M"] for s in ss), max(1.4 * s.get("N_delta", 0) for s in ss))
+    return (tuple(lattice(1.2 * min(dd), 20 * max(dd), 2)), tuple(lattice(0.22 * min(s["M"] for s in ss), N_hi, 4)))
+
+
+def group_grids(mode: str) -> tuple:
+    from experiments._hard import lattice
+
+    X = GROUP_SHAPE["X"]
+    return tuple(lattice(X, 16 * X, 2)), tuple(lattice(1, 160, 4))
+
+
+@functools.lru_cache(maxsize=None)
+def hard_program(n_grid: tuple, N_grid: tuple, reward):
+    """jit(vmap over trials) of SFT on the padded hard class, δ and ε traced: (first_stable [K, G], viol [K])."""
+    from sharpsim.algorithms import sft_sharpening_sweep
+    from sharpsim.classes import FiniteClass
+    from experiments._hard import _member_oracle
+
+    def one(key, lp, valid, stack, mu, M, epsilon, delta):
+        k_inst, k_alg = jax.random.split(key)
+        oracle = _member_oracle(k_inst, lp, mu, M)
+        classes = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
+        sweep = sft_sharpening_sweep(k_alg, oracle, lambda N: classes[N], n_grid, N_grid, delta=delta, gamma=0.5,
+                                     reward=reward)
+        return _first_stable(sweep.sharpness_error <= epsilon)
+
+    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 7))
+
+
+def run_hard(keys, setting: dict, mode: str, reward, delta: float) -> list:
+    """One hard-instance setting (fields M, d, Delta, epsilon) through :func:`hard_program`: tidy rows."""
+    from experiments._hard import bon_closure_stack, hard_class_arrays
+
+    n_grid, N_grid = hard_grids(mode)
+    M, d, M_max = int(setting["M"]), int(setting["d"]), hard_settings_M_max(mode)
+    lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
+    stack = bon_closure_stack(M, d, M_max, N_grid)
+    dtype = jnp.result_type(float)
+    first, viol = hard_program(n_grid, N_grid, reward)(
+        keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype), jnp.asarray(mu, dtype),
+        jnp.int32(M), jnp.asarray(setting["epsilon"], dtype), jnp.asarray(delta, dtype))
+    return stable_rows(first, viol, n_grid, N_grid)
+
+
+@functools.lru_cache(maxsize=None)
+def group_program(n_grid: tuple, N_grid: tuple, reward):
+    """jit(vmap over trials) of SFT with the tabular class on :func:`sharpsim.instances.near_max_group`
+    instances (K, mode mass p, ε, δ traced). Per trial one draw scored against y*_{1/2} and y* (γ = 0).
+    Returns (first_γ, viol_γ, first_0, viol_0, exact C_cov,1/2, exact C_cov)."""
+    from sharpsim import metrics
+    from sharpsim.algorithms import sft_sharpening_sweep
+    from sharpsim.classes import TabularClass
+    from sharpsim.instances import near_max_group
+    from sharpsim.oracle import SampleEvaluateOracle
+
+    X, Y = GROUP_SHAPE["X"], GROUP_SHAPE["Y"]
+
+    def one(key, K, p, epsilon, delta):
+        k_inst, k_alg = jax.random.split(key)
+        pi = near_max_group(k_inst, K, X, Y, p)
+        mu = jnp.full((X,), 1.0 / X, pi.log_probs.dtype)
+        oracle = SampleEvaluateOracle(pi, mu)
+        err = jax.vmap(lambda g: sft_sharpening_sweep(k_alg, oracle, TabularClass(X, Y), n_grid, N_grid, delta=delta,
+                                                      gamma=g, reward=reward).sharpness_error)(
+            jnp.array([0.5, 0.0], mu.dtype))
+        return (*_first_stable(err[0] <= epsilon), *_first_stable(err[1] <= epsilon),
+                metrics.coverage(pi, mu, gamma=0.5), metrics.coverage(pi, mu))
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+
+
+def run_group(keys, K: int, p: float, epsilon: float, delta: float, mode: str, reward) -> tuple:
+    n_grid, N_grid = group_grids(mode)
+    dtype = jnp.result_type(float)
+    out = group_program(n_grid, N_grid, reward)(keys, jnp.int32(K), jnp.asarray(p, dtype), jnp.asarray(epsilon, dtype),
+                                                jnp.asarray(delta, dtype))
+    return tuple(np.asarray(a) for a in out)
