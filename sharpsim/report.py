@@ -46,6 +46,13 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _interval(check: dict) -> str:
+    """The check's 95% interval, or "exact" for an exactly computed quantity (``"exact": true``, no interval)."""
+    if check.get("exact"):
+        return "exact"
+    return f"[{_fmt(check.get('lower'))}, {_fmt(check.get('upper'))}]"
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
@@ -95,7 +102,7 @@ def write_report(out_dir, experiments, *, filename: str = "report.md") -> pathli
         for c in checks:
             sec.append(
                 f"| {_cell(c['quantity'])} | {_fmt(c.get('predicted'))} | {_fmt(c.get('measured'))} | "
-                f"[{_fmt(c.get('lower'))}, {_fmt(c.get('upper'))}] | {c.get('verdict')} | {_cell(c.get('note', ''))} |"
+                f"{_interval(c)} | {c.get('verdict')} | {_cell(c.get('note', ''))} |"
             )
         sec += ["", f"**How to read the figure.** {exp.how_to_read}", ""]
         if summary.get("notes"):
