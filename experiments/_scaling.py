@@ -85,20 +85,18 @@ def usable(pts: list) -> list:
     return [p for p in pts if all(math.isfinite(p[k]) for k in ("m_hat", "lower", "upper")) and p["lower"] > 0]
 
 
-def lack_of_fit(fit: SlopeFit, lower, upper) -> tuple[float, int, float]:
-    """χ² = Σ ((log y − fit)/σ)² with σ from the 95% intervals, its degrees of freedom and p-value.
+def lack_of_fit(fit: SlopeFit, lower=None, upper=None) -> tuple[float, int, float]:
+    """The fit's own lack-of-fit χ² (``sharpsim.complexity``'s weighted-residual statistic, the one home of
+    that formula), its degrees of freedom and p-value; NaN for exact points (zero-width intervals), where a
+    χ² against no noise means nothing. ``lower``/``upper`` are accepted for symmetry and not used.
 
     A small p-value means the points scatter around the line more than their own intervals allow: the
     straight line (a single exponent) does not describe the range, e.g. a pre-asymptotic bend.
     """
-    x, y = np.asarray(fit.x, float), np.asarray(fit.y, float)
-    sigma = (np.log(np.asarray(upper, float)) - np.log(np.asarray(lower, float))) / (2 * 1.959964)
-    if float(sigma.max()) <= 0:  # exact values (no sampling noise): a χ² against zero-width intervals means nothing
-        return math.nan, max(len(x) - 2, 1), math.nan
-    sigma = np.maximum(sigma, max(1e-12, 1e-3 * float(sigma.max())))
-    chi2 = float(np.sum(((np.log(y) - np.log(fit.predict(x))) / sigma) ** 2))
-    dof = max(len(x) - 2, 1)
-    return chi2, dof, float(scipy.stats.chi2.sf(chi2, dof))
+    dof = max(int(np.size(fit.x)) - 2, 1)
+    if fit.lof_method != "chi2" or not math.isfinite(fit.lof_stat):
+        return math.nan, dof, math.nan
+    return float(fit.lof_stat), int(fit.lof_dof), float(fit.lof_pvalue)
 
 
 def fit_points(pts: list, x):

@@ -43,6 +43,7 @@ from sharpsim.complexity import SlopeFit, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
 from sharpsim.runner import Experiment, check_slope, rows_where
 
+from experiments._scaling import stable_rows
 from experiments._hard import (
     DELTA,
     bon_closure_stack,
@@ -108,23 +109,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     first, viol = fixed_sweep_program(n_grid, N_grid, _BREAK["ignore_best_of_n"])(
         keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype), jnp.asarray(mu, dtype),
         jnp.int32(M), jnp.asarray(setting["epsilon"], dtype))
-    return sharpened_rows(np.asarray(first), np.asarray(viol), n_grid, N_grid, algorithm="fixed")
-
-
-def sharpened_rows(first, viol, n_grid, N_grid, algorithm: str) -> list:
-    """Tidy rows from ``first [K, G]`` (index of the first stable grid N) and ``viol [K]``."""
-    N_arr = np.asarray(N_grid, float)
-    N_max = int(N_grid[-1])
-    rows = []
-    for t in range(first.shape[0]):
-        for g, n in enumerate(n_grid):
-            f = int(first[t, g])
-            rows.append({"trial": t, "queries": n * N_max, "metric": "sharpened_from_N",
-                         "value": float(N_arr[f]) if f < len(N_grid) else math.inf,
-                         "n": n, "N": N_max, "algorithm": algorithm})
-        rows.append({"trial": t, "queries": n_grid[-1] * N_max, "metric": "non_monotone", "value": float(viol[t]),
-                     "n": n_grid[-1], "N": N_max, "algorithm": algorithm})
-    return rows
+    return stable_rows(first, viol, n_grid, N_grid, algorithm="fixed")
 
 
 # ------------------------------------------------------------------------------------------ analysis
