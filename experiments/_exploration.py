@@ -63,8 +63,9 @@ def offline_prediction(pi_base, cls, grid, M, beta, ns, K_RARE, DELTA):  # noqa:
     p = np.exp(lp[M:M + K_RARE])
     b = lp[M:M + K_RARE] - lp[0]  # rare logits relative to the commons (whose logit is 0)
     theta = np.concatenate([grid, b[None]])  # the last member is π_base (its θ_j = b_j)
-    sharp = np.asarray(metrics.mass_on(TabularPolicy(log_probs=cls.log_probs[0]), metrics.argmax_set(pi_base)[0][None])
-                       > 1 - DELTA)
+    members = TabularPolicy(log_probs=cls.log_probs[0])  # [K, Y]: one row per member (prompt 0)
+    argmax = jnp.broadcast_to(metrics.argmax_set(pi_base)[0], members.log_probs.shape)
+    sharp = np.asarray(metrics.mass_on(members, argmax) > 1 - DELTA)
     true = (1 + 1 / beta) * b
     out = np.zeros(len(ns))
     for S in itertools.chain.from_iterable(itertools.combinations(range(K_RARE), r) for r in range(K_RARE + 1)):
