@@ -153,7 +153,7 @@ def _mhat(ns, succ, rho, seed):
 
 def _fit(points, key="uniform"):
     pts = [p for p in points if p[key]["ok"]]
-    if len(pts) < 2:
+    if len(pts) < 3:
         return None
     return fit_loglog_slope([1 / p["gamma_margin"] for p in pts], [p[key]["m_hat"] for p in pts],
                             y_lower=[max(p[key]["lower"], 1e-9) for p in pts], y_upper=[p[key]["upper"] for p in pts])
@@ -194,10 +194,10 @@ def analyze(rows: list, mode: str) -> dict:
             per.append(p)
     # 1. the exact version-space law (exact rewards, Eq. 8): Bonferroni over every (setting, n, tie-break)
     alpha = 0.01
-    pmin = min(law_tests)
+    pmin = min(law_tests, default=1.0)
     checks.append(Check(
         "Eq. (8), exact rewards: failure rate vs the exact version-space survival law (min two-sided binomial p)",
-        alpha / len(law_tests), pmin, pmin, pmin, "consistent" if pmin > alpha / len(law_tests) else "inconsistent",
+        alpha / max(len(law_tests), 1), pmin, pmin, pmin, "consistent" if pmin > alpha / max(len(law_tests), 1) else "inconsistent",
         f"{len(law_tests)} binomial tests (uniform and worst-case tie-break, every n); Bonferroni level {alpha} "
         "(false-failure rate ≤ 1%)").as_dict())
     # 2. exact rewards: does γ_margin matter?  (slope of m̂ vs 1/γ over γ ∈ [1/256, 1])
