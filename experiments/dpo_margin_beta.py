@@ -1,23 +1,15 @@
 """RLHF-sharpening (Eq. 8 and logistic DPO): the margin and the KL coefficient (Theorem 4.2).
 
-Theorem 4.2 (theory.md §9): with N = 2 responses per prompt (m = 2n), β ≲ γ_margin·δ·ε and Assumptions
-4.2–4.4, the Eq. (8) minimiser is (ε, δ)-sharpened w.p. ≥ 1 − ρ once m = Õ(C_conc log³(C_loss|Π|/ρ) /
-(γ_margin² δ² ε²)).
-
-Instance: :func:`instances.planted_mode`, X = 8 prompts (uniform μ), |Y| = 10, C_cov = 2.5, γ_margin exact.
-Class (Assumptions 4.2–4.4 hold): :func:`instances.margin_confuser_class` — π*_β and, for every set S of
-s = ⌊εX⌋ + 1 prompts (μ(S) just above ε), the confuser that swaps y* and the runner-up on S: the members for
-which the J-gap ≈ γ·δ·μ(S) argument is tight. Candidate order is random per trial (uniform tie-break =
-first index on a shuffled class); the worst-case tie-break (any minimiser) is reported beside it.
-
-Exact rewards: Eq. (8)'s minimisers are π*_β and the confusers no pair has touched, so the failure
-probability is the closed form :func:`finite_size.version_space_failure_probabilities` (printed beside each
-measurement). Noisy control: r̃ = log π_base + σξ, ξ ~ N(0, 1) fresh per query, in the regression target only.
-
-Sweeps: ``margin`` (γ from 1 to 1/256, exact rewards, arms eq8 and dpo), ``eps_delta`` (γ = 1/4),
-``noisy`` (σ = NOISE, γ ≪ σ), ``beta`` (γ = 1/4, n = n_max, β on a log grid vs the exact threshold).
-Rows: per trial, arm and n: ``sharpness_error`` (uniform tie-break) and ``worst_error``; exact rows
-(trial = −1): ``exact_worst_failure``/``exact_uniform_failure`` per n, ``exact_threshold_beta``.
+Theorem 4.2: with N = 2 (m = 2n), β ≲ γ_margin δ ε and Assumptions 4.2–4.4, Eq. (8) is (ε, δ)-sharpened w.p.
+≥ 1 − ρ once m = Õ(C_conc log³(C_loss|Π|/ρ) / (γ_margin² δ² ε²)).  Instance: planted_mode, X = 8 (uniform μ),
+|Y| = 10, C_cov = 2.5. Class (Assumptions 4.2–4.4 hold): instances.margin_confuser_class — π*_β and, for every
+set S of s = ⌊εX⌋ + 1 prompts (μ(S) just above ε), the confuser swapping y* and the runner-up on S (the members
+for which the J-gap ≈ γ δ μ(S) argument is tight). Candidate order is random per trial (uniform tie-break =
+first index on a shuffled class); the worst-case tie-break is reported beside it. With exact rewards the
+failure probability is the closed form finite_size.version_space_failure_probabilities, printed beside each
+measurement. Noisy control: r̃ = log π_base + σξ, ξ ~ N(0, 1) fresh per query, in the regression target only.
+Sweeps: margin (γ 1 … 1/256, arms eq8, dpo), eps_delta, noisy (σ = NOISE, γ ≪ σ), beta (γ = 1/4, log grid).
+Rows per trial, arm, n: sharpness_error (uniform tie-break), worst_error; exact rows (trial = −1).
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ import numpy as np
 import scipy.stats
 
 import bounds
-from sharpsim import SampleEvaluateOracle, exact, finite_size, instances, metrics
+from sharpsim import SampleEvaluateOracle, exact, finite_size, instances
 from sharpsim.algorithms import RLHFConfig, rlhf_sharpening_sweep
 from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
@@ -100,14 +92,9 @@ def exact_law(s: dict, n: int) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=None)
-def exact_threshold(gamma_margin, eps, delta, lo=1e-6, hi=1e3, iters=50) -> float:
-    """β_thr = sup{β : π*_β is (ε, δ)-sharpened}, bisection on log β (π*_β(y*) decreases in β)."""
-    pi_base, mu = instance(gamma_margin).pi_base, instance(gamma_margin).mu
-    err = lambda b: float(metrics.sharpness_error(exact.kl_regularized_optimum(pi_base, b), pi_base, mu, delta))  # noqa: E731
-    for _ in range(iters):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if err(mid) <= eps + SLACK else (lo, mid)
-    return lo
+def exact_threshold(gamma_margin, eps, delta) -> float:
+    inst = instance(gamma_margin)
+    return exact.sharpened_beta_threshold(inst.pi_base, inst.mu, eps, delta)
 
 
 def run_setting(keys, s: dict, mode: str) -> list:
@@ -119,10 +106,8 @@ def run_setting(keys, s: dict, mode: str) -> list:
         u, w = (np.asarray(a) for a in _trials(keys, inst.pi_base.log_probs, inst.mu, cls, jnp.float32(s["beta"]),
                                                 jnp.float32(s["sigma"]), loss=_LOSS[arm], ns=ns, delta=jnp.float32(s["delta"]),
                                                 scale=_TARGET_SCALE))
-        for t in range(u.shape[0]):
-            for g, n in enumerate(ns):
-                for metric, v in (("sharpness_error", u), ("worst_error", w)):
-                    rows.append(dict(trial=t, arm=arm, n=n, queries=2 * n, metric=metric, value=float(v[t, g])))
+        rows += [dict(trial=t, arm=arm, n=n, queries=2 * n, metric=m, value=float(v[t, g])) for t in range(u.shape[0])
+                 for g, n in enumerate(ns) for m, v in (("sharpness_error", u), ("worst_error", w))]
     if s["sigma"] == 0 and s["sweep"] != "beta":
         for n in ns:
             wf, uf = exact_law(s, n)
@@ -159,8 +144,8 @@ def _fit(points, key="uniform"):
                             y_lower=[max(p[key]["lower"], 1e-9) for p in pts], y_upper=[p[key]["upper"] for p in pts])
 
 
-def _nan_check(q, pred, why):
-    return Check(q, pred, float("nan"), float("nan"), float("nan"), "inconclusive", why).as_dict()
+def _nan_check(q, pred, why):  # noqa: E302
+    return Check(q, pred, *(float("nan"),) * 3, "inconclusive", why).as_dict()
 
 
 def analyze(rows: list, mode: str) -> dict:
@@ -218,9 +203,8 @@ def analyze(rows: list, mode: str) -> dict:
                    ("consistent" if fit.lower <= 2 <= fit.upper else "inconsistent"))
         checks.append(Check("slope of log m̂(ρ) vs log(1/γ_margin), Eq. (8), exact rewards, γ_margin ∈ [1/256, 1]",
                             2.0, fit.slope, fit.lower, fit.upper, verdict, note).as_dict())
-        checks.append(Check("slope of log m̂ vs log(1/γ_margin) ≤ 2 (Theorem 4.2 read as an upper bound), exact rewards",
-                            2.0, fit.slope, fit.lower, fit.upper, "consistent" if fit.lower <= 2 else "inconsistent",
-                            "").as_dict())
+        checks.append(Check("slope of log m̂ vs log(1/γ_margin) ≤ 2 (Theorem 4.2 as an upper bound), exact rewards", 2.0,
+                            fit.slope, fit.lower, fit.upper, "consistent" if fit.lower <= 2 else "inconsistent").as_dict())
     # 3. noisy control: the γ⁻² law where γ_margin ≪ σ
     noisy = [p for p in per if p["sweep"] == "noisy"]
     nf = _fit(noisy, "worst")
@@ -234,33 +218,27 @@ def analyze(rows: list, mode: str) -> dict:
             f"m ∝ σ²/γ_margin² once one pair's signal c²/(8σ²) ≪ 1; m̂ = {[round(p['worst']['m_hat']) for p in noisy]}")))
     # 4. DPO beside Eq. (8) (exact rewards, margin sweep)
     dpo = [p for p in per if p["arm"] == "dpo"]
-    reached = [p for p in dpo if p["uniform"]["ok"]]
+    frac = sum(p["uniform"]["ok"] for p in dpo) / max(len(dpo), 1)
     checks.append(Check(
-        "logistic DPO, exact rewards: fraction of margins at which DPO's m̂(ρ) is reached within m = 1024",
-        1.0, len(reached) / max(len(dpo), 1), float("nan"), float("nan"),
-        "consistent" if len(reached) == len(dpo) else
-        "finding: logistic DPO over this class does not recover π*_β at every margin",
-        f"DPO m̂ = {[round(p['uniform']['m_hat']) if p['uniform']['ok'] else None for p in dpo]}, final success rate "
-        f"{[round(p['uniform_rate'][-1], 3) for p in dpo]} for γ_margin = {[p['gamma_margin'] for p in dpo]}. Its "
-        "population loss is not zero at π*_β: a confuser that raises the runner-up's log-ratio lowers the logistic "
-        "loss on (y₂, other) pairs, so DPO need not select π*_β in a finite class.").as_dict())
+        "logistic DPO, exact rewards: fraction of margins at which DPO's m̂(ρ) is reached within the grid", 1.0, frac,
+        frac, frac, "consistent" if frac == 1 else "finding: logistic DPO does not recover π*_β at every margin",
+        f"DPO m̂ = {[round(p['uniform']['m_hat']) if p['uniform']['ok'] else None for p in dpo]} (Eq. 8: "
+        f"{[round(p['uniform']['m_hat']) for p in margin]}) for γ_margin = {[p['gamma_margin'] for p in dpo]}; the "
+        "logistic loss is not zero at π*_β, so one touching pair need not eliminate a confuser").as_dict())
     # 5. β sweep: the estimate at n_max succeeds for β ≤ γδε and fails above the exact threshold
     if beta_pts:
         recipe = float(bounds.dpo_beta(0.2, 0.2, 0.25))
         thr = beta_pts[0]["threshold"]
         below = [b for b in beta_pts if b["beta"] <= recipe]
         above = [b for b in beta_pts if b["beta"] > 1.05 * thr]
-        for sel, want_above, qq in ((below, True, "≥ 1 − ρ at every grid β ≤ γ_margin δ ε"),
-                                    (above[:1], False, f"< 1 − ρ at the first grid β above β_thr = {thr:.4g}")):
-            if not sel:
-                continue
+        for sel, up, qq in ((below, True, "≥ 1 − ρ at every grid β ≤ γ_margin δ ε"),
+                            (above[:1], False, f"< 1 − ρ at the first grid β above β_thr = {thr:.4g}")):
             k, K = sum(b["k"] for b in sel), sum(b["K"] for b in sel)
-            lo, hi = proportion_interval(k, K)
-            ok = (k / K >= 1 - RHO) if want_above else (k / K < 1 - RHO)
-            bad = (hi < 1 - RHO) if want_above else (lo >= 1 - RHO)
-            checks.append(Check(f"Eq. (8) success rate at n = 512, γ_margin = 1/4, {qq}", 1 - RHO, k / K, lo, hi,
-                                "consistent" if ok else ("inconsistent" if bad else "inconclusive"),
-                                "pooled Wilson interval").as_dict())
+            lo, hi = proportion_interval(k, max(K, 1))
+            ok, bad = ((k >= (1 - RHO) * K, hi < 1 - RHO) if up else (k < (1 - RHO) * K, lo >= 1 - RHO))
+            checks += [Check(f"Eq. (8) success rate at n = 512, γ_margin = 1/4, {qq}", 1 - RHO, k / max(K, 1), lo, hi,
+                             "consistent" if ok else ("inconsistent" if bad else "inconclusive"),
+                             "pooled Wilson interval").as_dict()] if sel else []
         checks.append(Check("β_thr / (γ_margin δ ε) ≥ 1 at γ_margin = 1/4 (the sufficient β is below the exact one)",
                             1.0, thr / recipe, thr / recipe, thr / recipe,
                             "consistent" if thr >= recipe else "inconsistent", "exact (bisection)").as_dict())
@@ -276,21 +254,13 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         pts = [p for p in summary["points"] if p["sweep"] == sweep]
         for arm, key, style in (("eq8", "uniform", "o-"), ("eq8", "worst", "s--"), ("dpo", "uniform", "^:")):
             sel = [p for p in pts if p["arm"] == arm and p[key]["ok"]]
-            if sel:
-                ax_.plot([1 / p["gamma_margin"] for p in sel], [p[key]["m_hat"] for p in sel], style,
-                         label=f"{arm}, {key} tie-break")
+            ax_.plot([1 / p["gamma_margin"] for p in sel], [p[key]["m_hat"] for p in sel], style, label=f"{arm}, {key}")
         ex = [p for p in pts if p["arm"] == "eq8" and math.isfinite(p.get("worst_exact_m", float("nan")))]
-        if ex:
-            ax_.plot([1 / p["gamma_margin"] for p in ex], [p["worst_exact_m"] for p in ex], "k-", lw=1,
-                     label="exact law, worst-case")
-        ax_.set_xscale("log")
-        ax_.set_yscale("log")
-        ax_.set_xlabel("1/γ_margin")
-        ax_.set_ylabel("m̂(ρ) = 2n")
+        ax_.plot([1 / p["gamma_margin"] for p in ex], [p["worst_exact_m"] for p in ex], "k-", lw=1, label="exact, worst")
+        ax_.set(xscale="log", yscale="log", xlabel="1/γ_margin", ylabel="m̂(ρ) = 2n")
         ax_.grid(True, which="both", alpha=0.3)
         ax_.legend(fontsize=7)
-    ax.set_title("exact rewards: m̂ flat in γ_margin", fontsize=10)
-    ax2.set_title(f"noisy rewards σ = {NOISE:g}: m̂ ∝ γ_margin⁻²", fontsize=10)
+        ax_.set_title({"margin": "exact rewards (ρ = 0.1)", "noisy": f"noisy rewards σ = {NOISE:g} (ρ = 1/2)"}[sweep])
     fig.tight_layout()
     return save_figure(fig, pathlib.Path(out_dir) / "dpo_margin_scaling")
 
@@ -301,15 +271,13 @@ EXPERIMENT = Experiment(
     claim=("RLHF-sharpening with N = 2 responses per prompt needs m ∝ 1/γ_margin² queries at fixed C_conc, δ, ε, "
            "and a KL coefficient β ≲ γ_margin δ ε."),
     paper_refs=("Theorem 4.2", "Eq. (8)", "Assumptions 4.2-4.4"),
-    instance=(f"planted_mode X = {NUM_PROMPTS}, |Y| = {NUM_RESPONSES}, C_cov = {COVERAGE:g}; finite class "
-              "margin_confuser_class: π*_β and every confuser swapping y* and the runner-up on ⌊εX⌋+1 prompts"),
+    instance=f"planted_mode X = {NUM_PROMPTS}, |Y| = {NUM_RESPONSES}, C_cov = {COVERAGE:g}; margin_confuser_class",
     sweep="γ_margin 1 … 1/256 (exact rewards), ε and δ, γ_margin ≪ σ (noisy), β log grid",
     algorithms=("rlhf_sharpening_sweep loss=squared (eq8)", "rlhf_sharpening_sweep loss=logistic (dpo)"),
     bounds=("thm_4_2",),
     predicted=("exact rewards: the version-space survival law (closed form); noisy rewards: slope 2 in 1/γ_margin; "
                "the estimate fails above the exact β threshold ≥ γ_margin δ ε"),
-    how_to_read=("dpo_margin_scaling: m̂(ρ) vs 1/γ_margin, left with exact rewards (flat; black = exact law), right "
-                 "with noisy rewards (slope 2)."),
+    how_to_read="dpo_margin_scaling: m̂ vs 1/γ_margin; left exact rewards (black: exact law), right noisy rewards.",
     settings=settings,
     run_setting=run_setting,
     analyze=analyze,

@@ -5,6 +5,8 @@ theory.md §6 (best-of-N law), §8 (Proposition C.1), §9 (Eq. 3 and its optimis
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
@@ -13,7 +15,8 @@ from sharpsim._validation import check_gamma, check_positive, check_positive_int
 from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability"]
+__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability",
+           "sharpened_beta_threshold"]
 
 
 def bon_log_probs_grid(log_probs: Float[Array, " Y"], Ns: Int[Array, " G"]) -> Float[Array, "G Y"]:
@@ -86,3 +89,20 @@ def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
     check_positive(beta, "beta")
     pi = as_policy(pi)
     return TabularPolicy(log_probs=jax.nn.log_softmax((1.0 + 1.0 / beta) * pi.log_probs, axis=-1))
+
+
+def sharpened_beta_threshold(pi: PolicyLike, mu, epsilon: float, delta: float, *, lo: float = 1e-6, hi: float = 1e3,
+                             iters: int = 50, slack: float = 1e-6) -> float:
+    """β_thr = sup{β : π*_β is (ε, δ)-sharpened} (Theorem 4.2's β ≲ γ_margin δ ε is sufficient, not necessary).
+
+    Bisection on log β over [lo, hi]: π*_β(y*) decreases in β, so the sharpness error of π*_β
+    (:func:`sharpsim.metrics.sharpness_error`) is monotone. ``slack`` absorbs float32 sums of μ-masses.
+    """
+    from sharpsim import metrics
+
+    check_positive(lo, "lo")
+    for _ in range(int(iters)):
+        mid = math.sqrt(lo * hi)
+        err = float(metrics.sharpness_error(kl_regularized_optimum(pi, mid), pi, mu, delta))
+        lo, hi = (mid, hi) if err <= epsilon + slack else (lo, mid)
+    return lo

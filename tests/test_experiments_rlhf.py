@@ -214,3 +214,36 @@ def test_xpo_exploration_rows_identical_on_1_and_4_devices():
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     assert out[0][0] == 1 and out[1][0] == 4
     assert out[0][1:] == out[1][1:]
+
+
+_DPO_DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, '.')
+from experiments import dpo_margin_beta as dpo
+from sharpsim.runner import shard_trials, trial_keys
+import jax
+ss = [dict(s, n_max=64, grid_points=5) for s in dpo.settings('quick') if s['sweep'] in ('margin', 'noisy')]
+rows = []
+for s in (ss[0], ss[-1]):
+    rows += dpo.run_setting(shard_trials(trial_keys(0, 0, 8)), s, 'quick')
+print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['n'], r['metric'], r['value']] for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_dpo_rows_identical_on_1_and_4_devices():
+    """dpo_margin_beta: trials sharded over 4 host devices give exactly the rows of one device (exact and noisy
+    settings; catches per-device key reuse or noise drawn per shard)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        res = subprocess.run([sys.executable, "-c", _DPO_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert out[0][0] == 1 and out[1][0] == 4
+    assert out[0][1:] == out[1][1:]
