@@ -9,7 +9,6 @@ first index on a shuffled class); the worst-case tie-break is reported beside it
 failure probability is the closed form finite_size.version_space_failure_probabilities, printed beside each
 measurement. Noisy control: r̃ = log π_base + σξ, ξ ~ N(0, 1) fresh per query, in the regression target only.
 Sweeps: margin (γ 1 … 1/256, arms eq8, dpo), eps_delta, noisy (σ = NOISE, γ ≪ σ), beta (γ = 1/4, log grid).
-Rows per trial, arm, n: sharpness_error (uniform tie-break), worst_error; exact rows (trial = −1).
 """
 
 from __future__ import annotations
@@ -33,15 +32,15 @@ from sharpsim.runner import Check, Experiment, check_slope
 
 NAME = "dpo_margin_beta"
 RHO, NUM_PROMPTS, NUM_RESPONSES, COVERAGE, NOISE = 0.1, 8, 10, 2.5, 0.1
-ARMS = ("eq8", "dpo")
-_LOSS = {"eq8": "squared", "dpo": "logistic"}
+_LOSS = {"eq8": "squared", "dpo": "logistic"}  # arms: Eq. (8) and logistic DPO
+ARMS = tuple(_LOSS)
 SLACK = 1e-6  # sharpness errors are float32 sums of μ-masses
 #: private test hook: scale of the reward in Eq. (8)'s regression target (0 drops it: a broken Eq. 8)
 _TARGET_SCALE = 1.0
 _MARGINS = {"quick": (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 256), "full": tuple(2.0**-k for k in range(9))}
 _NOISY = {"quick": tuple(2.0 ** (-4 - k / 2) for k in range(5)), "full": tuple(2.0 ** (-4 - k / 2) for k in range(7))}
-_ED = {"quick": ((0.2, 0.1), (0.2, 0.4)),  # quick: δ only (traced, no recompile); ε changes the class size
-        "full": ((0.1, 0.2), (0.3, 0.2), (0.2, 0.1), (0.2, 0.4))}
+# quick: δ only (traced, no recompile); ε changes the class size
+_ED = {"quick": ((0.2, 0.1), (0.2, 0.4)), "full": ((0.1, 0.2), (0.3, 0.2), (0.2, 0.1), (0.2, 0.4))}
 #: the noisy control reads the median budget m̂(1/2) (fewer trials and pairs than ρ = 0.1 for the same precision)
 NOISY_RHO, NOISY_TRIALS = 0.5, 64
 
@@ -50,9 +49,8 @@ def settings(mode: str) -> list:
     base = dict(rho=RHO, sigma=0.0, n_max=512, grid_points=13, epsilon=0.2, delta=0.2, arms="eq8")
     out = [dict(base, sweep="margin", gamma_margin=g, arms="eq8,dpo") for g in _MARGINS[mode]]
     out += [dict(base, sweep="eps_delta", gamma_margin=0.25, epsilon=e, delta=d) for e, d in _ED[mode]]
-    nmax = 4096 if mode == "quick" else 16384
-    out += [dict(base, sweep="noisy", gamma_margin=g, sigma=NOISE, rho=NOISY_RHO, n_max=nmax, grid_points=25)
-            for g in _NOISY[mode]]
+    out += [dict(base, sweep="noisy", gamma_margin=g, sigma=NOISE, rho=NOISY_RHO, grid_points=17,
+                 n_max=4096 if mode == "quick" else 16384) for g in _NOISY[mode]]
     out += [dict(base, sweep="beta", gamma_margin=0.25, beta=float(b))
             for b in np.geomspace(1e-3, 10.0, 7 if mode == "quick" else 17)]
     for s in out:
@@ -71,8 +69,8 @@ def instance(gamma_margin: float):
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "ns", "scale"))
-def _trials(keys, log_probs, mu, cls, beta, sigma, *, loss, ns, delta, scale):
-    """Per trial: (uniform, worst) sharpness errors [G] of the sweep at (β, σ); trials in batches (memory)."""
+def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, loss, ns, scale):
+    """Per trial: (uniform, worst) sharpness errors [G] at (β, σ); trials in batches (memory)."""
     oracle = SampleEvaluateOracle(TabularPolicy(log_probs=log_probs), mu)
     cfg = RLHFConfig(n=max(ns), beta=1.0, loss=loss, tie_break="random")
 
@@ -82,13 +80,6 @@ def _trials(keys, log_probs, mu, cls, beta, sigma, *, loss, ns, delta, scale):
         return r.sharpness_error[:, 0], r.worst_error[:, 0]
 
     return jax.lax.map(one, keys, batch_size=32)
-
-
-def exact_law(s: dict, n: int) -> tuple[float, float]:
-    """(worst, uniform) exact failure probabilities at n pairs, exact rewards (version-space survival)."""
-    pi = instance(s["gamma_margin"]).pi_base
-    rates = finite_size.confuser_touch_probabilities(np.exp(np.asarray(pi.log_probs))) / NUM_PROMPTS
-    return finite_size.version_space_failure_probabilities(n, rates, s["set_size"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,17 +93,19 @@ def run_setting(keys, s: dict, mode: str) -> list:
     cls, _ = instances.margin_confuser_class(inst.pi_base, s["beta"], s["set_size"])
     ns, rows = n_grid(s), []
     keys = keys[:NOISY_TRIALS] if s["sweep"] == "noisy" else keys
+    keep = ns[-1:] if s["sweep"] == "beta" else ns  # the β sweep reads n = n_max only
     for arm in s["arms"].split(","):
         u, w = (np.asarray(a) for a in _trials(keys, inst.pi_base.log_probs, inst.mu, cls, jnp.float32(s["beta"]),
-                                                jnp.float32(s["sigma"]), loss=_LOSS[arm], ns=ns, delta=jnp.float32(s["delta"]),
-                                                scale=_TARGET_SCALE))
+                                                jnp.float32(s["sigma"]), jnp.float32(s["delta"]), loss=_LOSS[arm],
+                                                ns=ns, scale=_TARGET_SCALE))
         rows += [dict(trial=t, arm=arm, n=n, queries=2 * n, metric=m, value=float(v[t, g])) for t in range(u.shape[0])
-                 for g, n in enumerate(ns) for m, v in (("sharpness_error", u), ("worst_error", w))]
-    if s["sigma"] == 0 and s["sweep"] != "beta":
-        for n in ns:
-            wf, uf = exact_law(s, n)
-            rows += [dict(trial=-1, arm="exact", n=n, queries=2 * n, metric="exact_worst_failure", value=wf),
-                     dict(trial=-1, arm="exact", n=n, queries=2 * n, metric="exact_uniform_failure", value=uf)]
+                 for g, n in enumerate(ns) if n in keep for m, v in (("sharpness_error", u), ("worst_error", w))]
+    # exact rewards: the version-space law (rates = μ_x q_x), beside each measurement
+    rates = finite_size.confuser_touch_probabilities(np.exp(np.asarray(inst.pi_base.log_probs))) * np.asarray(inst.mu)
+    for n in ns if s["sigma"] == 0 and s["sweep"] != "beta" else ():
+        law = finite_size.version_space_failure_probabilities(n, rates, s["set_size"])
+        rows += [dict(trial=-1, arm="exact", n=n, queries=2 * n, metric=f"exact_{k}_failure", value=v)
+                 for k, v in zip(("worst", "uniform"), law)]
     if s["sweep"] == "beta":
         thr = exact_threshold(s["gamma_margin"], s["epsilon"], s["delta"])
         rows.append(dict(trial=-1, arm="exact", n=0, queries=0, metric="exact_threshold_beta", value=thr))
@@ -122,8 +115,7 @@ def run_setting(keys, s: dict, mode: str) -> list:
 # ------------------------------------------------------------------------------------------ analysis
 def _succ(srows, arm, metric):
     r = [x for x in srows if x["arm"] == arm and x["metric"] == metric]
-    ns = np.unique([x["n"] for x in r])
-    ts = np.unique([x["trial"] for x in r])
+    ns, ts = np.unique([x["n"] for x in r]), np.unique([x["trial"] for x in r])
     s = np.zeros((ns.size, ts.size), bool)
     for x in r:
         s[np.searchsorted(ns, x["n"]), np.searchsorted(ts, x["trial"])] = x["value"] <= x["epsilon"] + SLACK
@@ -138,20 +130,14 @@ def _mhat(ns, succ, rho, seed):
 
 def _fit(points, key="uniform"):
     pts = [p for p in points if p[key]["ok"]]
-    if len(pts) < 3:
-        return None
-    return fit_loglog_slope([1 / p["gamma_margin"] for p in pts], [p[key]["m_hat"] for p in pts],
-                            y_lower=[max(p[key]["lower"], 1e-9) for p in pts], y_upper=[p[key]["upper"] for p in pts])
-
-
-def _nan_check(q, pred, why):  # noqa: E302
-    return Check(q, pred, *(float("nan"),) * 3, "inconclusive", why).as_dict()
+    x, y = [1 / p["gamma_margin"] for p in pts], [p[key]["m_hat"] for p in pts]
+    return None if len(pts) < 3 else fit_loglog_slope(x, y, y_lower=[max(p[key]["lower"], 1e-9) for p in pts],
+                                                      y_upper=[p[key]["upper"] for p in pts])
 
 
 def analyze(rows: list, mode: str) -> dict:
     groups: dict = {}
-    for r in rows:
-        groups.setdefault(int(r["setting"]), []).append(r)
+    [groups.setdefault(int(r["setting"]), []).append(r) for r in rows]
     per, law_tests, checks, beta_pts = [], [], [], []
     for i, srows in sorted(groups.items()):
         s = srows[0]
@@ -169,38 +155,31 @@ def analyze(rows: list, mode: str) -> dict:
                 p[key + "_rate"] = su.mean(axis=1).tolist()
                 if arm == "eq8" and s["sigma"] == 0:
                     law = {r["n"]: r["value"] for r in srows if r["metric"] == f"exact_{key}_failure"}
-                    p[key + "_exact_failure"] = [law[n] for n in ns]
                     exact_m = [2 * n for n in ns if law[n] <= s["rho"]]
                     p[key + "_exact_m"] = float(exact_m[0]) if exact_m else float("nan")
-                    for n, col in zip(ns, su):
-                        k, K, f = int((~col).sum()), col.size, law[n]
-                        law_tests.append(min(1.0, 2 * min(scipy.stats.binom.cdf(k, K, f), scipy.stats.binom.sf(k - 1, K, f))))
+                    law_tests += [scipy.stats.binomtest(int((~c).sum()), c.size, law[n]).pvalue for n, c in zip(ns, su)]
             p["n"] = ns.tolist()
             per.append(p)
     # 1. the exact version-space law (exact rewards, Eq. 8): Bonferroni over every (setting, n, tie-break)
-    alpha = 0.01
-    pmin = min(law_tests, default=1.0)
-    checks.append(Check(
-        "Eq. (8), exact rewards: failure rate vs the exact version-space survival law (min two-sided binomial p)",
-        alpha / max(len(law_tests), 1), pmin, pmin, pmin, "consistent" if pmin > alpha / max(len(law_tests), 1) else "inconsistent",
-        f"{len(law_tests)} binomial tests (uniform and worst-case tie-break, every n); Bonferroni level {alpha} "
-        "(false-failure rate ≤ 1%)").as_dict())
+    pmin, lvl = min(law_tests, default=1.0), 0.01 / max(len(law_tests), 1)
+    checks.append(Check("Eq. (8), exact rewards: failure rate vs the exact version-space survival law (min binomial p)",
+                        lvl, pmin, pmin, pmin, "consistent" if pmin > lvl else "inconsistent",
+                        f"{len(law_tests)} two-sided binomial tests (both tie-breaks, every n) at Bonferroni level "
+                        "0.01: false-failure rate ≤ 1%").as_dict())
     # 2. exact rewards: does γ_margin matter?  (slope of m̂ vs 1/γ over γ ∈ [1/256, 1])
     margin = [p for p in per if p["sweep"] == "margin" and p["arm"] == "eq8"]
     fit = _fit(margin)
     ex = [p["uniform_exact_m"] for p in margin]
     if fit is None or len(fit.x) < 5:
-        checks.append(_nan_check("finding? slope of m̂ vs 1/γ_margin, exact rewards", 2.0, "too few finite m̂"))
+        checks.append(Check("slope of m̂ vs 1/γ_margin, exact rewards", 2, *(math.nan,) * 3, "inconclusive").as_dict())
     else:
-        note = (f"m̂ (uniform tie-break) = {[round(p['uniform']['m_hat']) for p in margin]} for γ_margin = "
-                f"{[p['gamma_margin'] for p in margin]}; exact law's m̂ = {ex}; worst-case m̂ = "
-                f"{[round(p['worst']['m_hat']) for p in margin]}. With exact rewards a confuser is eliminated by ONE "
-                "pair that touches y* or y₂ at a prompt of its set, whatever γ_margin: the touch probability "
-                "1 − p*² − p₂² − (1 − p* − p₂)² tends to a constant as γ → 0, so m̂ is a coverage time, flat in γ.")
+        note = (f"m̂ = {[round(p['uniform']['m_hat']) for p in margin]} (worst-case tie-break "
+                f"{[round(p['worst']['m_hat']) for p in margin]}; exact law {ex}) for γ_margin = "
+                f"{[p['gamma_margin'] for p in margin]}: one pair touching y* or y₂ on a confuser's set eliminates it "
+                "whatever γ_margin, and the touch probability tends to a constant as γ → 0 (m̂ is a coverage time).")
         flat = fit.upper < 2.0 and fit.lower <= 0.5
-        verdict = ("finding: with exact rewards γ_margin does not matter (m̂ flat in 1/γ_margin; Theorem 4.2's "
-                   "γ⁻² is an upper bound here)" if flat else
-                   ("consistent" if fit.lower <= 2 <= fit.upper else "inconsistent"))
+        verdict = ("finding: with exact rewards γ_margin does not matter (m̂ flat in 1/γ_margin)" if flat else
+                   "consistent" if fit.lower <= 2 <= fit.upper else "inconsistent")
         checks.append(Check("slope of log m̂(ρ) vs log(1/γ_margin), Eq. (8), exact rewards, γ_margin ∈ [1/256, 1]",
                             2.0, fit.slope, fit.lower, fit.upper, verdict, note).as_dict())
         checks.append(Check("slope of log m̂ vs log(1/γ_margin) ≤ 2 (Theorem 4.2 as an upper bound), exact rewards", 2.0,
@@ -210,13 +189,9 @@ def analyze(rows: list, mode: str) -> dict:
     nf = _fit(noisy, "worst")
     q = (f"slope of log m̂(ρ) vs log(1/γ_margin), noisy rewards σ = {NOISE:g}, γ_margin ∈ "
          f"[{min(_NOISY[mode]):.4g}, {max(_NOISY[mode]):.4g}] (γ_margin ≤ 0.63σ; m̂ at ρ = {NOISY_RHO:g}, worst-case tie-break)")
-    if nf is None:
-        checks.append(_nan_check(q, 2.0, "too few finite m̂ within the grid"))
-    else:
-        checks.append(check_slope(q, 2.0, nf, note=(
-            "a confuser beats π*_β when Σ_touch c_i² + 2Σ c_i η_i < 0 (c_i ∝ log(1+γ_margin), η_i ~ N(0, 2σ²)): "
-            f"m ∝ σ²/γ_margin² once one pair's signal c²/(8σ²) ≪ 1; m̂ = {[round(p['worst']['m_hat']) for p in noisy]}")))
-    # 4. DPO beside Eq. (8) (exact rewards, margin sweep)
+    checks.append(Check(q, 2, *(math.nan,) * 3, "inconclusive").as_dict() if nf is None else check_slope(q, 2.0, nf, note=(
+        "a confuser beats π*_β when Σ_touch c_i² + 2Σ c_i η_i < 0 (c_i ∝ log(1+γ_margin), η_i ~ N(0, 2σ²)): m ∝ "
+        f"σ²/γ_margin² once one pair's c²/(8σ²) ≪ 1; m̂ = {[round(p['worst']['m_hat']) for p in noisy]}")))
     dpo = [p for p in per if p["arm"] == "dpo"]
     frac = sum(p["uniform"]["ok"] for p in dpo) / max(len(dpo), 1)
     checks.append(Check(
@@ -225,7 +200,7 @@ def analyze(rows: list, mode: str) -> dict:
         f"DPO m̂ = {[round(p['uniform']['m_hat']) if p['uniform']['ok'] else None for p in dpo]} (Eq. 8: "
         f"{[round(p['uniform']['m_hat']) for p in margin]}) for γ_margin = {[p['gamma_margin'] for p in dpo]}; the "
         "logistic loss is not zero at π*_β, so one touching pair need not eliminate a confuser").as_dict())
-    # 5. β sweep: the estimate at n_max succeeds for β ≤ γδε and fails above the exact threshold
+    # 4. β sweep: the estimate at n_max succeeds for β ≤ γδε and fails above the exact threshold
     if beta_pts:
         recipe = float(bounds.dpo_beta(0.2, 0.2, 0.25))
         thr = beta_pts[0]["threshold"]
@@ -239,48 +214,37 @@ def analyze(rows: list, mode: str) -> dict:
             checks += [Check(f"Eq. (8) success rate at n = 512, γ_margin = 1/4, {qq}", 1 - RHO, k / max(K, 1), lo, hi,
                              "consistent" if ok else ("inconsistent" if bad else "inconclusive"),
                              "pooled Wilson interval").as_dict()] if sel else []
+        r = thr / recipe
         checks.append(Check("β_thr / (γ_margin δ ε) ≥ 1 at γ_margin = 1/4 (the sufficient β is below the exact one)",
-                            1.0, thr / recipe, thr / recipe, thr / recipe,
-                            "consistent" if thr >= recipe else "inconsistent", "exact (bisection)").as_dict())
-    fits = {k: (None if f is None else dict(slope=f.slope, lower=f.lower, upper=f.upper)) for k, f in
-            (("exact_rewards", fit), ("noisy", nf))}
-    return {"checks": checks, "arms": list(ARMS), "noise_sigma": NOISE, "points": per, "beta_sweep": beta_pts,
-            "fits": fits}
+                            1.0, r, r, r, "consistent" if r >= 1 else "inconsistent", "exact (bisection)").as_dict())
+    fits = {k: f and dict(slope=f.slope, lower=f.lower, upper=f.upper) for k, f in (("exact_rewards", fit), ("noisy", nf))}
+    return dict(checks=checks, arms=list(ARMS), noise_sigma=NOISE, points=per, beta_sweep=beta_pts, fits=fits)
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    fig, (ax, ax2) = new_figure(2)
-    for sweep, ax_ in (("margin", ax), ("noisy", ax2)):
+    fig, axes = new_figure(2)
+    for sweep, ax_ in zip(("margin", "noisy"), axes):
         pts = [p for p in summary["points"] if p["sweep"] == sweep]
         for arm, key, style in (("eq8", "uniform", "o-"), ("eq8", "worst", "s--"), ("dpo", "uniform", "^:")):
             sel = [p for p in pts if p["arm"] == arm and p[key]["ok"]]
             ax_.plot([1 / p["gamma_margin"] for p in sel], [p[key]["m_hat"] for p in sel], style, label=f"{arm}, {key}")
-        ex = [p for p in pts if p["arm"] == "eq8" and math.isfinite(p.get("worst_exact_m", float("nan")))]
-        ax_.plot([1 / p["gamma_margin"] for p in ex], [p["worst_exact_m"] for p in ex], "k-", lw=1, label="exact, worst")
-        ax_.set(xscale="log", yscale="log", xlabel="1/γ_margin", ylabel="m̂(ρ) = 2n")
-        ax_.grid(True, which="both", alpha=0.3)
-        ax_.legend(fontsize=7)
-        ax_.set_title({"margin": "exact rewards (ρ = 0.1)", "noisy": f"noisy rewards σ = {NOISE:g} (ρ = 1/2)"}[sweep])
+        ex = [(1 / p["gamma_margin"], p["worst_exact_m"]) for p in pts if math.isfinite(p.get("worst_exact_m", math.nan))]
+        ax_.plot(*(zip(*ex) if ex else ([], [])), "k-", lw=1, label="exact, worst")
+        ax_.set(xscale="log", yscale="log", xlabel="1/γ_margin", ylabel="m̂(ρ) = 2n",
+                title={"margin": "exact rewards (ρ = 0.1)", "noisy": f"noisy rewards σ = {NOISE:g} (ρ = 1/2)"}[sweep])
+        ax_.grid(True, which="both", alpha=0.3), ax_.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, pathlib.Path(out_dir) / "dpo_margin_scaling")
 
 
 EXPERIMENT = Experiment(
-    name=NAME,
-    title="RLHF-sharpening (Eq. 8, DPO): margin dependence and the KL coefficient (Theorem 4.2)",
-    claim=("RLHF-sharpening with N = 2 responses per prompt needs m ∝ 1/γ_margin² queries at fixed C_conc, δ, ε, "
-           "and a KL coefficient β ≲ γ_margin δ ε."),
-    paper_refs=("Theorem 4.2", "Eq. (8)", "Assumptions 4.2-4.4"),
+    name=NAME, title="RLHF-sharpening (Eq. 8, DPO): margin dependence and the KL coefficient (Theorem 4.2)",
+    claim="RLHF-sharpening (N = 2) needs m ∝ 1/γ_margin² at fixed C_conc, δ, ε, and β ≲ γ_margin δ ε.",
     instance=f"planted_mode X = {NUM_PROMPTS}, |Y| = {NUM_RESPONSES}, C_cov = {COVERAGE:g}; margin_confuser_class",
     sweep="γ_margin 1 … 1/256 (exact rewards), ε and δ, γ_margin ≪ σ (noisy), β log grid",
     algorithms=("rlhf_sharpening_sweep loss=squared (eq8)", "rlhf_sharpening_sweep loss=logistic (dpo)"),
-    bounds=("thm_4_2",),
-    predicted=("exact rewards: the version-space survival law (closed form); noisy rewards: slope 2 in 1/γ_margin; "
-               "the estimate fails above the exact β threshold ≥ γ_margin δ ε"),
+    bounds=("thm_4_2",), paper_refs=("Theorem 4.2", "Eq. (8)", "Assumptions 4.2-4.4"),
+    predicted="exact rewards: the version-space law; noisy: slope 2 in 1/γ_margin; failure above β_thr ≥ γδε",
     how_to_read="dpo_margin_scaling: m̂ vs 1/γ_margin; left exact rewards (black: exact law), right noisy rewards.",
-    settings=settings,
-    run_setting=run_setting,
-    analyze=analyze,
-    plot=plot,
-    trials={"quick": 128, "full": 1000},
+    settings=settings, run_setting=run_setting, analyze=analyze, plot=plot, trials={"quick": 128, "full": 1000},
 )
