@@ -31,10 +31,9 @@ from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope
 
 NAME = "dpo_margin_beta"
-RHO, NUM_PROMPTS, NUM_RESPONSES, COVERAGE, NOISE = 0.1, 8, 10, 2.5, 0.1
+RHO, NUM_PROMPTS, NUM_RESPONSES, COVERAGE, NOISE, SLACK = 0.1, 8, 10, 2.5, 0.1, 1e-6  # SLACK: float32 μ-sums
 _LOSS = {"eq8": "squared", "dpo": "logistic"}  # arms: Eq. (8) and logistic DPO
 ARMS = tuple(_LOSS)
-SLACK = 1e-6  # sharpness errors are float32 sums of μ-masses
 #: private test hook: scale of the reward in Eq. (8)'s regression target (0 drops it: a broken Eq. 8)
 _TARGET_SCALE = 1.0
 _MARGINS = {"quick": (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 256), "full": tuple(2.0**-k for k in range(9))}
@@ -73,7 +72,6 @@ def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, loss, ns, scale):
     """Per trial: (uniform, worst) sharpness errors [G] at (β, σ); trials in batches (memory)."""
     oracle = SampleEvaluateOracle(TabularPolicy(log_probs=log_probs), mu)
     cfg = RLHFConfig(n=max(ns), beta=1.0, loss=loss, tie_break="random")
-
     def one(k):
         r = rlhf_sharpening_sweep(k, oracle, cls, cfg, n_grid=ns, betas=beta, reward_noises=sigma, delta=delta,
                                   _target_scale=scale)
@@ -173,8 +171,8 @@ def analyze(rows: list, mode: str) -> dict:
     if fit is None or len(fit.x) < 5:
         checks.append(Check("slope of m̂ vs 1/γ_margin, exact rewards", 2, *(math.nan,) * 3, "inconclusive").as_dict())
     else:
-        note = (f"m̂ = {[round(p['uniform']['m_hat']) for p in margin]} (worst-case tie-break "
-                f"{[round(p['worst']['m_hat']) for p in margin]}; exact law {ex}) for γ_margin = "
+        note = (f"m̂ = {['%.0f' % p['uniform']['m_hat'] for p in margin]} (worst-case tie-break "
+                f"{['%.0f' % p['worst']['m_hat'] for p in margin]}; exact law {ex}) for γ_margin = "
                 f"{[p['gamma_margin'] for p in margin]}: one pair touching y* or y₂ on a confuser's set eliminates it "
                 "whatever γ_margin, and the touch probability tends to a constant as γ → 0 (m̂ is a coverage time).")
         flat = fit.upper < 2.0 and fit.lower <= 0.5
@@ -191,14 +189,14 @@ def analyze(rows: list, mode: str) -> dict:
          f"[{min(_NOISY[mode]):.4g}, {max(_NOISY[mode]):.4g}] (γ_margin ≤ 0.63σ; m̂ at ρ = {NOISY_RHO:g}, worst-case tie-break)")
     checks.append(Check(q, 2, *(math.nan,) * 3, "inconclusive").as_dict() if nf is None else check_slope(q, 2.0, nf, note=(
         "a confuser beats π*_β when Σ_touch c_i² + 2Σ c_i η_i < 0 (c_i ∝ log(1+γ_margin), η_i ~ N(0, 2σ²)): m ∝ "
-        f"σ²/γ_margin² once one pair's c²/(8σ²) ≪ 1; m̂ = {[round(p['worst']['m_hat']) for p in noisy]}")))
+        f"σ²/γ_margin² once one pair's c²/(8σ²) ≪ 1; m̂ = {['%.0f' % p['worst']['m_hat'] for p in noisy]}")))
     dpo = [p for p in per if p["arm"] == "dpo"]
     frac = sum(p["uniform"]["ok"] for p in dpo) / max(len(dpo), 1)
     checks.append(Check(
         "logistic DPO, exact rewards: fraction of margins at which DPO's m̂(ρ) is reached within the grid", 1.0, frac,
         frac, frac, "consistent" if frac == 1 else "finding: logistic DPO does not recover π*_β at every margin",
-        f"DPO m̂ = {[round(p['uniform']['m_hat']) if p['uniform']['ok'] else None for p in dpo]} (Eq. 8: "
-        f"{[round(p['uniform']['m_hat']) for p in margin]}) for γ_margin = {[p['gamma_margin'] for p in dpo]}; the "
+        f"DPO m̂ = {['%.0f' % p['uniform']['m_hat'] if p['uniform']['ok'] else None for p in dpo]} (Eq. 8: "
+        f"{['%.0f' % p['uniform']['m_hat'] for p in margin]}) for γ_margin = {[p['gamma_margin'] for p in dpo]}; the "
         "logistic loss is not zero at π*_β, so one touching pair need not eliminate a confuser").as_dict())
     # 4. β sweep: the estimate at n_max succeeds for β ≤ γδε and fails above the exact threshold
     if beta_pts:
@@ -225,6 +223,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     fig, axes = new_figure(2)
     for sweep, ax_ in zip(("margin", "noisy"), axes):
         pts = [p for p in summary["points"] if p["sweep"] == sweep]
+        if not pts:
+            continue
         for arm, key, style in (("eq8", "uniform", "o-"), ("eq8", "worst", "s--"), ("dpo", "uniform", "^:")):
             sel = [p for p in pts if p["arm"] == arm and p[key]["ok"]]
             ax_.plot([1 / p["gamma_margin"] for p in sel], [p[key]["m_hat"] for p in sel], style, label=f"{arm}, {key}")
