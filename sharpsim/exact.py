@@ -5,15 +5,18 @@ theory.md §6 (best-of-N law), §8 (Proposition C.1), §9 (Eq. 3 and its optimis
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from sharpsim._validation import check_gamma, check_positive, check_positive_int
-from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on
+from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on, sharpness_error
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability"]
+__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability",
+           "sharpened_beta_threshold"]
 
 
 def bon_log_probs_grid(log_probs: Float[Array, " Y"], Ns: Int[Array, " G"]) -> Float[Array, "G Y"]:
@@ -97,3 +100,18 @@ def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
     stable = jax.nn.log_softmax(jnp.where(shifted == 0, 0.0, shifted * scale), axis=-1)  # never 0·inf
     row_ok = jnp.isfinite(jnp.max(scale * lp, axis=-1, keepdims=True))
     return TabularPolicy(log_probs=jnp.where(row_ok, direct, stable))
+
+
+def sharpened_beta_threshold(pi: PolicyLike, mu, epsilon: float, delta: float, *, lo: float = 1e-6, hi: float = 1e3,
+                             iters: int = 50, slack: float = 1e-6) -> float:
+    """β_thr = sup{β : π*_β is (ε, δ)-sharpened} (Theorem 4.2's β ≲ γ_margin δ ε is sufficient, not necessary).
+
+    Bisection on log β over [lo, hi]: π*_β(y*) decreases in β, so the sharpness error of π*_β
+    (:func:`sharpsim.metrics.sharpness_error`) is monotone. ``slack`` absorbs float32 sums of μ-masses.
+    """
+    check_positive(lo, "lo")
+    for _ in range(int(iters)):
+        mid = math.sqrt(lo * hi)
+        err = float(sharpness_error(kl_regularized_optimum(pi, mid), pi, mu, delta))
+        lo, hi = (mid, hi) if err <= epsilon + slack else (lo, mid)
+    return lo

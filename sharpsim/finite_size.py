@@ -22,6 +22,11 @@ uniformly over B other labels (a finite sum with no cancellation, see its docstr
 multinomial visit counts. The only approximation is a truncation of the number of rare visits whose neglected
 mass is returned (≤ 1e-15 by default). The expected cost of Eq. (10) is exact for any tabular prompt law
 (:func:`stopping_rule_expected_draws`). Tests compare every law with brute-force enumeration and Monte Carlo.
+
+Theorem 4.2 (exact rewards): :func:`confuser_touch_probabilities` and :func:`version_space_failure_probabilities`
+give the exact failure probability of Eq. (8) over :func:`sharpsim.instances.margin_confuser_class` — a confuser
+survives (has zero empirical loss, like π*_β) iff no observed pair at a prompt of its set separates y* or y₂
+from the other responses.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ __all__ = [
     "hard_fixed_success_probability",
     "hard_adaptive_success_probability",
     "hard_adaptive_expected_queries",
+    "confuser_touch_probabilities",
+    "version_space_failure_probabilities",
 ]
 
 _TAIL = 1e-15
@@ -297,3 +304,49 @@ def hard_adaptive_expected_queries(n: int, M: int, Delta: float, mu_stop: float)
 def _hard_cost_per_prompt(M: int, Delta: float, mu_stop: float) -> float:
     return ((1.0 - Delta) * stopping_rule_expected_draws([1.0], mu_stop)
             + Delta * stopping_rule_expected_draws(_hard_probs(M), mu_stop))
+
+
+def confuser_touch_probabilities(probs) -> np.ndarray:
+    """q_x = P[a pair (y, y') ~ π_base(·|x)² i.i.d. separates the classes {y*}, {y₂}, rest] (Theorem 4.2 instance).
+
+    A confuser of :func:`sharpsim.instances.margin_confuser_class` changes log π/π_base by Δ(y*) = −Δ(y₂) ≠ 0
+    and by 0 elsewhere, so its Eq. (8) residual on a pair is nonzero iff Δ(y) ≠ Δ(y'), i.e. iff y and y' fall
+    in different classes: q_x = 1 − p*² − p₂² − (1 − p* − p₂)² with p*, p₂ the two largest masses at x.
+    """
+    p = np.sort(np.asarray(probs, np.float64), axis=-1)[..., ::-1]
+    p1, p2 = p[..., 0], p[..., 1]
+    return 1.0 - p1**2 - p2**2 - np.clip(1.0 - p1 - p2, 0.0, 1.0) ** 2
+
+
+def version_space_failure_probabilities(n: int, rates, set_size: int) -> tuple[float, float]:
+    """Exact failure probabilities of Eq. (8) with exact rewards over the all-sets confuser class.
+
+    ``rates[x]`` = μ(x)·q_x, the probability that one pair lands at x and touches (separates y* or y₂); after
+    n i.i.d. pairs the untouched prompts U form a random set with P[U ⊇ A] = (1 − Σ_{x∈A} rates[x])^n.
+    The confuser of set S survives iff S ⊆ U, so, with s = ``set_size`` and every s-set in the class:
+
+    * worst-case tie-break fails iff |U| ≥ s:  P = Σ_{|A| ≥ s} (−1)^{|A|−s} C(|A|−1, s−1) (1 − rate(A))^n
+      (inclusion–exclusion for "at least s events");
+    * uniform tie-break fails w.p. E[C(|U|, s) / (C(|U|, s) + 1)] (π*_β and the C(|U|, s) survivors tie).
+
+    Returns ``(worst, uniform)``. Exact; enumerates the 2^X subsets (X ≤ 20).
+    """
+    import itertools
+
+    r = np.asarray(rates, np.float64)
+    X = r.size
+    if X > 20 or np.any(r < 0) or r.sum() > 1 + 1e-9:
+        raise ValueError(f"rates must be >= 0, sum to <= 1, with at most 20 prompts; got {r.tolist()}.")
+    n = int(n)
+    s = check_positive_int(set_size, "set_size")
+    # P[U ⊇ A] summed by size: S_k = Σ_{|A|=k} (1 − rate(A))^n
+    S = np.zeros(X + 1)
+    for k in range(X + 1):
+        S[k] = sum(max(1.0 - r[list(A)].sum(), 0.0) ** n for A in itertools.combinations(range(X), k))
+    # P[|U| >= j] and P[|U| = u]
+    at_least = np.array([sum((-1) ** (k - j) * math.comb(k - 1, j - 1) * S[k] for k in range(j, X + 1))
+                         if j > 0 else 1.0 for j in range(X + 2)])
+    exactly = np.clip(at_least[:-1] - at_least[1:], 0.0, 1.0)
+    worst = float(np.clip(at_least[s], 0.0, 1.0))
+    uniform = float(sum(exactly[u] * math.comb(u, s) / (math.comb(u, s) + 1) for u in range(X + 1)))
+    return worst, uniform

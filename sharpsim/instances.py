@@ -4,7 +4,9 @@
 * :func:`near_max_group` — random tabular policies (jittable) whose mode has mass p and whose
   y*_{1/2}(x) is a group of K near-maximal responses, so C_cov = 1/p while C_cov,1/2 ≈ 1/(0.875 K p);
 * :func:`hard_instance` — the lower-bound instance of Theorem 3.1′ (App. H) with its finite class [M]^d;
-* :func:`example_j1` — Example J.1: a 1/4-packing of the unit sphere, log-linear π_base, C_cov = exp(Ω(d)).
+* :func:`example_j1` — Example J.1: a 1/4-packing of the unit sphere, log-linear π_base, C_cov = exp(Ω(d));
+* :func:`margin_confuser_class` — Theorem 4.2's finite class: π*_β and the confusers that swap y* and the
+  runner-up on a set of prompts (the members for which the J-gap ≈ γ_margin·δ·μ(S) argument is tight).
 
 Each returns an :class:`Instance` that computes its own theoretical constants (``instance.constants()``).
 """
@@ -32,7 +34,8 @@ from sharpsim._validation import (
 )
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_for", "example_j1"]
+__all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_for", "example_j1",
+           "margin_confuser_class"]
 
 
 @jax.tree_util.register_dataclass
@@ -288,3 +291,36 @@ def example_j1(key, d: int, num_responses: int, *, min_distance: float = 0.25, m
         name="example_j1",
         params=(("d", d), ("packing_distance", float(dist.min())), ("B", float(d * math.log(max(d, 2))))),
     )
+
+
+def margin_confuser_class(pi_base, beta: float, set_size: int):
+    """Theorem 4.2's finite class over a tabular π_base: π*_β ∝ π_base^{1+1/β} and one confuser per set S.
+
+    For every set S of ``set_size`` prompts, the confuser π_S equals π*_β except that at x ∈ S the masses of
+    y*(x) = argmax π_base and of the runner-up y₂(x) are swapped (it moves the mass of y* to the runner-up, so
+    π_S is unsharpened on S; with μ(S) > ε it is not (ε, δ)-sharpened). The class is realizable (Assumption
+    4.3), finite with bounded log-ratios (Assumption 4.4 with C_loss < ∞), and π_S differs from π*_β in
+    log-ratio log π/π_base only at (x, y*) and (x, y₂), x ∈ S, by ∓(1 + 1/β)·log(π_base(y*)/π_base(y₂)).
+    Returns ``(cls, sets)``: a stack :class:`~sharpsim.classes.FiniteClass` with π*_β at index 0 and the
+    confusers after it, and ``sets`` ``[K − 1, set_size]`` the prompt sets (lexicographic order).
+    """
+    import itertools
+
+    from sharpsim.classes import FiniteClass
+    from sharpsim.exact import kl_regularized_optimum
+
+    check_positive(beta, "beta")
+    lp = np.asarray(kl_regularized_optimum(pi_base, beta).log_probs)
+    X = lp.shape[0]
+    s = check_positive_int(set_size, "set_size")
+    if s > X:
+        raise ValueError(f"set_size must be <= the number of prompts {X}, got {set_size}.")
+    order = np.argsort(-np.asarray(pi_base.log_probs), axis=1, kind="stable")
+    y1, y2 = order[:, 0], order[:, 1]
+    sets = np.array(list(itertools.combinations(range(X), s)), dtype=np.int32)
+    members = [lp]
+    for S in sets:
+        m = lp.copy()
+        m[S, y1[S]], m[S, y2[S]] = lp[S, y2[S]], lp[S, y1[S]]
+        members.append(m)
+    return FiniteClass.stack(jnp.asarray(np.stack(members), jnp.result_type(float))), sets

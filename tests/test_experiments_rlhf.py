@@ -13,7 +13,7 @@ import pytest
 
 from experiments import dpo_margin_beta as dpo
 from experiments import xpo_vs_sft_j1 as j1
-from sharpsim import SampleEvaluateOracle, metrics
+from sharpsim import SampleEvaluateOracle, exact, metrics
 from sharpsim.algorithms import RLHFConfig, rlhf_sharpening
 from sharpsim.classes import TabularClass
 from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
@@ -24,13 +24,8 @@ TRIALS = 8
 
 
 def _tiny_dpo():
-    out = []
-    for s in dpo.settings("quick"):
-        s = dict(s, n_max=64, grid_points=5)
-        if s["sweep"] == "margin" and s["gamma_margin"] < 0.2:
-            continue
-        out.append(s)
-    return out
+    return [dict(s, n_max=64, grid_points=5) for s in dpo.settings("quick")
+            if s["sweep"] != "margin" or s["gamma_margin"] > 0.2]
 
 
 def _tiny_j1():
@@ -52,53 +47,60 @@ def test_settings_are_flat_json(module, mode):
     assert exp.trials == {"quick": 128, "full": 1000}
 
 
-def test_dpo_settings_cover_both_sweeps_with_the_recipe_beta():
+def test_dpo_settings_cover_every_sweep_with_the_recipe_beta():
     ss = dpo.settings("quick")
     margin = [s for s in ss if s["sweep"] == "margin"]
-    assert len(margin) == 4 and len([s for s in ss if s["sweep"] == "beta"]) == 1
+    assert len(margin) >= 5 and min(s["gamma_margin"] for s in margin) == 1 / 256
+    assert len([s for s in ss if s["sweep"] == "noisy"]) >= 5 and any(s["sweep"] == "beta" for s in ss)
     for s in margin:
         assert s["beta"] == pytest.approx(s["gamma_margin"] * s["delta"] * s["epsilon"])
+        assert s["set_size"] / dpo.NUM_PROMPTS > s["epsilon"]  # confusers fail on a μ-mass just above ε
 
 
 def test_dpo_rows_queries_and_exact_rows():
-    tiny = _tiny_dpo()
+    s = _tiny_dpo()[0]
     keys = trial_keys(0, 0, TRIALS)
-    rows = dpo.run_setting(keys, tiny[0], "quick")
+    rows = dpo.run_setting(keys, s, "quick")
     trial_rows = [r for r in rows if r["trial"] >= 0]
     assert all(REQUIRED <= set(r) for r in rows)
-    ns = dpo.n_grid(tiny[0])
-    assert len(trial_rows) == TRIALS * len(ns)
+    ns = dpo.n_grid(s)
+    assert len(trial_rows) == TRIALS * len(ns) * 2 * 2  # arms eq8, dpo × (uniform, worst) tie-break
     assert all(r["queries"] == 2 * r["n"] for r in trial_rows)  # N = 2 per prompt: m = 2n
-    assert all(0.0 <= r["value"] <= 1.0 + 1e-6 for r in trial_rows)
-    exact_rows = [r for r in rows if r["metric"] == "exact_sharpness_error"]
-    assert len(exact_rows) == 1 and exact_rows[0]["value"] == 0.0  # π*_β sharp at β = γδε
-    beta_rows = dpo.run_setting(keys, tiny[-1], "quick")
-    thr = [r["value"] for r in beta_rows if r["metric"] == "exact_threshold_beta"]
-    assert len(thr) == 1 and thr[0] > tiny[-1]["gamma_margin"] * dpo.DELTA * dpo.EPSILON
-
-
-def test_dpo_prefix_sweep_equals_rlhf_sharpening_at_n_max():
-    """The grid point n = n_max of one draw is exactly rlhf_sharpening (Eq. 8, tabular closed form) on that key."""
-    s = _tiny_dpo()[0]
-    inst = dpo.instance(s["gamma_margin"])
-    keys = trial_keys(0, 0, TRIALS)
-    ns = np.asarray(dpo.n_grid(s))
-    err = np.asarray(dpo._eq8_grid(keys, inst.pi_base.log_probs, inst.mu, ns.astype(np.int32),
-                                   np.full(ns.shape, s["beta"], np.float32), n_max=int(s["n_max"]), delta=dpo.DELTA))
-    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
-    cls = TabularClass(dpo.NUM_PROMPTS, dpo.NUM_RESPONSES)
-    for t in range(TRIALS):
-        res = rlhf_sharpening(keys[t], oracle, cls, RLHFConfig(n=int(s["n_max"]), beta=s["beta"]))
-        assert int(res.num_queries) == 2 * s["n_max"]
-        ref = float(metrics.sharpness_error(res.policy, inst.pi_base, inst.mu, dpo.DELTA))
-        assert err[t, -1] == pytest.approx(ref, abs=1e-6)
+    # worst-case tie-break is never better than the uniform one (catches swapped columns)
+    u = {(r["arm"], r["trial"], r["n"]): r["value"] for r in trial_rows if r["metric"] == "sharpness_error"}
+    w = {(r["arm"], r["trial"], r["n"]): r["value"] for r in trial_rows if r["metric"] == "worst_error"}
+    assert all(w[k] >= u[k] - 1e-6 for k in u)
+    assert len([r for r in rows if r["metric"] == "exact_worst_failure"]) == len(ns)
 
 
 def test_dpo_exact_threshold_is_where_pi_star_stops_being_sharp():
     inst = dpo.instance(0.25)
-    thr = dpo.exact_threshold(inst.pi_base, inst.mu)
-    assert dpo.exact_error(inst.pi_base, inst.mu, thr * 0.99)[0] <= dpo.EPSILON + 1e-6
-    assert dpo.exact_error(inst.pi_base, inst.mu, thr * 1.01)[0] > dpo.EPSILON
+    thr = dpo.exact_threshold(0.25, 0.2, 0.2)
+    err = lambda b: float(metrics.sharpness_error(exact.kl_regularized_optimum(inst.pi_base, b), inst.pi_base,  # noqa: E731
+                                                  inst.mu, 0.2))
+    assert err(thr * 0.99) <= 0.2 + 1e-6 and err(thr * 1.01) > 0.2
+
+
+def _tiny_margin(scale_hook=None):
+    return [dict(s, n_max=64, grid_points=7) for s in dpo.settings("quick")
+            if s["sweep"] == "margin" and s["gamma_margin"] in (1.0, 1 / 64)]
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_dpo_end_to_end_control_and_broken(tmp_path, monkeypatch, broken):
+    """Positive control: the exact version-space law check is consistent. Broken Eq. (8) (the private hook
+    drops the reward from the regression target, so the minimiser set is no longer {π*_β} ∪ untouched
+    confusers): the same check must read inconsistent — the bug caught is a regression target without r."""
+    if broken:
+        monkeypatch.setattr(dpo, "_TARGET_SCALE", 0.0)
+    exp = _with_settings(dpo.EXPERIMENT, _tiny_margin())
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=64, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["arms"] == ["eq8", "dpo"]
+    law = [c for c in summary["checks"] if "version-space" in c["quantity"]]
+    assert len(law) == 1
+    assert law[0]["verdict"] == ("inconsistent" if broken else "consistent"), law[0]
+    assert all(is_verdict(c["verdict"]) for c in summary["checks"])
 
 
 def test_j1_rows_queries_and_class():
@@ -117,18 +119,6 @@ def test_j1_rows_queries_and_class():
     assert all(r["queries"] == r["n"] * r["N"] for r in sft)
     # XPO: 2T for the rounds + E = T held-out queries for each of π^(1) and π^(T+1)
     assert {(r["T"], r["queries"]) for r in xpo} == {(1, 4), (2, 8)}
-
-
-def test_end_to_end_dpo(tmp_path):
-    exp = _with_settings(dpo.EXPERIMENT, _tiny_dpo())
-    folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
-    summary = json.loads((folder / "summary.json").read_text())
-    assert summary["checks"] and all(is_verdict(c["verdict"])
-                                     for c in summary["checks"])
-    assert any("γ_margin" in c["quantity"] for c in summary["checks"])
-    assert {"dpo_beta_sweep_gamma0p25.png", "dpo_margin_success_curves.png"} <= set(summary["figures"])
-    meta, rows = read_results(folder / "results.csv")
-    assert meta["trials"] == TRIALS and all(REQUIRED <= set(r) for r in rows)
 
 
 def test_end_to_end_j1(tmp_path):
@@ -219,6 +209,39 @@ def test_xpo_exploration_rows_identical_on_1_and_4_devices():
     for n in (1, 4):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
         res = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert out[0][0] == 1 and out[1][0] == 4
+    assert out[0][1:] == out[1][1:]
+
+
+_DPO_DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, '.')
+from experiments import dpo_margin_beta as dpo
+from sharpsim.runner import shard_trials, trial_keys
+import jax
+ss = [dict(s, n_max=64, grid_points=5) for s in dpo.settings('quick') if s['sweep'] in ('margin', 'noisy')]
+rows = []
+for s in (ss[0], ss[-1]):
+    rows += dpo.run_setting(shard_trials(trial_keys(0, 0, 8)), s, 'quick')
+print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['n'], r['metric'], r['value']] for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_dpo_rows_identical_on_1_and_4_devices():
+    """dpo_margin_beta: trials sharded over 4 host devices give exactly the rows of one device (exact and noisy
+    settings; catches per-device key reuse or noise drawn per shard)."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        res = subprocess.run([sys.executable, "-c", _DPO_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
         assert res.returncode == 0, res.stderr[-2000:]
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))

@@ -90,13 +90,18 @@ class RLHFConfig:
         return 2 * self.n
 
 
-def _per_pair_losses(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared", noise=(0.0, 0.0)):
-    """Per-(pair, candidate) loss ``[n, K]``; +inf where a candidate gives an observed response zero mass."""
+def _per_pair_losses(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared", noise=(0.0, 0.0),
+                     target_scale=1.0):
+    """Per-(pair, candidate) loss ``[n, K]``; +inf where a candidate gives an observed response zero mass.
+
+    ``target_scale`` (private test hook, 1 = Eq. 8): multiplies the reward difference in the regression target
+    only; 0 drops it (a deliberately broken Eq. 8 that tests use to show their checks can fail)."""
     lp_y = cls.candidate_log_probs(prompts, y)  # [n, K]
     lp_yp = cls.candidate_log_probs(prompts, yp)
     n_y, n_yp = (jnp.asarray(v)[..., None] if jnp.ndim(v) else v for v in noise)
     if loss == "squared":
         res = pair_residual(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None]) - (n_y - n_yp)
+        res = res + (1.0 - target_scale) * (r_y - r_yp)[:, None]
         return jnp.where(jnp.isfinite(res), res**2, jnp.inf)
     per = _logistic_noisy(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None], n_y, n_yp)
     return jnp.where(jnp.isfinite(lp_y) & jnp.isfinite(lp_yp), per, jnp.inf)
@@ -222,14 +227,14 @@ class RLHFSweep:
 
 def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: RLHFConfig, *,
                           n_grid: Optional[Sequence[int]] = None, betas=None, reward_noises=None,
-                          delta: float, gamma: float = 0.0) -> RLHFSweep:
+                          delta: float, gamma: float = 0.0, _target_scale: float = 1.0) -> RLHFSweep:
     """RLHF-sharpening over a finite class for a grid of n (prefixes of one draw) and traced (β, σ) points.
 
     One draw of max(n_grid) pairs (with their noise ξ); the per-pair, per-candidate losses are cumulated
     along the pairs, so prefix n costs one gather. ``betas``/``reward_noises``: 1-D arrays (broadcast), or
     None for ``config``'s values. Entry (g, p) equals ``rlhf_sharpening(key, …, replace(config, n=n_max,
     beta=β_p, reward_noise=σ_p))`` restricted to the first n_grid[g] pairs of the same draw (exactly so at
-    n = n_max).
+    n = n_max). ``_target_scale``: private test hook (see :func:`_per_pair_losses`); leave at 1.
     """
     if not isinstance(cls, FiniteClass):
         raise ValueError(f"rlhf_sharpening_sweep needs a FiniteClass (exact minimisation), got {type(cls).__name__}.")
@@ -263,7 +268,8 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
 
     def one(beta, sigma):
-        per = _per_pair_losses(cls, x, y, yp, r_y, r_yp, beta, config.loss, (sigma * xi[:, 0], sigma * xi[:, 1]))
+        per = _per_pair_losses(cls, x, y, yp, r_y, r_yp, beta, config.loss, (sigma * xi[:, 0], sigma * xi[:, 1]),
+                               _target_scale)
         per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
         cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
 
