@@ -30,6 +30,7 @@ gradient fits reach ‖θ‖ = 1 + 1/β ≈ 700 only with far more steps than th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import pathlib
@@ -91,14 +92,22 @@ def problem(d: int, y_pad: int, N_max: int, n_max: int):
     base = TabularPolicy(log_probs=pad(inst.pi_base.log_probs))
     star = TabularPolicy(log_probs=pad(jax.nn.log_softmax((1 + 1 / BETA) * (inst.features @ inst.theta_star))[None]))
     rare = np.argsort(np.asarray(inst.pi_base.log_probs[0]))[:NUM_CONFUSERS]
-    bon = [exact.bon_policy(base, N).log_probs for N in N_grid(N_max)]
-    cls = FiniteClass.stack(jnp.concatenate([star.log_probs[None], instances.argmax_confusers(star, rare), jnp.stack(bon)]))
+    bon = _bon_laws(base.log_probs, N_grid(N_max))
+    cls = FiniteClass.stack(jnp.concatenate([star.log_probs[None], instances.argmax_confusers(star, rare), bon]))
     p = np.exp(np.asarray(inst.pi_base.log_probs[0], float))
     consts = dict(C_cov=float(metrics.coverage(base, inst.mu)), p_rare=float(p[rare[0]]),
                   pi_star_mass=float(jnp.max(star.probs[0])),
                   sft_pred=budget_at_rate(N_grid(N_max), [1 - (1 - p[0]) ** N for N in N_grid(N_max)], RHO),
                   offline_pred=budget_at_rate([2 * n for n in N_grid(n_max)], [_offline_success(p[rare], 2 * n) for n in N_grid(n_max)], RHO))
-    return SampleEvaluateOracle(base, inst.mu), cls, consts
+    oracle = SampleEvaluateOracle(base, inst.mu)  # one search depth at every d (same draws): one compile per arm
+    oracle = dataclasses.replace(oracle, sampler=dataclasses.replace(oracle.sampler, depth=y_pad.bit_length()))
+    return oracle, cls, consts
+
+
+@functools.partial(jax.jit, static_argnames=("Ns",))
+def _bon_laws(log_probs, Ns):
+    """The exact best-of-N laws π^BoN_N for N in Ns, ``[len(Ns), X, Y]`` (one compile for every padded d)."""
+    return jnp.stack([exact.bon_policy(TabularPolicy(log_probs=log_probs), N).log_probs for N in Ns])
 
 
 def _offline_success(p, m: int) -> float:
@@ -111,7 +120,12 @@ def _offline_success(p, m: int) -> float:
     return float(np.sum((sup * sign * none_in[None]).sum(1) / (1 + sub.sum(1))))
 
 
+_SHUFFLE = True  # private test hook: False = the old bug (target at index 0, ties to the lowest index)
+
+
 def _permute(key, cls):
+    if not _SHUFFLE:
+        return cls
     perm = jax.random.permutation(key, cls.num_candidates)
     return FiniteClass(log_probs=cls.log_probs[:, perm], valid=cls.valid[:, perm], product=cls.product)
 
@@ -125,7 +139,7 @@ def _sft_errors(keys, oracle, cls, *, N_max: int):
 
 @functools.partial(jax.jit, static_argnames=("n_grid",))
 def _offline_errors(keys, oracle, cls, *, n_grid):
-    cfg = RLHFConfig(n=1, beta=BETA, tie_break="random")
+    cfg = RLHFConfig(n=1, beta=BETA, tie_break="random" if _SHUFFLE else "first")
     f = lambda k: rlhf_sharpening_sweep(jax.random.fold_in(k, 9), oracle, _permute(k, cls), cfg, n_grid=n_grid,  # noqa: E731
                                         delta=DELTA).sharpness_error[:, 0]
     return jax.vmap(f)(keys)  # [K, G]
@@ -134,7 +148,7 @@ def _offline_errors(keys, oracle, cls, *, n_grid):
 @functools.partial(jax.jit, static_argnames=("T_max",))
 def _xpo_errors(keys, oracle, cls, alpha, *, T_max: int):
     """sharpness_error [K, G, P] of Algorithm 1 at every T of the grid and every α (one trajectory per α)."""
-    cfg = XPOConfig(T=T_max, beta=BETA, alpha=0.0, eval_samples=EVAL, eval_stride=T_max, tie_break="random")
+    cfg = XPOConfig(T=T_max, beta=BETA, alpha=0.0, eval_samples=EVAL, eval_stride=T_max, tie_break="random" if _SHUFFLE else "first")
     f = lambda k: xpo_sharpening_sweep(jax.random.fold_in(k, 3), oracle, _permute(k, cls), cfg, T_grid=T_grid(T_max),  # noqa: E731
                                        alphas=alpha, delta=DELTA).sharpness_error
     return jax.vmap(f)(keys)
