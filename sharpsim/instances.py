@@ -330,8 +330,8 @@ def argmax_confusers(target: TabularPolicy, responses) -> Array:
     """Confusers of ``target`` that agree with it on every response pair except those through one response.
 
     Member k (one per entry of ``responses``) is ``target`` with the logit of response ``responses[k]`` raised
-    to max_y log target(y|x) + log 2 at every prompt, then renormalised, so its mode is ``responses[k]`` (it puts
-    ≥ 2/3 of the mass there). log π(y) − log π(ỹ) is unchanged for every pair avoiding ``responses[k]``, so
+    to max_y log target(y|x) + log 2 at every prompt, then renormalised, so its mode is ``responses[k]`` (with
+    mass 2M/(2M + 1 − p_k) ≥ 2M/(2M + 1), M = max_y target(y|x), p_k = target(responses[k]|x)). log π(y) − log π(ỹ) is unchanged for every pair avoiding ``responses[k]``, so
     with exact rewards a pair (y, ỹ) rules member k out of the Eq. 8 / Algorithm 1 version space only when it
     contains ``responses[k]``: on rarely drawn responses one pair does not identify the target (the finite
     class of ``xpo_vs_sft_j1``). Returns log-probabilities ``[K, X, Y]`` (for :meth:`FiniteClass.stack`).

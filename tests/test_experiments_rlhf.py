@@ -143,7 +143,7 @@ def test_argmax_confusers_against_a_hand_computation():
 
 @pytest.mark.parametrize("p,m", [((0.05, 0.1, 0.2), 6), ((0.3,), 4), ((0.1, 0.1), 5)])
 def test_offline_success_law_against_brute_force(p, m):
-    """_offline_success (inclusion–exclusion) against an enumeration of every sequence of m draws over
+    """finite_size.argmax_confuser_success (inclusion–exclusion) against an enumeration of every sequence of m draws over
     {confuser responses, rest}: success = 1/(1 + #unseen confusers) (uniform tie-break among the survivors).
     Catches a wrong sign or a wrong superset relation in the inclusion–exclusion."""
     import itertools
@@ -153,7 +153,11 @@ def test_offline_success_law_against_brute_force(p, m):
     for seq in itertools.product(range(len(probs)), repeat=m):
         unseen = len(p) - len({c for c in seq if c < len(p)})
         exact += math.prod(probs[c] for c in seq) / (1 + unseen)
-    assert j1._offline_success(np.array(p), m) == pytest.approx(exact, rel=1e-9)
+    from sharpsim import finite_size
+
+    assert finite_size.argmax_confuser_success(np.array(p), m) == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="p must"):
+        finite_size.argmax_confuser_success([0.7, 0.6], m)
 
 
 def test_end_to_end_j1(tmp_path):
