@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from sharpsim import SampleEvaluateOracle, exact, finite_size, instances
+from sharpsim import SampleEvaluateOracle, exact, instances
 from sharpsim.algorithms import RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep, xpo_sharpening_sweep
 from sharpsim.classes import FiniteClass
+from sharpsim.finite_size import argmax_confuser_success as offline_law
 from sharpsim.complexity import budget_at_rate, empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
 from sharpsim.policies import TabularPolicy
@@ -79,7 +80,7 @@ def problem(d: int, y_pad: int, N_max: int, n_max: int):
     ns = N_grid(n_max)  # one prompt: C_cov = 1/π_base(y*), y* = index 0 (θ* = y_0)
     consts = dict(C_cov=1 / p[0], p_rare=float(p[rare[0]]), pi_star_mass=float(np.exp(lp[1, 0].max())),
                   sft_pred=budget_at_rate(N_grid(N_max), [1 - (1 - p[0]) ** N for N in N_grid(N_max)], RHO),
-                  offline_pred=budget_at_rate([2 * n for n in ns], [finite_size.argmax_confuser_success(p[rare], 2 * n) for n in ns], RHO))
+                  offline_pred=budget_at_rate([2 * n for n in ns], [offline_law(p[rare], 2 * n) for n in ns], RHO))
     oracle = SampleEvaluateOracle(base, inst.mu)  # one search depth at every d (same draws): one compile per arm
     return dataclasses.replace(oracle, sampler=dataclasses.replace(oracle.sampler, depth=y_pad.bit_length())), cls, consts
 
@@ -149,9 +150,9 @@ def _arm_matrix(rows, arm, eps):
 def _fit(ds, per, arm):
     """Semilog fit log m̂ = a + rate·d over the d's where m̂ is reached (None with fewer than 5)."""
     pts = [(d, p[arm]) for d, p in zip(ds, per) if p[arm]["reached"] and math.isfinite(p[arm]["upper"])]
-    y = np.array([m["m_hat"] for _, m in pts])
-    return None if len(pts) < 5 else fit_loglog_slope(np.exp([d for d, _ in pts]), y, y_lower=np.minimum([max(m["lower"], 1e-12) for _, m in pts], y),
-                            y_upper=np.maximum([m["upper"] for _, m in pts], y))
+    y, lo, hi = (np.array([m[k] for _, m in pts]) for k in ("m_hat", "lower", "upper"))
+    return None if len(pts) < 5 else fit_loglog_slope(np.exp([d for d, _ in pts]), y, y_lower=np.minimum(np.maximum(lo, 1e-12), y),
+                                                      y_upper=np.maximum(hi, y))
 
 
 def _few(quantity, pred=float("nan")):
@@ -170,12 +171,9 @@ def _compare(quantity, low, high, low_name, high_name, extra_finding=None):
 
 
 def analyze(rows: list, mode: str) -> dict:
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault(int(r["setting"]), []).append(r)
-    per = []
-    for i, srows in sorted(groups.items()):
-        s0 = srows[0]
+    per, key = [], lambda r: int(r["setting"])  # noqa: E731
+    for i, srows in itertools.groupby(sorted(rows, key=key), key=key):
+        s0 = (srows := list(srows))[0]
         p = dict(d=int(s0["d"]), **{r["metric"]: float(r["value"]) for r in srows if r["algorithm"] == "exact"})
         for j, arm in enumerate(ARMS):
             b, s = _arm_matrix(srows, arm, float(s0["epsilon"]))
@@ -204,10 +202,10 @@ def analyze(rows: list, mode: str) -> dict:
                         float(np.nanmax(xpo_m)), float(np.nanmin(xpo_m)), float(np.nanmax(xpo_m)),
                         "consistent" if opt else "finding: optimism is not what explores here (α = 0 is as fast)",
                         f"m̂ per d: xpo {np.round(xpo_m, 1).tolist()}, xpo_alpha0 {np.round(a0, 1).tolist()}").as_dict())
-    k_x, n_x, (d_l, m_l) = int(per[-1]["xpo"]["successes"][-1]), int(per[-1]["xpo"]["trials"]), (per[-1]["d"], per[-1]["xpo"]["budgets"][-1])
+    k_x, n_x, m_x = int(per[-1]["xpo"]["successes"][-1]), int(per[-1]["xpo"]["trials"]), per[-1]["xpo"]["budgets"][-1]
     lo, hi = proportion_interval(k_x, n_x)
-    checks.append(Check(f"XPO's success at its largest budget m = {m_l:.0f}, d = {d_l}: ≥ 1 − ρ", 1 - RHO, k_x / n_x, float(lo),
-                        float(hi), "consistent" if hi >= 1 - RHO else "inconsistent", "Wilson 95% interval").as_dict())
+    checks.append(Check(f"XPO's success at its largest budget m = {m_x:.0f}, d = {per[-1]['d']}: ≥ 1 − ρ", 1 - RHO, k_x / n_x,
+                        float(lo), float(hi), "consistent" if hi >= 1 - RHO else "inconsistent", "Wilson 95% interval").as_dict())
     fd = {a: f and dict(slope=f.slope, intercept=f.intercept, lower=f.lower, upper=f.upper) for a, f in fits.items()}
     return dict(arms=list(ARMS), checks=checks, per_d=per, C_cov_rate_per_d=rate("C_cov"), p_rare_rate_per_d=-rate("p_rare"),
                 beta=BETA, gamma_pack=GAMMA_PACK, semilog_fits=fd)
@@ -220,7 +218,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     for arm, c in zip(ARMS, ("C0", "C1", "C2", "C3")):
         y, lo, hi = (np.array([p[arm][k] for p in per]) for k in ("m_hat", "lower", "upper"))
         ok, f = np.isfinite(y), fits[arm]
-        ax.plot(ds[ok], y[ok], "o-", color=c, label=arm + (f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" if f else ""))
+        ax.plot(ds[ok], y[ok], "o-", color=c, label=arm + (f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or ""))
         band = ok & np.isfinite(hi) & (lo > 0)
         ax.fill_between(ds[band], lo[band], hi[band], color=c, alpha=0.2)
     ax.plot(ds, [p["C_cov"] for p in per], "k--", lw=1, label=r"$C_{\rm cov}(d)$")
