@@ -48,7 +48,7 @@ from sharpsim._validation import (
 from sharpsim.exact import bon_log_probs
 from sharpsim.fitting import FitConfig, gradient_fit, select_with_ties, tie_priority
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
-from sharpsim.protocols import Policy, PolicyClass
+from sharpsim.protocols import Policy, PolicyClass, is_policy_class
 
 #: Full float32 contractions: GPUs otherwise default to TF32 (10-bit mantissa), enough to reorder the
 #: likelihoods of nearby class members in the exact MLE.
@@ -703,7 +703,7 @@ def check_class_matches(cls, pi_base, what: str) -> None:
     """Raise a clear ``ValueError`` when ``cls`` cannot represent policies over π_base's prompts/responses."""
     X = getattr(pi_base, "num_prompts", None)
     Y = getattr(pi_base, "num_responses", None)
-    if not isinstance(cls, PolicyClass):
+    if not is_policy_class(cls):
         raise ValueError(f"{what}: unsupported policy class {type(cls).__name__}; use FiniteClass, TabularClass, "
                          "LogLinearClass, ParametricClass or another class implementing sharpsim.protocols.PolicyClass.")
     if getattr(cls, "num_prompts", None) is None:  # e.g. ParametricClass: no fixed prompt/response tables

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
-__all__ = ["Policy", "PolicyClass"]
+__all__ = ["Policy", "PolicyClass", "is_policy_class"]
 
 
 @runtime_checkable
@@ -72,3 +72,13 @@ class PolicyClass(Protocol):
                    fit, steps: int): ...
 
     def select_iterate(self, iterates, selected): ...
+
+
+_CLASS_MEMBERS = ("log_class_size", "exact_mle", "log_covering_number", "init_params", "log_prob", "member", "draw",
+                  "fit_counts", "fit_mle", "fit_pairs", "xpo_rounds", "select_iterate")
+
+
+def is_policy_class(obj) -> bool:
+    """``isinstance(obj, PolicyClass)`` decided on the type, so it never evaluates a property (``log_class_size``
+    reads concrete arrays and would fail on a class traced through ``jit``/``vmap``)."""
+    return not isinstance(obj, type) and all(hasattr(type(obj), m) for m in _CLASS_MEMBERS)

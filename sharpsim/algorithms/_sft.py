@@ -36,7 +36,7 @@ from sharpsim.algorithms._common import (
     run_core,
 )
 from sharpsim.classes import check_class_matches, count_table
-from sharpsim.protocols import PolicyClass
+from sharpsim.protocols import PolicyClass, is_policy_class
 
 __all__ = ["SFTConfig", "sft_sharpening", "SFTSweep", "sft_sharpening_sweep", "sft_parameters", "fit_mle", "THEOREM_4_1_C"]
 
@@ -231,7 +231,7 @@ def sft_sharpening_sweep(
         raise ValueError("n_grid and N_grid must be non-empty.")
     evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "sft_sharpening_sweep")
     n_max, N_max = max(n_grid), max(N_grid)
-    classes = [cls(N) for N in N_grid] if callable(cls) and not isinstance(cls, PolicyClass) else None
+    classes = [cls(N) for N in N_grid] if callable(cls) and not is_policy_class(cls) else None
     probe = classes[0] if classes else cls
     if not getattr(probe, "exact_mle", False):
         raise ValueError(
