@@ -145,7 +145,7 @@ class SharpnessEvaluation:
     The evaluation step of the data path (instance → oracle → algorithm → **evaluation**): built by the
     caller, who knows π_base, and handed to the sweeps in :mod:`sharpsim.algorithms`, which see π_base only
     through the oracle's queries. ``reference`` is π_base itself (Algorithm 1's iterate π^(1), which XPO may
-    return). A pytree; ``delta`` is static.
+    return). A pytree; ``delta`` may be traced (a sweep over δ without recompiling) and is used as given.
 
     >>> import jax.numpy as jnp
     >>> from sharpsim import TabularPolicy
@@ -158,13 +158,13 @@ class SharpnessEvaluation:
     target: Bool[Array, "X Y"]
     mu: Float[Array, " X"]
     reference: Any = None
-    delta: float = dataclasses.field(default=0.5, metadata=dict(static=True))
+    delta: Any = 0.5
 
     @classmethod
     def of(cls, pi_base: PolicyLike, mu, delta: float, gamma: float = 0.0) -> "SharpnessEvaluation":
         """Score against y*_γ of ``pi_base`` under prompt distribution ``mu`` with threshold 1 − δ."""
         check_open_unit(delta, "delta")
-        return cls(target=argmax_set(pi_base, gamma), mu=mu, reference=pi_base, delta=float(delta))
+        return cls(target=argmax_set(pi_base, gamma), mu=mu, reference=pi_base, delta=delta)
 
     def mass(self, policy: PolicyLike) -> Float[Array, " X"]:
         """π̂(y*_γ(x)|x) per prompt."""

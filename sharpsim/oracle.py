@@ -29,6 +29,7 @@ from sharpsim._validation import (
     is_concrete,
 )
 from sharpsim.policies import InverseCDFTable, TabularPolicy, inverse_cdf_sample
+from sharpsim.protocols import Policy
 
 __all__ = [
     "BudgetExceededError",
@@ -129,7 +130,7 @@ class SampleEvaluateOracle:
     ((3, 4), 12)
     """
 
-    pi_base: Any
+    pi_base: Policy
     mu: Float[Array, " X"]
     budget: Optional[int] = dataclasses.field(default=None, metadata=dict(static=True))
     sampler: Any = None

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
+from sharpsim.protocols import Policy
 from sharpsim.fitting import (  # noqa: F401  (re-exported: the fitting primitives' home is sharpsim.fitting)
     TIE_BREAKS,
     TIE_RTOL,
@@ -49,7 +50,7 @@ class SharpeningResult:
       diagnostics: a dict of arrays (per-algorithm; documented in each function and in docs/algorithms.md).
     """
 
-    policy: Any
+    policy: Policy
     params: Any
     num_queries: Int[Array, ""]
     diagnostics: dict
