@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
+from sharpsim._validation import check_key, check_positive_int, is_concrete
 from sharpsim.protocols import Policy
 from sharpsim.fitting import (  # noqa: F401  (re-exported: the fitting primitives' home is sharpsim.fitting)
     TIE_BREAKS,
@@ -158,6 +158,25 @@ def jit_static(fn):
     if fn not in _JIT_CACHE:
         _JIT_CACHE[fn] = jax.jit(fn, static_argnums=(3,))
     return _JIT_CACHE[fn]
+
+
+def hyper_grid(*points) -> tuple:
+    """The traced hyper-parameter points of a sweep (the one home of their broadcast and checks).
+
+    ``points``: ``(name, override, config_value)`` triples; an override is a 1-D array (or None: the config's
+    value). All are broadcast to one length P and returned as float arrays ``[P]`` (traced: a new grid does not
+    recompile). Concrete values must be finite and ≥ 0 (> 0 for ``betas``); the ValueError names the argument.
+    """
+    dt = jnp.result_type(float)
+    arrs = [jnp.atleast_1d(jnp.asarray(d if v is None else v, dt)) for _, v, d in points]
+    P = max(a.shape[0] for a in arrs)
+    out = tuple(jnp.broadcast_to(v, (P,)) for v in arrs)
+    for v, (name, _, _) in zip(out, points):
+        if not isinstance(v, jax.core.Tracer):
+            vv = np.asarray(v)
+            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
+                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    return out
 
 
 def check_finite_nonneg(value, name: str, what: str, *, positive: bool = False) -> float:

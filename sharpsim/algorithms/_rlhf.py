@@ -27,11 +27,10 @@ from jaxtyping import PRNGKeyArray
 
 from typing import Optional, Sequence
 
-import numpy as np
 from jaxtyping import Array, Float, Int
 
 from sharpsim import metrics
-from sharpsim._validation import check_open_unit, check_positive_int
+from sharpsim._validation import check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
@@ -39,6 +38,7 @@ from sharpsim.algorithms._common import (
     check_budget_field,
     check_finite_nonneg,
     check_tie_break,
+    hyper_grid,
     select_with_ties,
     tie_priority,
     pair_residual,
@@ -208,15 +208,7 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in (n_grid or (config.n,)))
     n_max = max(n_grid)
     dt = jnp.result_type(float)
-    arrs = [jnp.atleast_1d(jnp.asarray(d if v is None else v, dt))
-            for v, d in ((betas, config.beta), (reward_noises, config.reward_noise))]
-    P = max(a.shape[0] for a in arrs)
-    b, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
-    for v, name in ((b, "betas"), (s, "reward_noises")):
-        if not isinstance(v, jax.core.Tracer):
-            vv = np.asarray(v)
-            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
-                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    b, s = hyper_grid(("betas", betas, config.beta), ("reward_noises", reward_noises, config.reward_noise))
     batch = oracle.sample_and_evaluate(key, n_max, 2)
     xi = jax.random.normal(jax.random.fold_in(key, 1), (n_max, 2), batch.log_probs.dtype)
     x = batch.prompts

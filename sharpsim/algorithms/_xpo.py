@@ -48,7 +48,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim import metrics
-from sharpsim._validation import check_open_unit, check_positive_int
+from sharpsim._validation import check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
@@ -56,12 +56,13 @@ from sharpsim.algorithms._common import (
     check_budget_field,
     check_finite_nonneg,
     check_tie_break,
+    hyper_grid,
     pair_residual,
     raise_if_nonfinite,
     run_core,
 )
 from sharpsim.algorithms._sft import sweep_evaluation
-from sharpsim.classes import check_class_matches
+from sharpsim.classes import _first, check_class_matches
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
 from sharpsim.protocols import PolicyClass
 
@@ -145,10 +146,6 @@ def _hyper(config: XPOConfig, beta=None, alpha=None, sigma=None, sign=1.0) -> di
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _first(tree):
-    return jax.tree_util.tree_map(lambda a: a[0], tree)
-
-
 def _draw_from(policy, key, mu, num):
     """num held-out (x, y, log π(y|x)) with x ~ μ and y ~ π(·|x) (the learner's own draws)."""
     if isinstance(policy, TabularPolicy):
@@ -337,15 +334,8 @@ def xpo_sharpening_sweep(
     cfg_max = dataclasses.replace(config, T=T_max, budget=None)
     oracle.check_budget(cfg_max.num_queries, f"xpo_sharpening_sweep(T_max={T_max})")
     dt = jnp.result_type(float)
-    arrs = [jnp.atleast_1d(jnp.asarray(config_v if v is None else v, dt))
-            for v, config_v in ((betas, config.beta), (alphas, config.alpha), (reward_noises, config.reward_noise))]
-    P = max(a.shape[0] for a in arrs)
-    b, a, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
-    for v, name in ((b, "betas"), (a, "alphas"), (s, "reward_noises")):
-        if not isinstance(v, jax.core.Tracer):
-            vv = np.asarray(v)
-            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
-                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    b, a, s = hyper_grid(("betas", betas, config.beta), ("alphas", alphas, config.alpha),
+                         ("reward_noises", reward_noises, config.reward_noise))
     per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
     union = tuple(sorted(set().union(*per_T)))
     member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
