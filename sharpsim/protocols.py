@@ -1,7 +1,8 @@
 """The two interfaces the algorithms program against: :class:`Policy` and :class:`PolicyClass`.
 
 Both are ``typing.Protocol``\\ s marked ``runtime_checkable`` (``isinstance`` checks that the methods exist;
-their behaviour is pinned by tests/test_classes.py::test_every_class_satisfies_the_protocol). The algorithms in
+their behaviour is pinned by tests/test_classes.py: ``test_every_class_in_the_module_satisfies_the_protocol``
+and ``test_protocol_behaviour_mle_matches_brute_force``). The algorithms in
 :mod:`sharpsim.algorithms` never branch on the concrete type of a class: every class-specific step (exact or
 gradient MLE, the Eq. 8 / DPO minimiser, the XPO objective's round-by-round minimiser, the learner's own draw)
 is a method of the class. See docs/architecture.md ("Policy classes") for how to add a class.
