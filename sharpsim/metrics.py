@@ -151,8 +151,8 @@ class SharpnessEvaluation:
     >>> from sharpsim import TabularPolicy
     >>> base = TabularPolicy.from_probs(jnp.array([[0.6, 0.4], [0.5, 0.5]]))
     >>> ev = SharpnessEvaluation.of(base, jnp.array([0.5, 0.5]), delta=0.2)
-    >>> [round(float(v), 3) for v in ev(base)]  # (sharpness error, μ-mean mass on y*)
-    [1.0, 0.8]
+    >>> [round(float(v), 3) for v in ev(base)]  # prompt 0 fails (0.6 ≤ 0.8); prompt 1's y* is both responses
+    [0.5, 0.8]
     """
 
     target: Bool[Array, "X Y"]
