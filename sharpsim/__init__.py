@@ -44,7 +44,8 @@ from sharpsim.policies import (
 from sharpsim.decoding import beam_search, exact_argmax, greedy, temperature_sample
 
 # --- algorithms and classes (issue: Sharpening algorithms) -------------------------------------------
-from sharpsim import classes
+from sharpsim import classes, protocols
+from sharpsim.protocols import Policy, PolicyClass
 from sharpsim.classes import FiniteClass, LogLinearClass, ParametricClass, TabularClass
 from sharpsim.algorithms import (
     AdaptiveSFTConfig,

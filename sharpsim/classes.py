@@ -20,8 +20,10 @@ Four families, all frozen dataclass pytrees (so a class can be passed through ``
 * :class:`ParametricClass` — any differentiable ``log_prob(params, x, y)`` (autoregressive policies:
   :meth:`ParametricClass.from_policy`), fitted by projected gradient steps.
 
-Gradient classes share the protocol ``init_params()``, ``log_prob(params, x, y)``, ``project(params)``,
-``member(params)`` (a policy with ``sample_and_log_prob``) and ``log_covering_number(eps)``.
+Every class implements :class:`sharpsim.protocols.PolicyClass` (log-probs, members, log|Π| or a cover, the
+exact or gradient MLE, the Eq. 8 / DPO minimiser, the XPO round-by-round minimiser): the algorithms call these
+methods and never branch on the class's type. The gradient classes share their fits through
+:class:`_GradientFits` (``init_params()``, ``log_prob(params, x, y)``, ``project(params)``, ``member(params)``).
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ from sharpsim._validation import (
     is_concrete,
 )
 from sharpsim.exact import bon_log_probs
-from sharpsim.policies import TabularPolicy
+from sharpsim.fitting import FitConfig, gradient_fit, select_with_ties, tie_priority
+from sharpsim.policies import TabularPolicy, inverse_cdf_sample
+from sharpsim.protocols import Policy, PolicyClass, is_policy_class
 
 #: Full float32 contractions: GPUs otherwise default to TF32 (10-bit mantissa), enough to reorder the
 #: likelihoods of nearby class members in the exact MLE.
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 __all__ = [
+    "PolicyClass",
+    "Policy",
     "FiniteClass",
     "TabularClass",
     "LogLinearClass",
@@ -58,6 +64,8 @@ __all__ = [
     "is_finite_class",
     "is_gradient_class",
     "check_class_matches",
+    "count_table",
+    "tabular_eq8_minimizer",
 ]
 
 
@@ -213,6 +221,86 @@ class FiniteClass:
         """argmax_{π∈Π} Σ_i log π(y_i|x_i) from the count table of the (x_i, y_i) (exact; sufficient statistics)."""
         return self.select(self.log_likelihood_scores(counts), maximize=True)
 
+    # ------------------------------------------------------------------ PolicyClass protocol (exact fits)
+    #: :meth:`fit_counts` is the exact MLE (the one-draw SFT sweeps need it).
+    exact_mle = True
+
+    def init_params(self) -> Int[Array, " X"]:
+        return jnp.zeros((self.num_prompts,), jnp.int32)
+
+    def log_prob(self, params, x, y):
+        """log π_params(y|x) of the member with candidate ``params[x]`` at prompt x."""
+        index = jnp.broadcast_to(jnp.asarray(params, jnp.int32), (self.num_prompts,))
+        return self.log_probs[x, index[x], y]
+
+    def draw(self, params, key, x):
+        """One y ~ π_params(·|x) (inverse CDF on the member's row; XPO's learner draw)."""
+        return inverse_cdf_sample(key, self.log_probs[x, params[x]], 1)[0]
+
+    def fit_counts(self, counts: Float[Array, "X Y"]):
+        """Exact MLE from a count table: ``(member policy, candidate indices [X])``."""
+        index = self.mle_index(counts)
+        return self.member(index), index
+
+    def fit_mle(self, prompts, responses, fit=None, weights=None):
+        """argmax_{π∈Π} Σ_i w_i log π(y_i|x_i), exact through the count table: ``(policy, index, info)``."""
+        del fit
+        policy, index = self.fit_counts(count_table(self.num_prompts, self.num_responses, prompts, responses, weights))
+        return policy, index, {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
+
+    def pair_scores(self, pair_loss: Callable, x, y, yp) -> Float[Array, "n K"]:
+        """Per-(pair, candidate) loss ``pair_loss(log π_k(y|x), log π_k(y'|x))`` ``[n, K]``; +inf where a
+        candidate gives an observed response zero probability (it is then never selected)."""
+        lp_y = self.candidate_log_probs(x, y)  # [n, K]
+        lp_yp = self.candidate_log_probs(x, yp)
+        per = jax.vmap(pair_loss, in_axes=(1, 1), out_axes=1)(lp_y, lp_yp)
+        return jnp.where(jnp.isfinite(lp_y) & jnp.isfinite(lp_yp), per, jnp.inf)
+
+    def fit_pairs(self, pair_loss: Callable, x, y, yp, *, tie_key, tie_break: str = "first", fit=None, eq8=None):
+        """Exact argmin_{π∈Π} Σ_i pair_loss(log π(y_i|x_i), log π(y'_i|x_i)) (Eq. 8 / DPO) from per-candidate
+        sums ``[X, K]``; ties (within ``TIE_RTOL``) by ``tie_break`` with the order drawn from ``tie_key``."""
+        del fit, eq8
+        per = self.pair_scores(pair_loss, x, y, yp)
+        scores = jnp.zeros((self.num_prompts, self.num_candidates), per.dtype).at[x].add(per)
+        index, _ = select_with_ties(self, scores, tie_priority(tie_key, self, tie_break))
+        return self.member(index), index, {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
+
+    def xpo_rounds(self, objective, first, next_triple: Callable, round_keys, ts, *, T: int, tie_key,
+                   tie_break: str = "first", fit=None, steps: int = 1):
+        """Rounds 1..T of Algorithm 1's argmin, exact: running per-candidate sums ``[X, K]`` of
+        ``objective.per_triple`` inside ``lax.scan``. Returns ``(iterates [T, X], objective [T], info)``."""
+        del ts, T, fit, steps
+        priority = tie_priority(tie_key, self, tie_break)
+
+        def contrib(x, y, yt, r_y, r_yt, n_y, n_yt):
+            return objective.per_triple(self.candidate_log_probs(x, y), self.candidate_log_probs(x, yt),
+                                        r_y, r_yt, n_y, n_yt)
+
+        def value(S, index):
+            return jnp.sum(jnp.take_along_axis(S, index[:, None], axis=1)[:, 0])
+
+        x1 = first[0]
+        S = jnp.zeros((self.num_prompts, self.num_candidates), self.log_probs.dtype)
+        S = S.at[x1].add(contrib(*first))
+        index, _ = select_with_ties(self, S, priority)  # π^(2)
+
+        def round_(carry, k):
+            S, index = carry
+            triple = next_triple(k, index)
+            S = S.at[triple[0]].add(contrib(*triple))
+            index, _ = select_with_ties(self, S, priority)
+            return (S, index), (index, value(S, index))
+
+        obj1 = value(S, index)
+        (S, _), (hist, objs) = jax.lax.scan(round_, (S, index), round_keys)
+        iterates = jnp.concatenate([index[None], hist], axis=0)  # [T, X]: π^(2), …, π^(T+1)
+        return iterates, jnp.concatenate([obj1[None], objs]), {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
+
+    def select_iterate(self, iterates, selected):
+        """``(member, params)`` of iterate ``selected`` (0 = π^(1), reported as params −1 everywhere)."""
+        last = iterates[jnp.maximum(selected - 1, 0)]
+        return self.member(last), jnp.where(selected == 0, -1, last)
+
     def __repr__(self) -> str:
         X, K, Y = self.log_probs.shape
         return f"FiniteClass(X={X}, K={K}, Y={Y}, product={self.product})"
@@ -238,10 +326,113 @@ def _check_rows(lp, name: str) -> None:
     check_log_prob_table(lp, name)
 
 
+# ============================================================================================ gradient fits
+def _first(tree):
+    return jax.tree_util.tree_map(lambda a: a[0], tree)
+
+
+class _GradientFits:
+    """The PolicyClass fits of the gradient classes, written once against ``init_params``, ``log_prob``,
+    ``project`` and ``member``: projected optax steps (:func:`sharpsim.fitting.gradient_fit`), an approximation
+    to the exact argmin/argmax. :class:`TabularClass` overrides the fits it has in closed form."""
+
+    exact_mle = False
+    #: Whether :meth:`fit_pairs` has Eq. 8's exact closed-form minimiser (TabularClass).
+    closed_form_eq8 = False
+
+    def draw(self, params, key, x):
+        """One y ~ π_params(·|x) from the member policy (XPO's learner draw)."""
+        ys, _ = self.member(params).sample_and_log_prob(key, x, 1)
+        return _first(ys)
+
+    def fit_counts(self, counts):
+        raise ValueError(
+            f"{type(self).__name__} has no exact MLE from counts; the one-draw sweeps need an exact-MLE class "
+            "(FiniteClass or TabularClass). Fit gradient classes per grid point with fit_mle."
+        )
+
+    def fit_mle(self, prompts, responses, fit=None, weights=None):
+        """argmax Σ_i w_i log π(y_i|x_i) by projected optax steps on the weighted mean NLL."""
+        fit = FitConfig() if fit is None else fit
+        w = jnp.ones(jnp.shape(prompts), jnp.result_type(float)) if weights is None else weights
+
+        def nll(params):
+            return -jnp.sum(w * self.log_prob(params, prompts, responses)) / jnp.maximum(jnp.sum(w), 1.0)
+
+        params, _, info = gradient_fit(nll, self.project(self.init_params()), self.project, fit)
+        return self.member(params), params, info
+
+    def fit_pairs(self, pair_loss: Callable, x, y, yp, *, tie_key=None, tie_break: str = "first", fit=None, eq8=None):
+        """argmin of the mean pair loss by projected optax steps (``tie_key``/``tie_break``/``eq8`` unused)."""
+        del tie_key, tie_break, eq8
+        fit = FitConfig() if fit is None else fit
+
+        def loss_fn(params):
+            return jnp.mean(pair_loss(self.log_prob(params, x, y), self.log_prob(params, x, yp)))
+
+        params, _, info = gradient_fit(loss_fn, self.project(self.init_params()), self.project, fit)
+        return self.member(params), params, info
+
+    def xpo_rounds(self, objective, first, next_triple: Callable, round_keys, ts, *, T: int, tie_key=None,
+                   tie_break: str = "first", fit=None, steps: int = 10):
+        """Rounds 1..T of Algorithm 1: ``steps`` projected optax steps per round on ``objective.batch_loss`` over
+        the growing dataset (a buffer of T triples, masked to the first t), warm-started across rounds."""
+        del tie_key, tie_break
+        x1, y1, yt1, r1, rt1, n1, nt1 = first
+        dtype = jnp.result_type(float)
+
+        def buffer(a):
+            return jnp.zeros((T,) + jnp.shape(a), jnp.asarray(a).dtype).at[0].set(a)
+
+        buf = dict(x=buffer(x1), y=jax.tree_util.tree_map(buffer, y1), yt=jax.tree_util.tree_map(buffer, yt1),
+                   r=buffer(r1).astype(dtype), rt=buffer(rt1).astype(dtype), n=buffer(n1).astype(dtype),
+                   nt=buffer(nt1).astype(dtype))
+        fit = dataclasses.replace(FitConfig() if fit is None else fit, steps=steps)
+
+        def objective_fn(buf, t):
+            mask = (jnp.arange(T) < t).astype(dtype)
+
+            def loss(params):
+                lp_y = self.log_prob(params, buf["x"], buf["y"])
+                lp_yt = self.log_prob(params, buf["x"], buf["yt"])
+                return objective.batch_loss(lp_y, lp_yt, buf, mask, t)
+
+            return loss
+
+        params0 = self.project(self.init_params())
+        opt_state0 = fit.make().init(params0)
+        params, opt_state, info = gradient_fit(objective_fn(buf, 1), params0, self.project, fit, opt_state=opt_state0)
+        obj1 = objective_fn(buf, 1)(params)
+
+        def round_(carry, inp):
+            params, opt_state, buf = carry
+            k, t = inp  # t = 1-based round index (2..T)
+            x, y, yt, r_y, r_yt, n_y, n_yt = next_triple(k, params)
+            i = t - 1
+            setter = lambda b, a: b.at[i].set(a)  # noqa: E731
+            buf = dict(x=setter(buf["x"], x), y=jax.tree_util.tree_map(setter, buf["y"], y),
+                       yt=jax.tree_util.tree_map(setter, buf["yt"], yt), r=setter(buf["r"], r_y),
+                       rt=setter(buf["rt"], r_yt), n=setter(buf["n"], n_y), nt=setter(buf["nt"], n_yt))
+            params, opt_state, info = gradient_fit(objective_fn(buf, t), params, self.project, fit, opt_state=opt_state)
+            return (params, opt_state, buf), (params, info, objective_fn(buf, t)(params))
+
+        (_, _, buf), (hist, infos, objs) = jax.lax.scan(round_, (params, opt_state, buf), (round_keys, ts))
+        iterates = jax.tree_util.tree_map(lambda a, h: jnp.concatenate([a[None], h], axis=0), params, hist)
+        cat = lambda k: jnp.concatenate([info[k][None], infos[k]])  # noqa: E731
+        extra = {"nonfinite_step": cat("nonfinite_step"), "nonfinite_loss": cat("nonfinite_loss"),
+                 "nonfinite_grad_norm": cat("nonfinite_grad_norm")}
+        return iterates, jnp.concatenate([obj1[None], objs]), extra
+
+    def select_iterate(self, iterates, selected):
+        """``(member, params)`` of iterate ``selected`` (0 = π^(1) maps to the first fitted iterate's params)."""
+        last = jax.tree_util.tree_map(lambda a: a[jnp.maximum(selected - 1, 0)], iterates)
+        return self.member(last), last
+
+
 # ============================================================================================ tabular
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class TabularClass:
+class TabularClass(_GradientFits):
     """The full tabular softmax class: every conditional π(·|x) ∈ Δ(Y), parametrised by logits ``[X, Y]``.
 
     * Exact MLE (:meth:`mle`): π̂(y|x) = counts[x, y] / Σ_y counts[x, y]. Prompts never seen in the data
@@ -279,6 +470,29 @@ class TabularClass:
         probs = jnp.where(tot > 0, c / jnp.where(tot > 0, tot, 1.0), 1.0 / self.num_responses)
         return TabularPolicy(log_probs=jnp.log(probs))
 
+    exact_mle = True
+    closed_form_eq8 = True
+
+    def fit_counts(self, counts: Float[Array, "X Y"]):
+        """Exact MLE from counts: ``(policy, 0)`` (no compact index: the sweeps keep a scalar placeholder)."""
+        return self.mle(counts), jnp.zeros((), jnp.int32)
+
+    def fit_mle(self, prompts, responses, fit=None, weights=None):
+        """Exact MLE (normalised counts): ``(policy, its log-prob table, info)``."""
+        del fit
+        policy = self.mle(count_table(self.num_prompts, self.num_responses, prompts, responses, weights))
+        return policy, policy.log_probs, {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
+
+    def fit_pairs(self, pair_loss: Callable, x, y, yp, *, tie_key=None, tie_break: str = "first", fit=None, eq8=None):
+        """With ``eq8 = (β, r_y, r_y')``: Eq. 8's exact minimiser in closed form (:func:`tabular_eq8_minimizer`);
+        otherwise projected optax steps on the logits."""
+        if eq8 is None:
+            return super().fit_pairs(pair_loss, x, y, yp, fit=fit)
+        beta, r_y, r_yp = eq8
+        policy_lp = tabular_eq8_minimizer(self.num_prompts, self.num_responses, x, y, yp, r_y, r_yp, beta)
+        policy = self.member(jnp.where(jnp.isfinite(policy_lp), policy_lp, -jnp.inf))
+        return policy, policy_lp, {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
+
     # gradient protocol: params are logits [X, Y]
     def init_params(self) -> Float[Array, "X Y"]:
         return jnp.zeros((self.num_prompts, self.num_responses), _float_dtype())
@@ -296,7 +510,7 @@ class TabularClass:
 # ============================================================================================ log-linear
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LogLinearClass:
+class LogLinearClass(_GradientFits):
     """Π_{φ,B} of Definition J.3: π_θ(y|x) ∝ π_zero(y|x)·exp⟨φ(x,y), θ⟩, ‖θ‖₂ ≤ B, π_zero uniform.
 
     ``features`` is ``[X, Y, d]`` (a ``[Y, d]`` table is broadcast over prompts). Optimisation is projected
@@ -373,7 +587,7 @@ class LogLinearClass:
 # ============================================================================================ generic
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ParametricClass:
+class ParametricClass(_GradientFits):
     """Any differentiable class: ``log_prob_fn(params, x, y)`` plus a starting point ``params``.
 
     ``make_policy(params)`` returns a policy (anything with ``sample_and_log_prob``; needed by XPO, which
@@ -439,6 +653,30 @@ class ParametricClass:
 
 
 # ============================================================================================ helpers
+def count_table(num_prompts: int, num_responses: int, prompts, picks, weights=None) -> Float[Array, "X Y"]:
+    """counts[x, y] = Σ_i w_i [x_i = x, y_i = y]: the sufficient statistic of the exact MLE."""
+    w = jnp.ones(prompts.shape, jnp.result_type(float)) if weights is None else weights
+    return jnp.zeros((num_prompts, num_responses), w.dtype).at[prompts, picks].add(w)
+
+
+def tabular_eq8_minimizer(num_prompts, num_responses, prompts, y, yp, r_y, r_yp, beta):
+    """An exact minimiser of Eq. (8) over the tabular class, in closed form (zero empirical loss).
+
+    The residual vanishes iff log π(y|x) − log π(y'|x) = (1 + 1/β)(r(y) − r(y')) on every observed pair, so
+    logits (1 + 1/β)·r(x, y) on every *observed* response zero every residual. Responses never observed
+    at x are not identified by the loss; the documented rule gives them probability 0 (the data-supported
+    minimiser), and prompts never seen get the uniform distribution. As n grows every response with
+    positive mass is observed and the minimiser tends to π*_β ∝ π_base^{1+1/β}.
+    """
+    dtype = jnp.result_type(float)
+    logits = jnp.full((num_prompts, num_responses), -jnp.inf, dtype)
+    scale = 1.0 + 1.0 / beta
+    logits = logits.at[prompts, y].set(scale * r_y).at[prompts, yp].set(scale * r_yp)
+    seen = jnp.any(jnp.isfinite(logits), axis=1, keepdims=True)
+    logits = jnp.where(seen, logits, 0.0)
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
 def _default_param_access(policy):
     """``(get_params, with_params)`` for the autoregressive families, or None."""
     if hasattr(policy, "theta") and hasattr(policy, "with_theta"):
@@ -465,10 +703,10 @@ def check_class_matches(cls, pi_base, what: str) -> None:
     """Raise a clear ``ValueError`` when ``cls`` cannot represent policies over π_base's prompts/responses."""
     X = getattr(pi_base, "num_prompts", None)
     Y = getattr(pi_base, "num_responses", None)
-    if not isinstance(cls, (FiniteClass, TabularClass, LogLinearClass, ParametricClass)):
+    if not is_policy_class(cls):
         raise ValueError(f"{what}: unsupported policy class {type(cls).__name__}; use FiniteClass, TabularClass, "
-                         "LogLinearClass or ParametricClass.")
-    if isinstance(cls, ParametricClass):
+                         "LogLinearClass, ParametricClass or another class implementing sharpsim.protocols.PolicyClass.")
+    if getattr(cls, "num_prompts", None) is None:  # e.g. ParametricClass: no fixed prompt/response tables
         return
     if isinstance(X, int) and cls.num_prompts != X or isinstance(Y, int) and cls.num_responses != Y:
         raise ValueError(

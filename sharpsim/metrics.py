@@ -8,7 +8,8 @@ results, and zero-probability responses never produce NaN.
 
 from __future__ import annotations
 
-from typing import Union
+import dataclasses
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,7 @@ __all__ = [
     "mass_on",
     "sharpness_error",
     "sharpness_error_from_mass",
+    "SharpnessEvaluation",
     "is_sharpened",
     "coverage",
     "coverage_bar",
@@ -133,6 +135,54 @@ def sharpness_error_from_mass(mass: Float[Array, " X"], mu, delta: float) -> Flo
     sweeps call it). ``delta`` may be a traced value."""
     mass = jnp.asarray(mass)
     return jnp.sum(jnp.where(mass <= 1.0 - delta, jnp.asarray(mu, mass.dtype), 0.0))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SharpnessEvaluation:
+    """Exact scoring of fitted policies against π_base's (1−γ)-argmax set (Definition 3.1 / F.1).
+
+    The evaluation step of the data path (instance → oracle → algorithm → **evaluation**): built by the
+    caller, who knows π_base, and handed to the sweeps in :mod:`sharpsim.algorithms`, which see π_base only
+    through the oracle's queries. ``reference`` is π_base itself (Algorithm 1's iterate π^(1), which XPO may
+    return). A pytree; ``delta`` may be traced (a sweep over δ without recompiling) and is used as given.
+
+    >>> import jax.numpy as jnp
+    >>> from sharpsim import TabularPolicy
+    >>> base = TabularPolicy.from_probs(jnp.array([[0.6, 0.4], [0.5, 0.5]]))
+    >>> ev = SharpnessEvaluation.of(base, jnp.array([0.5, 0.5]), delta=0.2)
+    >>> [round(float(v), 3) for v in ev(base)]  # prompt 0 fails (0.6 ≤ 0.8); prompt 1's y* is both responses
+    [0.5, 0.8]
+    """
+
+    target: Bool[Array, "X Y"]
+    mu: Float[Array, " X"]
+    reference: Any = None
+    delta: Any = 0.5
+
+    @classmethod
+    def of(cls, pi_base: PolicyLike, mu, delta: float, gamma: float = 0.0) -> "SharpnessEvaluation":
+        """Score against y*_γ of ``pi_base`` under prompt distribution ``mu`` with threshold 1 − δ."""
+        check_open_unit(delta, "delta")
+        return cls(target=argmax_set(pi_base, gamma), mu=mu, reference=pi_base, delta=delta)
+
+    def mass(self, policy: PolicyLike) -> Float[Array, " X"]:
+        """π̂(y*_γ(x)|x) per prompt."""
+        return mass_on(policy, self.target)
+
+    def error(self, policy: PolicyLike) -> Float[Array, ""]:
+        """P_{x~μ}[π̂(y*_γ(x)|x) ≤ 1 − δ] (equal to :func:`sharpness_error`)."""
+        return sharpness_error_from_mass(self.mass(policy), self.mu, self.delta)
+
+    def __call__(self, policy: PolicyLike):
+        """``(sharpness error, μ-mean of π̂(y*_γ(x)|x))``."""
+        mass = self.mass(policy)
+        return sharpness_error_from_mass(mass, self.mu, self.delta), jnp.sum(self.mu * mass)
+
+    def candidate_failures(self, log_probs: Float[Array, "X K Y"]) -> Float[Array, "X K"]:
+        """1[π_k(y*_γ(x)|x) ≤ 1 − δ] for every candidate row of a finite class (worst-case tie-breaks)."""
+        cand_mass = jnp.sum(jnp.where(self.target[:, None, :], jnp.exp(log_probs), 0.0), axis=-1)
+        return (cand_mass <= 1.0 - self.delta).astype(jnp.result_type(float))
 
 
 def is_sharpened(

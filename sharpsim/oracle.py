@@ -29,6 +29,7 @@ from sharpsim._validation import (
     is_concrete,
 )
 from sharpsim.policies import InverseCDFTable, TabularPolicy, inverse_cdf_sample
+from sharpsim.protocols import Policy
 
 __all__ = [
     "BudgetExceededError",
@@ -129,7 +130,7 @@ class SampleEvaluateOracle:
     ((3, 4), 12)
     """
 
-    pi_base: Any
+    pi_base: Policy
     mu: Float[Array, " X"]
     budget: Optional[int] = dataclasses.field(default=None, metadata=dict(static=True))
     sampler: Any = None
@@ -179,7 +180,12 @@ class SampleEvaluateOracle:
         return self.pi_base if self.sampler is None else self.sampler
 
     # -------------------------------------------------------------------------------- accounting
-    def _charge(self, queries: int, what: str) -> None:
+    def check_budget(self, queries: int, what: str) -> None:
+        """Refuse, before drawing anything, ``queries`` sample-and-evaluate queries beyond the budget.
+
+        The one home of the budget check: every query method calls it, and an algorithm that spends its
+        queries over several calls (XPO, the adaptive rule) calls it once with its total before drawing.
+        """
         if self.budget is not None and queries > self.budget:
             raise BudgetExceededError(
                 f"{what} needs {queries} sample-and-evaluate queries but the oracle's budget is {self.budget}; "
@@ -206,7 +212,7 @@ class SampleEvaluateOracle:
             raise ValueError(f"prompts must be a 1-D array of prompt ids, got shape {np.shape(prompts)}.")
         self._check_prompts(prompts, "prompts")
         n = int(np.shape(prompts)[0])
-        self._charge(n * N, f"respond(n={n}, N={N})")
+        self.check_budget(n * N, f"respond(n={n}, N={N})")
         ys, lps = _respond(self._source, key, jnp.asarray(prompts), N)
         return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
 
@@ -215,7 +221,7 @@ class SampleEvaluateOracle:
         n = check_positive_int(n, "n")
         N = check_positive_int(N, "N")
         check_key(key)
-        self._charge(n * N, f"sample_and_evaluate(n={n}, N={N})")
+        self.check_budget(n * N, f"sample_and_evaluate(n={n}, N={N})")
         prompts, ys, lps = _sample_and_evaluate(self, key, n, N)
         return OracleBatch(prompts=prompts, responses=ys, log_probs=lps, num_queries=n * N)
 
@@ -227,7 +233,7 @@ class SampleEvaluateOracle:
         """
         self._check_prompts(prompts, "prompts")
         count = int(np.prod(np.shape(prompts))) if np.ndim(prompts) else 1
-        self._charge(count, f"evaluate({count} pairs)")
+        self.check_budget(count, f"evaluate({count} pairs)")
         return self.pi_base.log_prob(prompts, responses), count
 
     def sample_adaptive(

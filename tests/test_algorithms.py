@@ -164,3 +164,39 @@ def test_nonfinite_loss_names_the_step():
     cfg = SFTConfig(n=4, N=2, fit=FitConfig(steps=20, learning_rate=1.0, optimizer="sgd"))
     with pytest.raises(NonFiniteLossError, match=r"optimisation step \d+: loss = -?inf"):
         sft_sharpening(jax.random.key(0), oracle, cls, cfg)
+
+
+def test_sweeps_score_with_the_callers_evaluation():
+    """The sweeps score their fits with the caller's ``evaluate`` (metrics.SharpnessEvaluation), not with anything
+    of their own: with an evaluation against a *different* reference policy, every entry equals
+    metrics.sharpness_error of the returned member against that reference (computed here, independently), and
+    ``delta=`` alone equals ``evaluate=SharpnessEvaluation.of(oracle.pi_base, …)``. Catches a sweep that ignores
+    ``evaluate`` (scores against the oracle's π_base regardless) or mixes the two."""
+    from sharpsim import metrics
+    from sharpsim.algorithms import rlhf_sharpening_sweep
+
+    inst = instances.planted_mode(jax.random.key(0), 3, 5, 2.5, 0.4)
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    star = exact.kl_regularized_optimum(inst.pi_base, 0.5)
+    other = TabularPolicy.from_probs(jnp.asarray(np.random.default_rng(3).dirichlet(np.ones(5), size=3)))
+    finite = FiniteClass.stack([inst.pi_base, star, exact.bon_policy(inst.pi_base, 3), other])
+    key, delta = jax.random.key(2), 0.3
+    ev_other = metrics.SharpnessEvaluation.of(other, inst.mu, delta)
+    ev_base = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, delta)
+
+    sw = sft_sharpening_sweep(key, oracle, finite, (2, 9), (1, 6), evaluate=ev_other)
+    for g in range(2):
+        for h in range(2):
+            want = metrics.sharpness_error(finite.member(sw.params[g, h]), other, inst.mu, delta)
+            assert float(sw.sharpness_error[g, h]) == pytest.approx(float(want), abs=1e-6)
+    a = sft_sharpening_sweep(key, oracle, finite, (2, 9), (1, 6), delta=delta)
+    b = sft_sharpening_sweep(key, oracle, finite, (2, 9), (1, 6), evaluate=ev_base)
+    np.testing.assert_array_equal(np.asarray(a.sharpness_error), np.asarray(b.sharpness_error))
+
+    cfg = RLHFConfig(n=12, beta=0.5)
+    rw = rlhf_sharpening_sweep(key, oracle, finite, cfg, n_grid=(4, 12), evaluate=ev_other)
+    for g in range(2):
+        want = metrics.sharpness_error(finite.member(rw.params[g, 0]), other, inst.mu, delta)
+        assert float(rw.sharpness_error[g, 0]) == pytest.approx(float(want), abs=1e-6)
+    with pytest.raises(ValueError, match="give delta"):
+        sft_sharpening_sweep(key, oracle, finite, (2,), (1,))

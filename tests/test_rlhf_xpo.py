@@ -268,3 +268,22 @@ def test_optimism_sign_is_pinned():
     ok = float(np.mean(np.asarray(f(keys, oracle, cls, 1.0)) <= 0.5))
     flipped = float(np.mean(np.asarray(f(keys, oracle, cls, -1.0)) <= 0.5))
     assert ok >= 0.65 and flipped <= 0.3, (ok, flipped)
+
+
+def test_xpo_budget_is_the_oracles_one_check_over_all_calls():
+    """XPO spends 2T + C·E queries over many one- or E-query calls, each within a per-call budget; the oracle's
+    own check (``check_budget``) must refuse the total up front, and ``num_queries`` is the sum of the counts the
+    oracle returned. Catches a budget that only the per-call checks see (a run silently over budget) and a
+    reported count that is not the oracle's (e.g. off by the held-out evaluations)."""
+    from sharpsim.oracle import BudgetExceededError
+
+    inst = instances.planted_mode(jax.random.key(0), 2, 4, 2.0, 0.4)
+    cfg = XPOConfig(T=4, beta=0.5, alpha=0.1, eval_samples=3)  # 8 + 5·3 = 23 queries, no call above 3
+    tight = SampleEvaluateOracle(inst.pi_base, inst.mu, budget=cfg.num_queries - 1)
+    with pytest.raises(BudgetExceededError, match=f"needs {cfg.num_queries}"):
+        xpo_sharpening(jax.random.key(1), tight, TabularClass(2, 4), cfg)
+    with pytest.raises(BudgetExceededError, match=f"needs {cfg.num_queries}"):
+        xpo_sharpening_sweep(jax.random.key(1), tight, TabularClass(2, 4), cfg, delta=0.2)
+    enough = SampleEvaluateOracle(inst.pi_base, inst.mu, budget=cfg.num_queries)
+    res = xpo_sharpening(jax.random.key(1), enough, TabularClass(2, 4), cfg)
+    assert int(res.num_queries) == 2 * 4 + 5 * 3

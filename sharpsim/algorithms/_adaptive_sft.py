@@ -21,13 +21,11 @@ from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
     as_int,
-    check_oracle_budget,
-    is_eager,
-    jit_static,
     raise_if_nonfinite,
+    run_core,
 )
-from sharpsim.algorithms._sft import _counts, exact_mle_sharpness, fit_mle
-from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
+from sharpsim.algorithms._sft import exact_mle_evaluated, sweep_evaluation
+from sharpsim.classes import check_class_matches, count_table
 from sharpsim.oracle import max_likelihood_stopping_rule
 
 __all__ = ["AdaptiveSFTConfig", "adaptive_sft_sharpening", "AdaptiveSFTSweep", "adaptive_sft_sharpening_sweep"]
@@ -73,15 +71,14 @@ def adaptive_sft_sharpening(key: PRNGKeyArray, oracle, cls, config: AdaptiveSFTC
     """
     check_key(key)
     check_class_matches(cls, oracle.pi_base, "adaptive_sft_sharpening")
-    check_oracle_budget(oracle, config.n, f"adaptive_sft_sharpening(n={config.n})")  # at least one draw per prompt
-    run = jit_static(_adaptive_core) if is_eager(key) else _adaptive_core
-    return raise_if_nonfinite(run(key, oracle, cls, config), "adaptive_sft_sharpening")
+    oracle.check_budget(config.n, f"adaptive_sft_sharpening(n={config.n})")  # at least one draw per prompt
+    return raise_if_nonfinite(run_core(_adaptive_core, key, oracle, cls, config), "adaptive_sft_sharpening")
 
 
 def _adaptive_core(key, oracle, cls, config: AdaptiveSFTConfig) -> SharpeningResult:
     stop = max_likelihood_stopping_rule(config.stopping_parameter)
     batch = oracle.sample_adaptive(key, config.n, stop, chunk=config.chunk, max_per_prompt=config.max_per_prompt)
-    policy, params, info = fit_mle(cls, batch.prompts, batch.best_response, config.fit)
+    policy, params, info = cls.fit_mle(batch.prompts, batch.best_response, config.fit)
     diagnostics = dict(
         info,
         num_drawn=batch.num_drawn,
@@ -124,6 +121,7 @@ def adaptive_sft_sharpening_sweep(
     gamma: float = 0.0,
     chunk: int = 32,
     max_per_prompt: int = 1 << 20,
+    evaluate: Optional[metrics.SharpnessEvaluation] = None,
 ) -> AdaptiveSFTSweep:
     """Adaptive SFT-sharpening (Theorem D.1) at every n of a grid from ONE adaptive draw, with exact sharpness.
 
@@ -132,7 +130,9 @@ def adaptive_sft_sharpening_sweep(
     prefix of prompts is a run of its own): MLE on the masked counts of the kept responses, and
     ``num_queries[g]`` the cumulative draws of those prompts. ``delta`` is the sharpness threshold (π̂ ≤ 1 − δ
     counts as an error) and, unless ``mu_stop`` is given, sets μ_stop = ln(2/δ) as in Theorem D.1. ``cls``: a
-    finite or tabular class (exact MLE). Designed for ``jit(vmap(...))`` over trial keys.
+    finite or tabular class (exact MLE). Designed for ``jit(vmap(...))`` over trial keys. Scoring: ``evaluate``
+    (a :class:`~sharpsim.metrics.SharpnessEvaluation` built by the caller) or, by default, one built from
+    ``delta``/``gamma`` against the oracle's π_base.
 
     >>> import jax, jax.numpy as jnp
     >>> from sharpsim import SampleEvaluateOracle, TabularPolicy
@@ -146,28 +146,27 @@ def adaptive_sft_sharpening_sweep(
     if not n_grid:
         raise ValueError("n_grid must be non-empty.")
     check_open_unit(delta, "delta")
-    if not isinstance(cls, (FiniteClass, TabularClass)):
+    if not getattr(cls, "exact_mle", False):
         raise ValueError(
             "adaptive_sft_sharpening_sweep needs an exact-MLE class (FiniteClass or TabularClass); got "
             f"{type(cls).__name__}. Use adaptive_sft_sharpening per n for gradient-fitted classes."
         )
     check_class_matches(cls, oracle.pi_base, "adaptive_sft_sharpening_sweep")
     n_max = max(n_grid)
-    check_oracle_budget(oracle, n_max, f"adaptive_sft_sharpening_sweep(n_max={n_max})")
+    oracle.check_budget(n_max, f"adaptive_sft_sharpening_sweep(n_max={n_max})")
+    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "adaptive_sft_sharpening_sweep")
     mu = math.log(2.0 / delta) if mu_stop is None else float(mu_stop)
     check_positive(mu, "mu_stop")
     batch = oracle.sample_adaptive(key, n_max, max_likelihood_stopping_rule(mu), chunk=chunk,
                                    max_per_prompt=max_per_prompt)
-    pi_base = oracle.pi_base
-    X, Y = pi_base.num_prompts, pi_base.num_responses
-    target = metrics.argmax_set(pi_base, gamma)
+    X, Y = cls.num_prompts, cls.num_responses
     ar = jnp.arange(n_max)
     cum = jnp.cumsum(batch.num_drawn)
 
     def at(g_n):
         w = (ar < g_n).astype(jnp.result_type(float))
-        counts = _counts(X, Y, batch.prompts, batch.best_response, w)
-        return exact_mle_sharpness(cls, counts, target, oracle.mu, delta)
+        counts = count_table(X, Y, batch.prompts, batch.best_response, w)
+        return exact_mle_evaluated(cls, counts, evaluate)
 
     n_arr = jnp.asarray(n_grid, jnp.int32)
     err, mass, params = jax.vmap(at)(n_arr)

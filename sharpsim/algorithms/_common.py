@@ -9,11 +9,21 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
-from sharpsim.oracle import BudgetExceededError
+from sharpsim._validation import check_key, check_positive_int, is_concrete
+from sharpsim.protocols import Policy
+from sharpsim.fitting import (  # noqa: F401  (re-exported: the fitting primitives' home is sharpsim.fitting)
+    TIE_BREAKS,
+    TIE_RTOL,
+    FitConfig,
+    NonFiniteLossError,
+    check_tie_break,
+    gradient_fit,
+    pair_residual,
+    select_with_ties,
+    tie_priority,
+)
 
 __all__ = [
     "SharpeningResult",
@@ -23,10 +33,6 @@ __all__ = [
     "run_trials",
     "raise_if_nonfinite",
 ]
-
-
-class NonFiniteLossError(FloatingPointError, ValueError):
-    """A gradient fit met a NaN/inf loss; the message names the fitting step and the offending values."""
 
 
 @jax.tree_util.register_dataclass
@@ -44,71 +50,10 @@ class SharpeningResult:
       diagnostics: a dict of arrays (per-algorithm; documented in each function and in docs/algorithms.md).
     """
 
-    policy: Any
+    policy: Policy
     params: Any
     num_queries: Int[Array, ""]
     diagnostics: dict
-
-
-@dataclasses.dataclass(frozen=True)
-class FitConfig:
-    """Gradient fitting for parametric classes: ``steps`` optax steps (adam by default), projected.
-
-    ``learning_rate`` and ``steps`` are static (part of the compiled shape). The fitted value approximates
-    the exact argmin; the final loss and the first non-finite step are reported in the diagnostics.
-    """
-
-    steps: int = 300
-    learning_rate: float = 0.05
-    optimizer: str = "adam"
-
-    def __post_init__(self):
-        check_positive_int(self.steps, "steps")
-        check_positive(self.learning_rate, "learning_rate")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}.")
-
-    def make(self) -> optax.GradientTransformation:
-        return optax.adam(self.learning_rate) if self.optimizer == "adam" else optax.sgd(self.learning_rate)
-
-
-def gradient_fit(loss_fn: Callable, params0, project: Callable, fit: FitConfig, *, opt_state=None):
-    """Projected gradient descent: ``fit.steps`` optax steps of ``loss_fn``, projecting after each.
-
-    Stops updating at the first non-finite loss or gradient (the parameters stay at the last finite
-    iterate). Returns ``(params, opt_state, info)`` with ``info = {"final_loss", "nonfinite_step"
-    (−1 if none), "nonfinite_loss", "nonfinite_grad_norm"}``.
-    """
-    opt = fit.make()
-    state0 = opt.init(params0) if opt_state is None else opt_state
-    dtype = jnp.result_type(float)
-
-    def step(carry, i):
-        params, state, bad_step, bad_loss, bad_gnorm = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        gnorm = optax.global_norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & (bad_step < 0)
-        updates, new_state = opt.update(grads, state, params)
-        new_params = project(optax.apply_updates(params, updates))
-        params = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_params, params)
-        state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_state, state)
-        first_bad = (bad_step < 0) & ~ok
-        bad_step = jnp.where(first_bad, i, bad_step)
-        bad_loss = jnp.where(first_bad, loss.astype(dtype), bad_loss)
-        bad_gnorm = jnp.where(first_bad, gnorm.astype(dtype), bad_gnorm)
-        return (params, state, bad_step, bad_loss, bad_gnorm), None
-
-    init = (params0, state0, jnp.asarray(-1, jnp.int32), jnp.asarray(0.0, dtype), jnp.asarray(0.0, dtype))
-    (params, state, bad_step, bad_loss, bad_gnorm), _ = jax.lax.scan(
-        step, init, jnp.arange(fit.steps, dtype=jnp.int32)
-    )
-    info = {
-        "final_loss": loss_fn(params).astype(dtype),
-        "nonfinite_step": bad_step,
-        "nonfinite_loss": bad_loss,
-        "nonfinite_grad_norm": bad_gnorm,
-    }
-    return params, state, info
 
 
 def raise_if_nonfinite(result: SharpeningResult, what: str) -> SharpeningResult:
@@ -132,16 +77,6 @@ def raise_if_nonfinite(result: SharpeningResult, what: str) -> SharpeningResult:
         f"loss = {float(loss)!r}, gradient norm = {float(gnorm)!r}. Lower the learning rate, raise beta, or check "
         "that the class gives every observed response positive probability."
     )
-
-
-def check_oracle_budget(oracle, needed: int, what: str) -> None:
-    """Refuse, before drawing anything, a run needing more queries than the oracle's budget."""
-    budget = getattr(oracle, "budget", None)
-    if budget is not None and needed > budget:
-        raise BudgetExceededError(
-            f"{what} needs {needed} sample-and-evaluate queries but the oracle's budget is {budget}; "
-            "lower n, N or T, or raise the budget."
-        )
 
 
 def check_budget_field(budget: Optional[int], needed: int, what: str) -> None:
@@ -184,11 +119,6 @@ def as_int(x) -> Int[Array, ""]:
     return jnp.asarray(x, jnp.int32)
 
 
-def pair_residual(beta, lp_y, lp_yp, r_y, r_yp):
-    """The Eq. (8) residual β log(π(y)/π_base(y)) − β log(π(y')/π_base(y')) − (r(y) − r(y')), r = log π_base."""
-    return beta * (lp_y - r_y) - beta * (lp_yp - r_yp) - (r_y - r_yp)
-
-
 def logistic_pair_loss(beta, lp_y, lp_yp, r_y, r_yp):
     """DPO's logistic loss −log σ(β(log π/π_base(y_w) − log π/π_base(y_l))), y_w the higher-reward response."""
     h = beta * (lp_y - r_y) - beta * (lp_yp - r_yp)
@@ -211,47 +141,42 @@ def jit_static(fn):
     return _JIT_CACHE[fn]
 
 
-#: Relative tolerance under which two exact finite-class objectives count as tied: float32 rounding of
-#: the per-pair residuals (~1e-6 each) must not decide between candidates the data cannot tell apart.
-TIE_RTOL = 1e-5
-TIE_BREAKS = ("first", "random")
+def run_core(core: Callable, key, oracle, cls, config, *traced):
+    """The one home of "compile eagerly, inline under a trace": ``core(key, oracle, cls, config, *traced)``.
 
-
-def check_tie_break(value: str) -> str:
-    if value not in TIE_BREAKS:
-        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {value!r}.")
-    return value
-
-
-def tie_priority(key, cls, tie_break: str):
-    """Priority ``[X, K]`` among tied candidates: −index ("first": lowest index wins) or i.i.d. uniform
-    ("random": a uniformly random order of the class, drawn once per run from ``key``)."""
-    shape = (cls.num_prompts, cls.num_candidates)
-    if tie_break == "random":
-        return jax.random.uniform(key, shape)
-    return -jnp.broadcast_to(jnp.arange(shape[1], dtype=jnp.result_type(float)), shape)
-
-
-def select_with_ties(cls, scores, priority, *, rtol: float = TIE_RTOL):
-    """Exact argmin of a finite class's additive objective with explicit tie-breaking.
-
-    Candidates whose objective is within ``rtol·(1 + |min|)`` of the minimum are tied (the minimiser set);
-    among them the one with the largest ``priority`` wins. Product class: per prompt; stack: the objective is
-    summed over prompts first. Returns ``(index [X], tied [X, K])`` — ``tied`` is the minimiser set, so a
-    caller can also score the worst-case tie-break.
+    Outside any ``jit``/``vmap`` trace the core runs compiled with ``config`` static (cached per core function,
+    :func:`jit_static`); inside a caller's trace it is inlined. ``traced`` holds the hyper-parameters that
+    stay traced (β, α, σ as arrays), so the sweeps can ``vmap`` over them without recompiling.
     """
-    s = jnp.where(jnp.isnan(scores), jnp.inf, scores)
-    s = jnp.where(cls.valid, s, jnp.inf)
-    if not cls.product:
-        s = jnp.sum(s, axis=0, keepdims=True)  # [1, K]
-        priority = priority[:1]
-    best = jnp.min(s, axis=1, keepdims=True)
-    tied = (s <= best + rtol * (1.0 + jnp.abs(best))) & jnp.isfinite(s)
-    tied = tied | (~jnp.any(tied, axis=1, keepdims=True) & (s == best))
-    k = jnp.argmax(jnp.where(tied, priority, -jnp.inf), axis=1).astype(jnp.int32)
-    if not cls.product:
-        return jnp.full((cls.num_prompts,), k[0], jnp.int32), jnp.broadcast_to(tied, (cls.num_prompts, tied.shape[1]))
-    return k, tied
+    if is_eager(key):
+        return jit_static(core)(key, oracle, cls, config, *traced)
+    return core(key, oracle, cls, config, *traced)
+
+
+def jit_static(fn):
+    """``jit(fn)`` with the 4th argument (a frozen, hashable config dataclass) static; cached per function."""
+    if fn not in _JIT_CACHE:
+        _JIT_CACHE[fn] = jax.jit(fn, static_argnums=(3,))
+    return _JIT_CACHE[fn]
+
+
+def hyper_grid(*points) -> tuple:
+    """The traced hyper-parameter points of a sweep (the one home of their broadcast and checks).
+
+    ``points``: ``(name, override, config_value)`` triples; an override is a 1-D array (or None: the config's
+    value). All are broadcast to one length P and returned as float arrays ``[P]`` (traced: a new grid does not
+    recompile). Concrete values must be finite and ≥ 0 (> 0 for ``betas``); the ValueError names the argument.
+    """
+    dt = jnp.result_type(float)
+    arrs = [jnp.atleast_1d(jnp.asarray(d if v is None else v, dt)) for _, v, d in points]
+    P = max(a.shape[0] for a in arrs)
+    out = tuple(jnp.broadcast_to(v, (P,)) for v in arrs)
+    for v, (name, _, _) in zip(out, points):
+        if not isinstance(v, jax.core.Tracer):
+            vv = np.asarray(v)
+            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
+                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    return out
 
 
 def check_finite_nonneg(value, name: str, what: str, *, positive: bool = False) -> float:

@@ -27,11 +27,10 @@ from jaxtyping import PRNGKeyArray
 
 from typing import Optional, Sequence
 
-import numpy as np
 from jaxtyping import Array, Float, Int
 
 from sharpsim import metrics
-from sharpsim._validation import check_open_unit, check_positive_int
+from sharpsim._validation import check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
@@ -39,16 +38,16 @@ from sharpsim.algorithms._common import (
     check_budget_field,
     check_finite_nonneg,
     check_tie_break,
+    hyper_grid,
     select_with_ties,
     tie_priority,
-    check_oracle_budget,
-    gradient_fit,
-    is_eager,
-    jit_static,
     pair_residual,
     raise_if_nonfinite,
+    run_core,
 )
-from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
+from sharpsim.algorithms._sft import sweep_evaluation
+from sharpsim.classes import FiniteClass, check_class_matches, tabular_eq8_minimizer
+from sharpsim.protocols import PolicyClass
 
 __all__ = ["RLHFConfig", "rlhf_sharpening", "pair_losses_finite", "tabular_eq8_minimizer", "RLHFSweep",
            "rlhf_sharpening_sweep"]
@@ -90,21 +89,23 @@ class RLHFConfig:
         return 2 * self.n
 
 
-def _per_pair_losses(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="squared", noise=(0.0, 0.0),
-                     target_scale=1.0):
-    """Per-(pair, candidate) loss ``[n, K]``; +inf where a candidate gives an observed response zero mass.
+def pair_loss_fn(beta, loss, r_y, r_yp, n_y=0.0, n_yp=0.0, target_scale=1.0):
+    """The per-pair loss of Eq. (8) (``"squared"``) or DPO (``"logistic"``) as a function of
+    (log π(y|x), log π(y'|x)), elementwise over the n pairs whose rewards (r_y, r_yp) and reward noise
+    (n_y, n_yp) it closes over: what every class's ``fit_pairs`` minimises (its one home).
 
     ``target_scale`` (private test hook, 1 = Eq. 8): multiplies the reward difference in the regression target
     only; 0 drops it (a deliberately broken Eq. 8 that tests use to show their checks can fail)."""
-    lp_y = cls.candidate_log_probs(prompts, y)  # [n, K]
-    lp_yp = cls.candidate_log_probs(prompts, yp)
-    n_y, n_yp = (jnp.asarray(v)[..., None] if jnp.ndim(v) else v for v in noise)
-    if loss == "squared":
-        res = pair_residual(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None]) - (n_y - n_yp)
-        res = res + (1.0 - target_scale) * (r_y - r_yp)[:, None]
-        return jnp.where(jnp.isfinite(res), res**2, jnp.inf)
-    per = _logistic_noisy(beta, lp_y, lp_yp, r_y[:, None], r_yp[:, None], n_y, n_yp)
-    return jnp.where(jnp.isfinite(lp_y) & jnp.isfinite(lp_yp), per, jnp.inf)
+
+    def pair_loss(lp_y, lp_yp):
+        if loss == "squared":
+            res = pair_residual(beta, lp_y, lp_yp, r_y, r_yp) - (n_y - n_yp)
+            if target_scale != 1.0:
+                res = res + (1.0 - target_scale) * (r_y - r_yp)
+            return res**2
+        return _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp)
+
+    return pair_loss
 
 
 def _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp):
@@ -120,44 +121,26 @@ def pair_losses_finite(cls: FiniteClass, prompts, y, yp, r_y, r_yp, beta, loss="
     A candidate that gives an observed response zero probability has an infinite (or NaN) residual and
     gets +inf, so it is never selected. ``noise``: the per-pair reward noise (ξ_y, ξ_y') of the target.
     """
-    per = _per_pair_losses(cls, prompts, y, yp, r_y, r_yp, beta, loss, noise)
+    per = cls.pair_scores(pair_loss_fn(beta, loss, r_y, r_yp, *noise), prompts, y, yp)
     return jnp.zeros((cls.num_prompts, cls.num_candidates), per.dtype).at[prompts].add(per)
 
 
-def tabular_eq8_minimizer(num_prompts, num_responses, prompts, y, yp, r_y, r_yp, beta):
-    """An exact minimiser of Eq. (8) over the tabular class, in closed form (zero empirical loss).
-
-    The residual vanishes iff log π(y|x) − log π(y'|x) = (1 + 1/β)(r(y) − r(y')) on every observed pair, so
-    logits (1 + 1/β)·r(x, y) on every *observed* response zero every residual. Responses never observed
-    at x are not identified by the loss; the documented rule gives them probability 0 (the data-supported
-    minimiser), and prompts never seen get the uniform distribution. As n grows every response with
-    positive mass is observed and the minimiser tends to π*_β ∝ π_base^{1+1/β}.
-    """
-    dtype = jnp.result_type(float)
-    logits = jnp.full((num_prompts, num_responses), -jnp.inf, dtype)
-    scale = 1.0 + 1.0 / beta
-    logits = logits.at[prompts, y].set(scale * r_y).at[prompts, yp].set(scale * r_yp)
-    seen = jnp.any(jnp.isfinite(logits), axis=1, keepdims=True)
-    logits = jnp.where(seen, logits, 0.0)
-    return jax.nn.log_softmax(logits, axis=-1)
-
-
-def rlhf_sharpening(key: PRNGKeyArray, oracle, cls, config: RLHFConfig) -> SharpeningResult:
+def rlhf_sharpening(key: PRNGKeyArray, oracle, cls: PolicyClass, config: RLHFConfig) -> SharpeningResult:
     """RLHF-sharpening (Theorem 4.2's estimator): Eq. (8) (or logistic DPO) on n pairs from π_base.
 
-    Exact minimisation over finite classes (per-candidate sums) and, for Eq. (8), over the tabular class
-    (closed form); projected optax steps otherwise. Diagnostics: ``train_loss`` (mean pair loss at π̂),
-    ``nonfinite_step`` and friends for gradient fits.
+    The minimiser is ``cls.fit_pairs``: exact over finite classes (per-candidate sums) and, for Eq. (8), over
+    the tabular class (closed form, :func:`~sharpsim.classes.tabular_eq8_minimizer`); projected optax steps
+    otherwise. Diagnostics: ``train_loss`` (mean pair loss at π̂), ``nonfinite_step`` and friends for
+    gradient fits.
     """
     check_class_matches(cls, oracle.pi_base, "rlhf_sharpening")
-    check_oracle_budget(oracle, config.num_queries, f"rlhf_sharpening(n={config.n})")
-    if isinstance(cls, TabularClass) and config.tabular_method == "closed_form" and config.reward_noise > 0:
+    oracle.check_budget(config.num_queries, f"rlhf_sharpening(n={config.n})")
+    if getattr(cls, "closed_form_eq8", False) and config.tabular_method == "closed_form" and config.reward_noise > 0:
         raise ValueError("reward_noise > 0 has no closed-form Eq. 8 minimiser over the tabular class; use "
                          "tabular_method='gradient' or a finite class.")
     dt = jnp.result_type(float)
     hp = dict(beta=jnp.asarray(config.beta, dt), sigma=jnp.asarray(config.reward_noise, dt))
-    run = jit_static(_rlhf_core) if is_eager(key) else _rlhf_core
-    return raise_if_nonfinite(run(key, oracle, cls, config, hp), "rlhf_sharpening")
+    return raise_if_nonfinite(run_core(_rlhf_core, key, oracle, cls, config, hp), "rlhf_sharpening")
 
 
 def _pairs(key, oracle, n, sigma):
@@ -172,36 +155,14 @@ def _rlhf_core(key, oracle, cls, config: RLHFConfig, hp) -> SharpeningResult:
     x = batch.prompts
     y, yp = jax.tree_util.tree_map(lambda a: a[:, 0], batch.responses), jax.tree_util.tree_map(lambda a: a[:, 1], batch.responses)
     r_y, r_yp = batch.log_probs[:, 0], batch.log_probs[:, 1]
-    n_y, n_yp = z[:, 0], z[:, 1]
     beta = hp["beta"]
-    info = {"nonfinite_step": as_int(-1)}
-
-    def mean_loss(lp_fn):
-        lp_y, lp_yp = lp_fn(x, y), lp_fn(x, yp)
-        if config.loss == "squared":
-            return jnp.mean((pair_residual(beta, lp_y, lp_yp, r_y, r_yp) - (n_y - n_yp)) ** 2)
-        return jnp.mean(_logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp))
-
-    if isinstance(cls, FiniteClass):
-        scores = pair_losses_finite(cls, x, y, yp, r_y, r_yp, beta, config.loss, (n_y, n_yp))
-        priority = tie_priority(jax.random.fold_in(key, 2), cls, config.tie_break)
-        params, _ = select_with_ties(cls, scores, priority)
-        policy = cls.member(params)
-    elif isinstance(cls, TabularClass) and config.tabular_method == "closed_form":
-        policy_lp = tabular_eq8_minimizer(cls.num_prompts, cls.num_responses, x, y, yp, r_y, r_yp, beta)
-        params = policy_lp
-        policy = cls.member(jnp.where(jnp.isfinite(policy_lp), policy_lp, -jnp.inf))
-    else:
-        def loss_fn(params):
-            return mean_loss(lambda xx, yy: cls.log_prob(params, xx, yy))
-
-        params, _, info = gradient_fit(loss_fn, cls.project(cls.init_params()), cls.project, config.fit)
-        policy = cls.member(params)
+    pair_loss = pair_loss_fn(beta, config.loss, r_y, r_yp, z[:, 0], z[:, 1])
+    eq8 = (beta, r_y, r_yp) if config.loss == "squared" and config.tabular_method == "closed_form" else None
+    policy, params, info = cls.fit_pairs(pair_loss, x, y, yp, tie_key=jax.random.fold_in(key, 2),
+                                         tie_break=config.tie_break, fit=config.fit, eq8=eq8)
     lp_table = getattr(policy, "log_probs", None)
-    if lp_table is not None:
-        train = mean_loss(lambda xx, yy: lp_table[xx, yy])
-    else:
-        train = mean_loss(policy.log_prob)
+    lp_fn = (lambda xx, yy: lp_table[xx, yy]) if lp_table is not None else policy.log_prob
+    train = jnp.mean(pair_loss(lp_fn(x, y), lp_fn(x, yp)))
     diagnostics = dict(info, train_loss=train)
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(batch.num_queries), diagnostics=diagnostics)
 
@@ -227,49 +188,42 @@ class RLHFSweep:
 
 def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: RLHFConfig, *,
                           n_grid: Optional[Sequence[int]] = None, betas=None, reward_noises=None,
-                          delta: float, gamma: float = 0.0, _target_scale: float = 1.0) -> RLHFSweep:
+                          delta: Optional[float] = None, gamma: float = 0.0,
+                          evaluate: Optional[metrics.SharpnessEvaluation] = None,
+                          _target_scale: float = 1.0) -> RLHFSweep:
     """RLHF-sharpening over a finite class for a grid of n (prefixes of one draw) and traced (β, σ) points.
 
     One draw of max(n_grid) pairs (with their noise ξ); the per-pair, per-candidate losses are cumulated
     along the pairs, so prefix n costs one gather. ``betas``/``reward_noises``: 1-D arrays (broadcast), or
     None for ``config``'s values. Entry (g, p) equals ``rlhf_sharpening(key, …, replace(config, n=n_max,
     beta=β_p, reward_noise=σ_p))`` restricted to the first n_grid[g] pairs of the same draw (exactly so at
-    n = n_max). ``_target_scale``: private test hook (see :func:`_per_pair_losses`); leave at 1.
+    n = n_max). Scoring is the caller's ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`), or one
+    built from ``delta``/``gamma`` against the oracle's π_base. ``_target_scale``: private test hook (see
+    :func:`pair_loss_fn`); leave at 1.
     """
-    if not isinstance(cls, FiniteClass):
+    if not callable(getattr(cls, "pair_scores", None)):
         raise ValueError(f"rlhf_sharpening_sweep needs a FiniteClass (exact minimisation), got {type(cls).__name__}.")
     check_class_matches(cls, oracle.pi_base, "rlhf_sharpening_sweep")
-    check_open_unit(delta, "delta")
+    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "rlhf_sharpening_sweep")
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in (n_grid or (config.n,)))
     n_max = max(n_grid)
-    check_oracle_budget(oracle, 2 * n_max, f"rlhf_sharpening_sweep(n_max={n_max})")
     dt = jnp.result_type(float)
-    arrs = [jnp.atleast_1d(jnp.asarray(d if v is None else v, dt))
-            for v, d in ((betas, config.beta), (reward_noises, config.reward_noise))]
-    P = max(a.shape[0] for a in arrs)
-    b, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
-    for v, name in ((b, "betas"), (s, "reward_noises")):
-        if not isinstance(v, jax.core.Tracer):
-            vv = np.asarray(v)
-            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
-                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    b, s = hyper_grid(("betas", betas, config.beta), ("reward_noises", reward_noises, config.reward_noise))
     batch = oracle.sample_and_evaluate(key, n_max, 2)
     xi = jax.random.normal(jax.random.fold_in(key, 1), (n_max, 2), batch.log_probs.dtype)
     x = batch.prompts
     y, yp = batch.responses[:, 0], batch.responses[:, 1]
     r_y, r_yp = batch.log_probs[:, 0], batch.log_probs[:, 1]
     priority = tie_priority(jax.random.fold_in(key, 2), cls, config.tie_break)
-    X, K = cls.num_prompts, cls.num_candidates
-    members = cls.log_probs  # [X, K, Y]
-    target = metrics.argmax_set(oracle.pi_base, gamma)
-    # exact sharpness error of every candidate (evaluation outside the fit): [X, K] per-prompt failure indicator
-    cand_mass = jnp.sum(jnp.where(target[:, None, :], jnp.exp(members), 0.0), axis=-1)
-    cand_bad = (cand_mass <= 1.0 - delta).astype(dt)
+    X = cls.num_prompts
+    # exact sharpness error of every candidate (the caller's evaluation): [X, K] per-prompt failure indicator
+    cand_bad = evaluate.candidate_failures(cls.log_probs)
+    mu = evaluate.mu
     onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
 
     def one(beta, sigma):
-        per = _per_pair_losses(cls, x, y, yp, r_y, r_yp, beta, config.loss, (sigma * xi[:, 0], sigma * xi[:, 1]),
-                               _target_scale)
+        pair_loss = pair_loss_fn(beta, config.loss, r_y, r_yp, sigma * xi[:, 0], sigma * xi[:, 1], _target_scale)
+        per = cls.pair_scores(pair_loss, x, y, yp)
         per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
         cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
 
@@ -278,12 +232,12 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
             scores = jnp.where(scores >= 1e29, jnp.inf, scores)
             idx, tied = select_with_ties(cls, scores, priority)
             pol = cls.member(idx)
-            err = metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma)
+            err = evaluate.error(pol)
             if cls.product:
                 worst_bad = jnp.max(jnp.where(tied, cand_bad, 0.0), axis=1)
-                worst = jnp.sum(oracle.mu * worst_bad)
+                worst = jnp.sum(mu * worst_bad)
             else:
-                per_k = jnp.sum(oracle.mu[:, None] * cand_bad, axis=0)  # [K]
+                per_k = jnp.sum(mu[:, None] * cand_bad, axis=0)  # [K]
                 worst = jnp.max(jnp.where(tied[0], per_k, 0.0))
             return err, worst, jnp.sum(tied[0] if not cls.product else tied, dtype=jnp.int32), idx
 

@@ -32,13 +32,11 @@ from sharpsim.algorithms._common import (
     SharpeningResult,
     as_int,
     check_budget_field,
-    check_oracle_budget,
-    gradient_fit,
-    is_eager as _is_eager,
-    jit_static as _jit_static,
     raise_if_nonfinite,
+    run_core,
 )
-from sharpsim.classes import FiniteClass, TabularClass, check_class_matches
+from sharpsim.classes import check_class_matches, count_table
+from sharpsim.protocols import PolicyClass, is_policy_class
 
 __all__ = ["SFTConfig", "sft_sharpening", "SFTSweep", "sft_sharpening_sweep", "sft_parameters", "fit_mle", "THEOREM_4_1_C"]
 
@@ -103,31 +101,14 @@ def sft_parameters(
     return max(int(n), 1), max(int(N), 1)
 
 
-def _counts(num_prompts: int, num_responses: int, prompts, picks, weights=None):
-    w = jnp.ones(prompts.shape, jnp.result_type(float)) if weights is None else weights
-    return jnp.zeros((num_prompts, num_responses), w.dtype).at[prompts, picks].add(w)
+_counts = count_table  # the count table's home is sharpsim.classes
 
 
-def fit_mle(cls, prompts, responses, fit: FitConfig = FitConfig(), weights=None):
-    """argmax_{π∈Π} Σ_i w_i log π(y_i|x_i): exact for finite/tabular classes, projected optax otherwise.
-
-    Returns ``(policy, params, info)``.
+def fit_mle(cls: PolicyClass, prompts, responses, fit: FitConfig = FitConfig(), weights=None):
+    """argmax_{π∈Π} Σ_i w_i log π(y_i|x_i) (Eq. 5): ``cls.fit_mle`` — exact for finite/tabular classes,
+    projected optax otherwise. Returns ``(policy, params, info)``.
     """
-    if isinstance(cls, FiniteClass):
-        counts = _counts(cls.num_prompts, cls.num_responses, prompts, responses, weights)
-        index = cls.mle_index(counts)
-        return cls.member(index), index, {"nonfinite_step": as_int(-1)}
-    if isinstance(cls, TabularClass):
-        counts = _counts(cls.num_prompts, cls.num_responses, prompts, responses, weights)
-        policy = cls.mle(counts)
-        return policy, policy.log_probs, {"nonfinite_step": as_int(-1)}
-    w = jnp.ones(jnp.shape(prompts), jnp.result_type(float)) if weights is None else weights
-
-    def nll(params):
-        return -jnp.sum(w * cls.log_prob(params, prompts, responses)) / jnp.maximum(jnp.sum(w), 1.0)
-
-    params, _, info = gradient_fit(nll, cls.project(cls.init_params()), cls.project, fit)
-    return cls.member(params), params, info
+    return cls.fit_mle(prompts, responses, fit, weights)
 
 
 def _validate(oracle, cls, what):
@@ -152,12 +133,8 @@ def sft_sharpening(key: PRNGKeyArray, oracle, cls, config: SFTConfig) -> Sharpen
     """
     check_key(key)
     _validate(oracle, cls, "sft_sharpening")
-    check_oracle_budget(oracle, config.num_queries, f"sft_sharpening(n={config.n}, N={config.N})")
-    return raise_if_nonfinite(_sft_jit(key, oracle, cls, config), "sft_sharpening")
-
-
-def _sft_jit(key, oracle, cls, config):
-    return _jit_static(_sft_core)(key, oracle, cls, config) if _is_eager(key) else _sft_core(key, oracle, cls, config)
+    oracle.check_budget(config.num_queries, f"sft_sharpening(n={config.n}, N={config.N})")
+    return raise_if_nonfinite(run_core(_sft_core, key, oracle, cls, config), "sft_sharpening")
 
 
 def _sft_core(key, oracle, cls, config: SFTConfig) -> SharpeningResult:
@@ -173,21 +150,26 @@ def _sft_core(key, oracle, cls, config: SFTConfig) -> SharpeningResult:
     return SharpeningResult(policy=policy, params=params, num_queries=as_int(batch.num_queries), diagnostics=diagnostics)
 
 
-def exact_mle_sharpness(cls, counts: Float[Array, "X Y"], target, mu, delta: float):
-    """Fit the exact MLE of a finite or tabular class on (weighted) pick counts and score it exactly.
+def exact_mle_evaluated(cls: PolicyClass, counts: Float[Array, "X Y"], evaluate: metrics.SharpnessEvaluation):
+    """The exact MLE of an exact-MLE class on (weighted) pick counts (``cls.fit_counts``), scored by the caller's
+    ``evaluate``: ``(sharpness error, μ-mean mass on y*, params)`` — the shared step of the one-draw sweeps
+    (prefix weights select which picks count)."""
+    pol, params = cls.fit_counts(counts)
+    err, mass = evaluate(pol)
+    return err, mass, params
 
-    Returns (sharpness error P_μ[π̂(target|x) ≤ 1 − δ], μ-mean of π̂(target|x), params); the shared step of
-    the one-draw sweeps (prefix weights select which picks count).
-    """
-    if isinstance(cls, FiniteClass):
-        params = cls.mle_index(counts)
-        pol = cls.member(params)
-    else:
-        pol = cls.mle(counts)
-        params = jnp.zeros((), jnp.int32)
-    mass = metrics.mass_on(pol, target)
-    err = metrics.sharpness_error_from_mass(mass, mu, delta)
-    return err, jnp.sum(mu * mass), params
+
+def sweep_evaluation(evaluate, oracle, delta, gamma, what: str) -> metrics.SharpnessEvaluation:
+    """The sweeps' scorer: the caller's ``evaluate``, or (backward compatible) one built from ``delta``/``gamma``
+    and the oracle's π_base — the one place a sweep touches π_base, and only to hand it to the evaluation."""
+    if evaluate is not None:
+        if not isinstance(evaluate, metrics.SharpnessEvaluation):
+            raise ValueError(f"{what}: evaluate must be a metrics.SharpnessEvaluation, got {type(evaluate).__name__}.")
+        return evaluate
+    if delta is None:
+        raise ValueError(f"{what}: give delta (the sharpness threshold) or evaluate=SharpnessEvaluation.of(...).")
+    check_open_unit(delta, "delta")
+    return metrics.SharpnessEvaluation.of(oracle.pi_base, oracle.mu, delta, gamma)
 
 
 # ------------------------------------------------------------------------------------ sweep
@@ -222,13 +204,14 @@ def _stack_classes(classes):
 def sft_sharpening_sweep(
     key: PRNGKeyArray,
     oracle,
-    cls: Union[FiniteClass, TabularClass, Callable[[int], Any]],
+    cls: Union[PolicyClass, Callable[[int], Any]],
     n_grid: Sequence[int],
     N_grid: Sequence[int],
     *,
-    delta: float,
+    delta: Optional[float] = None,
     gamma: float = 0.0,
     reward: Callable = _rewards.log_prob,
+    evaluate: Optional[metrics.SharpnessEvaluation] = None,
 ) -> SFTSweep:
     """SFT-sharpening over a whole (n, N) grid from ONE draw, with exact sharpness per grid point.
 
@@ -238,23 +221,25 @@ def sft_sharpening_sweep(
     function ``N -> class`` for classes that depend on N (e.g. ``base.bon_closure`` for realizability,
     Assumption 4.1). ``reward`` must score each response on its own (log-prob, length-normalised); group
     rewards (majority) are not prefix-consistent. Designed for ``jit(vmap(...))`` over trial keys.
+
+    Scoring is the caller's: ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`), or ``delta`` and
+    ``gamma``, from which one is built against the oracle's π_base (backward compatible).
     """
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
     N_grid = tuple(check_positive_int(v, "N_grid entry") for v in N_grid)
     if not n_grid or not N_grid:
         raise ValueError("n_grid and N_grid must be non-empty.")
-    check_open_unit(delta, "delta")
+    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "sft_sharpening_sweep")
     n_max, N_max = max(n_grid), max(N_grid)
-    classes = [cls(N) for N in N_grid] if callable(cls) and not isinstance(cls, (FiniteClass, TabularClass)) else None
+    classes = [cls(N) for N in N_grid] if callable(cls) and not is_policy_class(cls) else None
     probe = classes[0] if classes else cls
-    if not isinstance(probe, (FiniteClass, TabularClass)):
+    if not getattr(probe, "exact_mle", False):
         raise ValueError(
             "sft_sharpening_sweep needs an exact-MLE class (FiniteClass or TabularClass, or N -> such a class); "
             f"got {type(probe).__name__}. Use sft_sharpening per grid point for gradient-fitted classes."
         )
     for c_ in classes or [cls]:
         check_class_matches(c_, oracle.pi_base, "sft_sharpening_sweep")
-    check_oracle_budget(oracle, n_max * N_max, f"sft_sharpening_sweep(n_max={n_max}, N_max={N_max})")
     stacked = _stack_classes(classes) if classes else None
 
     batch = oracle.sample_and_evaluate(key, n_max, N_max)
@@ -264,15 +249,13 @@ def sft_sharpening_sweep(
     picks = jnp.take_along_axis(batch.responses, run_idx[:, cols], 1).T  # [H, n]
     n_arr = jnp.asarray(n_grid, jnp.int32)
     ar = jnp.arange(n_max)
-    pi_base = oracle.pi_base
-    X, Y = pi_base.num_prompts, pi_base.num_responses
-    target = metrics.argmax_set(pi_base, gamma)
+    X, Y = probe.num_prompts, probe.num_responses
 
     def at(g_n, h):
         w = (ar < g_n).astype(jnp.result_type(float))
-        counts = _counts(X, Y, batch.prompts, picks[h], w)
+        counts = count_table(X, Y, batch.prompts, picks[h], w)
         c_ = jax.tree_util.tree_map(lambda a: a[h], stacked) if stacked is not None else cls
-        return exact_mle_sharpness(c_, counts, target, oracle.mu, delta)
+        return exact_mle_evaluated(c_, counts, evaluate)
 
     H = len(N_grid)
     err, mass, params = jax.vmap(lambda g_n: jax.vmap(lambda h: at(g_n, h))(jnp.arange(H)))(n_arr)

@@ -48,25 +48,23 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim import metrics
-from sharpsim._validation import check_open_unit, check_positive_int
+from sharpsim._validation import check_positive_int
 from sharpsim.algorithms._common import (
     FitConfig,
     SharpeningResult,
     as_int,
     check_budget_field,
     check_finite_nonneg,
-    check_oracle_budget,
     check_tie_break,
-    gradient_fit,
-    is_eager,
-    jit_static,
+    hyper_grid,
     pair_residual,
     raise_if_nonfinite,
-    select_with_ties,
-    tie_priority,
+    run_core,
 )
-from sharpsim.classes import FiniteClass, check_class_matches
+from sharpsim.algorithms._sft import sweep_evaluation
+from sharpsim.classes import _first, check_class_matches
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
+from sharpsim.protocols import PolicyClass
 
 __all__ = ["XPOConfig", "xpo_sharpening", "XPOSweep", "xpo_sharpening_sweep"]
 
@@ -123,19 +121,21 @@ def _candidates(T: int, stride: int) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def xpo_sharpening(key: PRNGKeyArray, oracle, cls, config: XPOConfig, *, _optimism_sign: float = 1.0) -> SharpeningResult:
+def xpo_sharpening(key: PRNGKeyArray, oracle, cls: PolicyClass, config: XPOConfig, *,
+                   _optimism_sign: float = 1.0) -> SharpeningResult:
     """XPO (Algorithm 1) over ``cls``; returns the iterate with the largest held-out Ĵ_β.
 
     Diagnostics: ``selected_round`` (1-based t of π^(t)), ``J_hat [C]`` and ``candidate_rounds [C]``,
     ``train_objective`` (the round-T objective of π^(T+1)), and for gradient classes ``nonfinite_step [T]``.
     ``params``: candidate indices ``[X]`` (−1 everywhere when π̂ = π^(1) = π_base) or the fitted parameters.
-    ``_optimism_sign`` is a private hook for the test that pins the sign of the optimism term.
+    ``_optimism_sign`` is a private hook for the test that pins the sign of the optimism term. ``num_queries`` is
+    the sum of the counts the oracle returned for the calls made (equal to ``config.num_queries``).
     """
     check_class_matches(cls, oracle.pi_base, "xpo_sharpening")
-    check_oracle_budget(oracle, config.num_queries, f"xpo_sharpening(T={config.T})")
+    # XPO spends its queries over 2T + C·E small calls: reserve the total with the oracle's own check up front.
+    oracle.check_budget(config.num_queries, f"xpo_sharpening(T={config.T})")
     hp = _hyper(config, sign=_optimism_sign)
-    run = jit_static(_xpo_core) if is_eager(key) else _xpo_core
-    return raise_if_nonfinite(run(key, oracle, cls, config, hp), "xpo_sharpening")
+    return raise_if_nonfinite(run_core(_xpo_core, key, oracle, cls, config, hp), "xpo_sharpening")
 
 
 def _hyper(config: XPOConfig, beta=None, alpha=None, sigma=None, sign=1.0) -> dict:
@@ -146,10 +146,6 @@ def _hyper(config: XPOConfig, beta=None, alpha=None, sigma=None, sign=1.0) -> di
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _first(tree):
-    return jax.tree_util.tree_map(lambda a: a[0], tree)
-
-
 def _draw_from(policy, key, mu, num):
     """num held-out (x, y, log π(y|x)) with x ~ μ and y ~ π(·|x) (the learner's own draws)."""
     if isinstance(policy, TabularPolicy):
@@ -174,8 +170,31 @@ def _noisy_residual(beta, lp_y, lp_yt, r_y, r_yt, n_y, n_yt):
     return pair_residual(beta, lp_y, lp_yt, r_y, r_yt) - (n_y - n_yt)
 
 
+@dataclasses.dataclass(frozen=True)
+class _XPOObjective:
+    """Algorithm 1's per-round objective α Σ log π(ỹ|x) + Σ (Eq. 8 residual with the noisy target)², in the two
+    forms the classes minimise it in (``PolicyClass.xpo_rounds``): per triple for exact per-candidate sums, and
+    over a masked buffer for gradient fits (divided by the round count t)."""
+
+    hp: dict
+
+    def per_triple(self, lp_y, lp_yt, r_y, r_yt, n_y, n_yt):
+        """One triple's contribution to every candidate's objective: ±α log π_k(ỹ|x) + residual² (+inf where a
+        candidate gives an observed response zero probability)."""
+        hp = self.hp
+        res = _noisy_residual(hp["beta"], lp_y, lp_yt, r_y, r_yt, n_y, n_yt)
+        return jnp.where(jnp.isfinite(res), hp["sign"] * hp["alpha"] * lp_yt + res**2, jnp.inf)
+
+    def batch_loss(self, lp_y, lp_yt, buf, mask, t):
+        """The objective over the first t buffered triples, divided by t."""
+        hp = self.hp
+        res = _noisy_residual(hp["beta"], lp_y, lp_yt, buf["r"], buf["rt"], buf["n"], buf["nt"])
+        return (hp["sign"] * hp["alpha"] * jnp.sum(mask * lp_yt) + jnp.sum(mask * res**2)) / t
+
+
 def _trajectory(key, oracle, cls, config: XPOConfig, T: int, hp: dict):
-    """Rounds 1..T of Algorithm 1: (iterates π^(2..T+1) stacked on a leading [T] axis, objective, extra)."""
+    """Rounds 1..T of Algorithm 1: (iterates π^(2..T+1) stacked on a leading [T] axis, objective, extra,
+    queries) — ``queries`` the sum of the oracle's own counts for the calls made (2T)."""
     k_first, k_rounds, _, k_tie = jax.random.split(key, 4)
     k_draw, k_noise = jax.random.split(k_first)
     first = oracle.sample_and_evaluate(k_draw, 1, 2)  # round 1: y, ỹ ~ π^(1) = π_base (2 queries)
@@ -186,156 +205,83 @@ def _trajectory(key, oracle, cls, config: XPOConfig, T: int, hp: dict):
     data1 = (x1, y1, yt1, first.log_probs[0, 0], first.log_probs[0, 1], z1[0], z1[1])
     ts = jnp.arange(2, T + 1, dtype=jnp.int32)
     round_keys = jax.vmap(lambda t: jax.random.fold_in(k_rounds, t))(ts)
+    per_round = []  # the oracle's counts for one round's calls (the same every round: traced once in the scan)
 
-    def base_and_reward(k, x, y):
-        """ỹ ~ π_base(·|x) (1 query), r(x, y) for the learner's y (1 query), and the two noise draws."""
-        kb, kz = jax.random.split(k)
-        r_y, _ = oracle.evaluate(x, y)
-        tb = oracle.respond(kb, x[None], 1)
+    def next_triple(k, params):
+        """Round t's (x, y ~ π^(t), ỹ ~ π_base, r(x,y), r(x,ỹ), noise): r(x, y) (1 query) and ỹ (1 query)."""
+        kx, ky, kb = jax.random.split(k, 3)
+        x = oracle.sample_prompts(kx, 1)[0]
+        y = cls.draw(params, ky, x)  # y ~ π^(t)(·|x): the learner's own draw
+        kb1, kz = jax.random.split(kb)
+        r_y, c_eval = oracle.evaluate(x, y)
+        tb = oracle.respond(kb1, x[None], 1)
+        per_round[:] = [c_eval + tb.num_queries]
         z = hp["sigma"] * jax.random.normal(kz, (2,), tb.log_probs.dtype)
-        return _first(jax.tree_util.tree_map(lambda a: a[0], tb.responses)), r_y, tb.log_probs[0, 0], z[0], z[1]
+        yt = _first(jax.tree_util.tree_map(lambda a: a[0], tb.responses))
+        return x, y, yt, r_y, tb.log_probs[0, 0], z[0], z[1]
 
-    if isinstance(cls, FiniteClass):
-        priority = tie_priority(k_tie, cls, config.tie_break)
-        return _rounds_finite(cls, oracle, round_keys, data1, hp, priority, base_and_reward)
-    return _rounds_gradient(cls, oracle, round_keys, ts, data1, hp, T, config, base_and_reward)
+    iterates, objective, extra = cls.xpo_rounds(
+        _XPOObjective(hp), data1, next_triple, round_keys, ts, T=T, tie_key=k_tie, tie_break=config.tie_break,
+        fit=config.fit, steps=config.steps_per_round)
+    queries = first.num_queries + (T - 1) * (per_round[0] if per_round else 0)
+    return iterates, objective, extra, queries
 
 
 def _j_hats(key, oracle, cls, iterates, ids: Sequence[int], hp, E: int):
-    """Ĵ_β of the iterates with 0-based ids (0 = π_base), each on E held-out queries from fold_in(k_eval, id)."""
+    """Ĵ_β of the iterates with 0-based ids (0 = π_base), each on E held-out queries from fold_in(k_eval, id).
+
+    Returns ``(J [C], queries)`` with ``queries`` the sum of the oracle's counts (E per iterate)."""
     k_eval = jax.random.split(key, 4)[2]
     beta = hp["beta"]
     out = []
+    queries = 0
     if 0 in ids:
         b = oracle.sample_and_evaluate(jax.random.fold_in(k_eval, 0), E, 1)
         out.append(_j_hat(b.log_probs[:, 0], b.log_probs[:, 0], beta))
+        queries += b.num_queries
     later = [c for c in ids if c > 0]
     if later:
         idx = jnp.asarray([c - 1 for c in later], jnp.int32)
         params = jax.tree_util.tree_map(lambda a: a[idx], iterates)
         keys = jax.vmap(lambda c: jax.random.fold_in(k_eval, c))(jnp.asarray(later, jnp.int32))
+        counts = []
 
         def eval_one(args):
             k, p = args
             xs, ys, lps = _draw_from(cls.member(p), k, oracle.mu, E)
-            r, _ = oracle.evaluate(xs, ys)
+            r, c = oracle.evaluate(xs, ys)
+            counts[:] = [c]
             return _j_hat(r, lps, beta)
 
         out.append(jax.lax.map(eval_one, (keys, params)))
-    return jnp.concatenate([jnp.atleast_1d(o) for o in out])
+        queries += len(later) * counts[0]
+    return jnp.concatenate([jnp.atleast_1d(o) for o in out]), queries
 
 
-def _output(oracle, cls, iterates, selected_iter):
-    """(policy, params) of iterate ``selected_iter`` (0 = π_base)."""
-    last = jax.tree_util.tree_map(lambda a: a[jnp.maximum(selected_iter - 1, 0)], iterates)
-    fitted = cls.member(last)
+def _output(base, cls, iterates, selected_iter):
+    """(policy, params) of iterate ``selected_iter``; iterate 0 is π^(1) = π_base (``base``), returned as its table
+    when the class's members are tabular."""
+    fitted, params = cls.select_iterate(iterates, selected_iter)
     if isinstance(fitted, TabularPolicy):
-        policy = TabularPolicy(log_probs=jnp.where(selected_iter == 0, oracle.pi_base.log_probs, fitted.log_probs))
+        policy = TabularPolicy(log_probs=jnp.where(selected_iter == 0, base.log_probs, fitted.log_probs))
     else:
         policy = fitted  # gradient classes: π^(1) is only ever selected as the class's own member
-    params = jnp.where(selected_iter == 0, -1, last) if isinstance(cls, FiniteClass) else last
     return policy, params
 
 
 def _xpo_core(key, oracle, cls, config: XPOConfig, hp) -> SharpeningResult:
     T = int(config.T)
-    iterates, objective, extra = _trajectory(key, oracle, cls, config, T, hp)
+    iterates, objective, extra, q_rounds = _trajectory(key, oracle, cls, config, T, hp)
     cands = config.candidate_rounds
-    j_all = _j_hats(key, oracle, cls, iterates, cands, hp, config.eval_samples)
+    j_all, q_eval = _j_hats(key, oracle, cls, iterates, cands, hp, config.eval_samples)
     cand_arr = jnp.asarray(cands, jnp.int32)
     selected_iter = cand_arr[jnp.argmax(j_all)]  # 0 = π_base
-    policy, params = _output(oracle, cls, iterates, selected_iter)
+    # Algorithm 1 returns π^(1) = π_base itself when it scores best: the learner's initial policy, not an evaluation.
+    policy, params = _output(oracle.pi_base, cls, iterates, selected_iter)
     diagnostics = dict(extra, selected_round=selected_iter + 1, J_hat=j_all, candidate_rounds=cand_arr + 1,
                        train_objective=objective[-1])
-    return SharpeningResult(policy=policy, params=params, num_queries=as_int(config.num_queries), diagnostics=diagnostics)
-
-
-def _finite_contrib(cls, x, y, yt, r_y, r_yt, n_y, n_yt, hp):
-    """One triple's contribution to every candidate's objective at prompt x: ±α log π_k(ỹ|x) + residual²."""
-    lp_y = cls.log_probs[x, :, y]
-    lp_yt = cls.log_probs[x, :, yt]
-    res = _noisy_residual(hp["beta"], lp_y, lp_yt, r_y, r_yt, n_y, n_yt)
-    return jnp.where(jnp.isfinite(res), hp["sign"] * hp["alpha"] * lp_yt + res**2, jnp.inf)
-
-
-def _objective_value(cls, S, index):
-    vals = jnp.take_along_axis(S, index[:, None], axis=1)[:, 0]
-    return jnp.sum(vals)
-
-
-def _rounds_finite(cls, oracle, round_keys, first, hp, priority, base_and_reward):
-    x1, y1, yt1, r1, rt1, n1, nt1 = first
-    S = jnp.zeros((cls.num_prompts, cls.num_candidates), cls.log_probs.dtype)
-    S = S.at[x1].add(_finite_contrib(cls, x1, y1, yt1, r1, rt1, n1, nt1, hp))
-    index, _ = select_with_ties(cls, S, priority)  # π^(2)
-
-    def round_(carry, k):
-        S, index = carry
-        kx, ky, kb = jax.random.split(k, 3)
-        x = oracle.sample_prompts(kx, 1)[0]
-        y = inverse_cdf_sample(ky, cls.log_probs[x, index[x]], 1)[0]  # y ~ π^(t)(·|x): the learner's own draw
-        yt, r_y, r_yt, n_y, n_yt = base_and_reward(kb, x, y)
-        S = S.at[x].add(_finite_contrib(cls, x, y, yt, r_y, r_yt, n_y, n_yt, hp))
-        index, _ = select_with_ties(cls, S, priority)
-        return (S, index), (index, _objective_value(cls, S, index))
-
-    obj1 = _objective_value(cls, S, index)
-    (S, _), (hist, objs) = jax.lax.scan(round_, (S, index), round_keys)
-    iterates = jnp.concatenate([index[None], hist], axis=0)  # [T, X]: π^(2), …, π^(T+1)
-    objective = jnp.concatenate([obj1[None], objs])
-    return iterates, objective, {"nonfinite_step": as_int(-1)}
-
-
-def _rounds_gradient(cls, oracle, round_keys, ts, first, hp, T, config, base_and_reward):
-    x1, y1, yt1, r1, rt1, n1, nt1 = first
-    dtype = jnp.result_type(float)
-
-    def buffer(a):
-        return jnp.zeros((T,) + jnp.shape(a), jnp.asarray(a).dtype).at[0].set(a)
-
-    buf = dict(x=buffer(x1), y=jax.tree_util.tree_map(buffer, y1), yt=jax.tree_util.tree_map(buffer, yt1),
-               r=buffer(r1).astype(dtype), rt=buffer(rt1).astype(dtype), n=buffer(n1).astype(dtype),
-               nt=buffer(nt1).astype(dtype))
-    fit = dataclasses.replace(config.fit, steps=config.steps_per_round)
-
-    def objective_fn(buf, t):
-        mask = (jnp.arange(T) < t).astype(dtype)
-
-        def loss(params):
-            lp_y = cls.log_prob(params, buf["x"], buf["y"])
-            lp_yt = cls.log_prob(params, buf["x"], buf["yt"])
-            res = _noisy_residual(hp["beta"], lp_y, lp_yt, buf["r"], buf["rt"], buf["n"], buf["nt"])
-            return (hp["sign"] * hp["alpha"] * jnp.sum(mask * lp_yt) + jnp.sum(mask * res**2)) / t
-
-        return loss
-
-    params0 = cls.project(cls.init_params())
-    opt_state0 = fit.make().init(params0)
-    params, opt_state, info = gradient_fit(objective_fn(buf, 1), params0, cls.project, fit, opt_state=opt_state0)
-    obj1 = objective_fn(buf, 1)(params)
-
-    def round_(carry, inp):
-        params, opt_state, buf = carry
-        k, t = inp  # t = 1-based round index (2..T)
-        kx, ky, kb = jax.random.split(k, 3)
-        x = oracle.sample_prompts(kx, 1)[0]
-        ys, _ = cls.member(params).sample_and_log_prob(ky, x, 1)  # y ~ π^(t): the learner's own draw
-        y = _first(ys)
-        yt, r_y, r_yt, n_y, n_yt = base_and_reward(kb, x, y)
-        i = t - 1
-        setter = lambda b, a: b.at[i].set(a)  # noqa: E731
-        buf = dict(x=setter(buf["x"], x), y=jax.tree_util.tree_map(setter, buf["y"], y),
-                   yt=jax.tree_util.tree_map(setter, buf["yt"], yt), r=setter(buf["r"], r_y), rt=setter(buf["rt"], r_yt),
-                   n=setter(buf["n"], n_y), nt=setter(buf["nt"], n_yt))
-        params, opt_state, info = gradient_fit(objective_fn(buf, t), params, cls.project, fit, opt_state=opt_state)
-        return (params, opt_state, buf), (params, info, objective_fn(buf, t)(params))
-
-    (_, _, buf), (hist, infos, objs) = jax.lax.scan(round_, (params, opt_state, buf), (round_keys, ts))
-    iterates = jax.tree_util.tree_map(lambda a, h: jnp.concatenate([a[None], h], axis=0), params, hist)
-    cat = lambda k: jnp.concatenate([info[k][None], infos[k]])  # noqa: E731
-    extra = {"nonfinite_step": cat("nonfinite_step"), "nonfinite_loss": cat("nonfinite_loss"),
-             "nonfinite_grad_norm": cat("nonfinite_grad_norm")}
-    return iterates, jnp.concatenate([obj1[None], objs]), extra
+    return SharpeningResult(policy=policy, params=params, num_queries=as_int(q_rounds + q_eval),
+                            diagnostics=diagnostics)
 
 
 # --------------------------------------------------------------------------------------------- sweep
@@ -366,8 +312,9 @@ def xpo_sharpening_sweep(
     betas=None,
     alphas=None,
     reward_noises=None,
-    delta: float,
+    delta: Optional[float] = None,
     gamma: float = 0.0,
+    evaluate: Optional[metrics.SharpnessEvaluation] = None,
     _optimism_sign: float = 1.0,
 ) -> XPOSweep:
     """Algorithm 1 over a grid of T and of traced (β, α, σ) points: one compile per configuration shape.
@@ -376,39 +323,34 @@ def xpo_sharpening_sweep(
     broadcast together; they are traced, so changing them does not recompile. ``T_grid`` (default
     ``(config.T,)``): one trajectory of max(T_grid) rounds per point, each T read off its prefix (keys are
     prefix-consistent, so entry g equals ``xpo_sharpening(key, …, replace(config, T=T_grid[g], beta=…, …))``).
+    Scoring is the caller's ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`; its ``reference``
+    is π^(1) = π_base when the class's members are tabular), or one built from ``delta``/``gamma`` against the
+    oracle's π_base.
     """
     check_class_matches(cls, oracle.pi_base, "xpo_sharpening_sweep")
-    check_open_unit(delta, "delta")
+    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "xpo_sharpening_sweep")
     T_grid = tuple(check_positive_int(T, "T_grid entry") for T in (T_grid or (config.T,)))
     T_max = max(T_grid)
     cfg_max = dataclasses.replace(config, T=T_max, budget=None)
-    check_oracle_budget(oracle, cfg_max.num_queries, f"xpo_sharpening_sweep(T_max={T_max})")
+    oracle.check_budget(cfg_max.num_queries, f"xpo_sharpening_sweep(T_max={T_max})")
     dt = jnp.result_type(float)
-    arrs = [jnp.atleast_1d(jnp.asarray(config_v if v is None else v, dt))
-            for v, config_v in ((betas, config.beta), (alphas, config.alpha), (reward_noises, config.reward_noise))]
-    P = max(a.shape[0] for a in arrs)
-    b, a, s = (jnp.broadcast_to(v, (P,)) for v in arrs)
-    for v, name in ((b, "betas"), (a, "alphas"), (s, "reward_noises")):
-        if not isinstance(v, jax.core.Tracer):
-            vv = np.asarray(v)
-            if not np.all(np.isfinite(vv)) or np.any(vv < 0) or (name == "betas" and np.any(vv <= 0)):
-                raise ValueError(f"{name} must be finite and {'> 0' if name == 'betas' else '>= 0'}, got {vv.tolist()}.")
+    b, a, s = hyper_grid(("betas", betas, config.beta), ("alphas", alphas, config.alpha),
+                         ("reward_noises", reward_noises, config.reward_noise))
     per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
     union = tuple(sorted(set().union(*per_T)))
     member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
-    target = metrics.argmax_set(oracle.pi_base, gamma)
     union_arr = jnp.asarray(union, jnp.int32)
 
     def one(beta, alpha, sigma):
         hp = dict(beta=beta, alpha=alpha, sigma=sigma, sign=jnp.asarray(_optimism_sign, dt))
-        iterates, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
-        j_all = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
+        iterates, _, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
+        j_all, _ = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
 
         def at(mask):  # first argmax over the candidates of one T, as xpo_sharpening's argmax over its own list
             sel = union_arr[jnp.argmax(jnp.where(mask, j_all, -jnp.inf))]
-            pol, prm = _output(oracle, cls, iterates, sel)
-            err = metrics.sharpness_error(pol, oracle.pi_base, oracle.mu, delta, gamma)
-            return err, jnp.sum(oracle.mu * metrics.mass_on(pol, target)), sel + 1, prm
+            pol, prm = _output(evaluate.reference, cls, iterates, sel)
+            err, mass = evaluate(pol)
+            return err, mass, sel + 1, prm
 
         return jax.vmap(at)(jnp.asarray(member))
 
