@@ -26,10 +26,10 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from scipy import stats
 
-from sharpsim.bridge._checks import check_count, check_float
+from sharpsim._validation import check_count, check_float
 
 __all__ = ["ModeMassEstimate", "SharpeningPlan", "estimate_mode_mass", "expected_bon_by_n",
-           "expected_majority_by_n", "pass_at_n", "plan_from_samples", "plan_from_table", "plan_n",
+           "expected_majority_by_n", "pass_at_n_estimate", "pass_at_n", "plan_from_samples", "plan_from_table", "plan_n",
            "recommend_n_bon", "recommend_n_sft"]
 
 
@@ -236,8 +236,8 @@ def expected_bon_by_n(rewards, values, n_values: Sequence[int]) -> np.ndarray:
     return np.asarray(out)
 
 
-def pass_at_n(num_correct: int, M: int, n: int) -> float:
-    """Unbiased Pass@n from M samples of which ``num_correct`` = c are correct (Chen et al. 2021, HumanEval):
+def pass_at_n_estimate(num_correct: int, M: int, n: int) -> float:
+    """Unbiased estimate of Pass@n from M samples of which ``num_correct`` = c are correct (Chen et al. 2021, HumanEval):
 
     ``1 − C(M−c, n) / C(M, n)``, the probability that a uniformly random size-n subset of the M samples holds a
     correct one. Computed in the product form ``C(M−c, n)/C(M, n) = Π_{i=M−c+1}^{M} (1 − n/i)`` as
@@ -262,6 +262,11 @@ def pass_at_n(num_correct: int, M: int, n: int) -> float:
         return 0.0
     i = np.arange(M - c + 1, M + 1, dtype=np.float64)
     return float(-np.expm1(np.sum(np.log1p(-n / i))))
+
+
+#: Deprecated name of :func:`pass_at_n_estimate` (it clashed with :func:`sharpsim.metrics.pass_at_n`, the exact
+#: Pass@N of a tabular policy).
+pass_at_n = pass_at_n_estimate
 
 
 def expected_majority_by_n(answers: Sequence[Hashable | None], correct: Sequence[bool], n_values: Sequence[int],
