@@ -47,10 +47,9 @@ settings ran before).
 """
 
 from sharpsim.runner.loop import (MAX_SEED, MIN_TRIALS, ExperimentSkipped, ResultExistsError, ResultMismatchError,
-                                  RunLockedError, _run_one_setting, _run_settings, check_seed, check_trials,
-                                  experiment_lock, finalize, reuse_results, run_experiment, shard_trials,
-                                  trial_keys)
-from sharpsim.runner.results import (REUSE_FIELDS, RESUME_FIELDS, ResultFileError, _git_commit, _parse, _to_csv,
+                                  RunLockedError, check_seed, check_trials, experiment_lock, finalize, reuse_results,
+                                  run_experiment, shard_trials, trial_keys)
+from sharpsim.runner.results import (REUSE_FIELDS, RESUME_FIELDS, ResultFileError, _to_csv,  # noqa: F401 (tests)
                                      column, config_differences, metadata, pivot, read_results, rows_where,
                                      write_atomic)
 from sharpsim.runner.spec import (VERDICTS, Check, Experiment, as_check_dict, check_slope, is_verdict,
