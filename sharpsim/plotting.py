@@ -146,16 +146,19 @@ def scaling_figure(
         style = "--" if getattr(bc.bound, "kind", "upper") == "upper" else "-."
         ax.plot(x, yb, style, color=f"C{j + 1}", label=bc.text(c))
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    if finite.any() or any(np.any(np.isfinite(c) & (c > 0)) for c in curves):
+        ax.set_yscale("log")
+    else:  # nothing positive to draw (e.g. no budget reached the target on the grid): say so, keep a linear axis
+        ax.text(0.5, 0.5, "no finite measurement on the grid", transform=ax.transAxes, ha="center")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
 
-    if curves and normalise_by is not None:
-        ratio = y / curves[normalise_by]
-        ok = np.isfinite(ratio) & (ratio > 0)
+    ratio = y / curves[normalise_by] if curves and normalise_by is not None else np.full_like(y, np.nan)
+    ok = np.isfinite(ratio) & (ratio > 0)
+    if ok.any():
         axn.plot(x[ok], ratio[ok], "o-", color="C0")
         if y_lower is not None and y_upper is not None:
             lo = np.asarray(y_lower, float) / curves[normalise_by]

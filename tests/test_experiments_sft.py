@@ -221,3 +221,21 @@ def test_end_to_end_sft_minimax_known_verdict(tiny, tmp_path, monkeypatch, broke
     summary = json.loads((folder / "summary.json").read_text())
     assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
     assert _exact_check(summary)["verdict"] == ("inconsistent" if broken else "consistent")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_end_to_end_bon_vs_n_known_verdict(tiny, tmp_path, monkeypatch, broken):
+    # Positive control (broken=False): best-of-N's N̂(ρ) scatters around the exact log ρ/log(1−p) and lies below
+    # Proposition C.1's budget, so both checks are "consistent". Negative control (broken=True, private hook):
+    # best-of-N returns the N-th draw instead of the best of N (the pick dropped); success then stays at p < 1 − ρ
+    # whatever N, the exact N(ρ) falls outside every interval and the coverage check must read "inconsistent".
+    # False-failure rate of the positive control: the coverage check allows the misses a 99% binomial bound
+    # permits, so about 1% at most per seed; the seed is fixed.
+    monkeypatch.setitem(BON._BREAK, "drop_pick", broken)
+    exp = dataclasses.replace(experiments.get("bon_vs_n"), settings=BON.settings)
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=64, progress=False)
+    checks = json.loads((folder / "summary.json").read_text())["checks"]
+    exact = next(c for c in checks if c["quantity"].startswith("exact N(ρ)"))
+    assert exact["verdict"] == ("inconsistent" if broken else "consistent"), exact
+    budget = next(c for c in checks if c["quantity"].startswith("N̂(ρ) / (log(1/ρ)/p)"))
+    assert budget["verdict"] == ("inconsistent" if broken else "consistent"), budget
