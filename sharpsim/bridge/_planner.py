@@ -45,12 +45,6 @@ class ModeMassEstimate:
     confidence: float
 
 
-def _clopper_pearson_lower(k: np.ndarray, m: np.ndarray, confidence: float) -> np.ndarray:
-    from sharpsim.complexity import clopper_pearson  # the one home of the interval
-
-    return clopper_pearson(k, m, level=confidence, side="lower")[0]
-
-
 def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, confidence: float = 0.95
                        ) -> ModeMassEstimate:
     """Estimate, per prompt, the mass of the most likely response in a pilot sample.
@@ -88,7 +82,9 @@ def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, con
         modes.append(mode)
         ks[i], m[i] = k, len(row)
     p_hat = ks / m
-    p_lower = _clopper_pearson_lower(ks, m, confidence)
+    from sharpsim.complexity import clopper_pearson  # the one home of the interval
+
+    p_lower = clopper_pearson(ks, m, level=confidence, side="lower")[0]
     return ModeMassEstimate(modes, p_hat, p_lower, m, "frequency", confidence)
 
 
