@@ -53,6 +53,7 @@ __all__ = [
     "hard_adaptive_expected_queries",
     "confuser_touch_probabilities",
     "version_space_failure_probabilities",
+    "argmax_confuser_success",
 ]
 
 _TAIL = 1e-15
@@ -350,3 +351,24 @@ def version_space_failure_probabilities(n: int, rates, set_size: int) -> tuple[f
     worst = float(np.clip(at_least[s], 0.0, 1.0))
     uniform = float(sum(exactly[u] * math.comb(u, s) / (math.comb(u, s) + 1) for u in range(X + 1)))
     return worst, uniform
+
+
+def argmax_confuser_success(p, m: int) -> float:
+    """Exact P[Eq. 8 / a version-space learner returns π*_β] after m draws from π_base, over the class
+    {π*_β} ∪ one argmax confuser per response k (:func:`sharpsim.instances.argmax_confusers`), with exact rewards
+    and a uniformly random tie-break.
+
+    Confuser k leaves the version space once response k is drawn (its residual is nonzero only on pairs through
+    k; pairs y = ỹ = k are ignored). With U the unseen responses the random tie-break picks π*_β w.p.
+    1/(1 + |U|); P[exactly U unseen] by inclusion–exclusion over P[no draw in V] = (1 − Σ_{k∈V} p_k)^m.
+    ``p``: π_base of the K confusers' responses (K ≤ 16). Used by ``xpo_vs_sft_j1`` (offline_eq8's prediction).
+    """
+    p = np.asarray(p, float).ravel()
+    if p.size == 0 or p.size > 16 or np.any(p < 0) or p.sum() > 1 + 1e-12:
+        raise ValueError(f"p must hold 1..16 probabilities summing to at most 1, got {p.tolist()}.")
+    m = check_positive_int(m, "m")
+    sub = np.array(np.meshgrid(*[[0, 1]] * p.size)).reshape(p.size, -1).T.astype(bool)  # [2^K, K] subsets
+    none_in = np.clip(1 - sub @ p, 0.0, 1.0) ** m  # P[no draw in V]
+    sup = np.all(sub[None] >= sub[:, None], -1)  # sup[U, V]: V ⊇ U
+    sign = (-1.0) ** (sub.sum(1)[None] - sub.sum(1)[:, None])
+    return float(np.sum((sup * sign * none_in[None]).sum(1) / (1 + sub.sum(1))))

@@ -35,7 +35,7 @@ from sharpsim._validation import (
 from sharpsim.policies import TabularPolicy
 
 __all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_for", "example_j1",
-           "margin_confuser_class"]
+           "margin_confuser_class", "argmax_confusers"]
 
 
 @jax.tree_util.register_dataclass
@@ -324,3 +324,22 @@ def margin_confuser_class(pi_base, beta: float, set_size: int):
         m[S, y1[S]], m[S, y2[S]] = lp[S, y2[S]], lp[S, y1[S]]
         members.append(m)
     return FiniteClass.stack(jnp.asarray(np.stack(members), jnp.result_type(float))), sets
+
+
+def argmax_confusers(target: TabularPolicy, responses) -> Array:
+    """Confusers of ``target`` that agree with it on every response pair except those through one response.
+
+    Member k (one per entry of ``responses``) is ``target`` with the logit of response ``responses[k]`` raised
+    to max_y log target(y|x) + log 2 at every prompt, then renormalised, so its mode is ``responses[k]`` (with
+    mass 2M/(2M + 1 − p_k) ≥ 2M/(2M + 1), M = max_y target(y|x), p_k = target(responses[k]|x)). log π(y) − log π(ỹ) is unchanged for every pair avoiding ``responses[k]``, so
+    with exact rewards a pair (y, ỹ) rules member k out of the Eq. 8 / Algorithm 1 version space only when it
+    contains ``responses[k]``: on rarely drawn responses one pair does not identify the target (the finite
+    class of ``xpo_vs_sft_j1``). Returns log-probabilities ``[K, X, Y]`` (for :meth:`FiniteClass.stack`).
+    """
+    lp = jnp.asarray(target.log_probs)
+    r = np.asarray(responses, int).ravel()
+    if r.size == 0 or np.any(r < 0) or np.any(r >= lp.shape[-1]):
+        raise ValueError(f"responses must be a non-empty list of indices in [0, {lp.shape[-1]}), got {r.tolist()}.")
+    top = jnp.max(lp, axis=-1) + math.log(2.0)  # [X]
+    raised = jax.vmap(lambda k: lp.at[:, k].set(top))(jnp.asarray(r))  # [K, X, Y]
+    return jax.nn.log_softmax(raised, axis=-1)

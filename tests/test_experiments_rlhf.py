@@ -14,8 +14,6 @@ import pytest
 from experiments import dpo_margin_beta as dpo
 from experiments import xpo_vs_sft_j1 as j1
 from sharpsim import SampleEvaluateOracle, exact, metrics
-from sharpsim.algorithms import RLHFConfig, rlhf_sharpening
-from sharpsim.classes import TabularClass
 from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
 
 REQUIRED = {"trial", "queries", "metric", "value"}
@@ -29,7 +27,7 @@ def _tiny_dpo():
 
 
 def _tiny_j1():
-    return [dict(s, d=d, num_responses=2**d, y_pad=32, N_max=32, num_T=2, T_max=2)
+    return [dict(s, d=d, num_responses=2**d, y_pad=32, N_max=32, n_max=32, T_max=4)
             for s, d in zip(j1.settings("quick"), (3, 4, 5))]
 
 
@@ -103,33 +101,100 @@ def test_dpo_end_to_end_control_and_broken(tmp_path, monkeypatch, broken):
     assert all(is_verdict(c["verdict"]) for c in summary["checks"])
 
 
-def test_j1_rows_queries_and_class():
+def test_j1_every_arm_and_its_query_count():
+    """Each arm on a tiny instance (d = 3): rows for sft, offline_eq8, xpo, xpo_alpha0 with the documented budgets
+    (m = n·N for SFT, 2n for offline Eq. 8, 2T + 2E for XPO: footnote 7's rounds plus E held-out queries for each
+    of π^(1) and π^(T+1)), one row per trial and grid point, errors in [0, 1]. Catches a wrong query count or a
+    dropped arm."""
     s = _tiny_j1()[0]
-    inst, pi_base, cls, consts = j1.problem(s["d"], s["y_pad"], s["N_max"])
-    assert cls.num_candidates == j1.num_candidates(s["N_max"]) and cls.num_responses == s["y_pad"]
-    assert consts["pi_star_mass"] >= 1 - j1.DELTA / 2  # Theorem J.2, step 3
-    assert consts["margin"] >= j1.GAMMA_PACK - 1e-6  # the packing's guaranteed margin
-    # β satisfies Theorem J.2's condition β^{-1} ≥ 2 γ^{-1} log(2|Y|/δ) at this d
-    assert 1 / j1.BETA >= 2 / consts["margin"] * math.log(2 * 2 ** s["d"] / j1.DELTA)
+    oracle, cls, consts = j1.problem(s["d"], s["y_pad"], s["N_max"], s["n_max"])
+    assert cls.num_candidates == 1 + j1.NUM_CONFUSERS + len(j1.N_grid(s["N_max"])) and cls.num_responses == s["y_pad"]
+    assert consts["pi_star_mass"] >= 1 - j1.DELTA / 2  # Theorem J.2, step 3: π*_β is (ε, δ)-sharp
     rows = j1.run_setting(trial_keys(0, 0, TRIALS), s, "quick")
     assert all(REQUIRED <= set(r) for r in rows)
-    sft = [r for r in rows if r["algorithm"] == "sft"]
-    xpo = [r for r in rows if r["algorithm"] == "xpo" and r["trial"] >= 0]
-    assert len(sft) == TRIALS * len(j1.SFT_PROMPTS) * len(j1.N_grid(s["N_max"]))
-    assert all(r["queries"] == r["n"] * r["N"] for r in sft)
-    # XPO: 2T for the rounds + E = T held-out queries for each of π^(1) and π^(T+1)
-    assert {(r["T"], r["queries"]) for r in xpo} == {(1, 4), (2, 8)}
+    err = [r for r in rows if r["metric"] == "sharpness_error"]
+    got = {a: sorted({(r["n"], r["N"], r["T"], r["queries"]) for r in err if r["algorithm"] == a}) for a in j1.ARMS}
+    assert got["sft"] == sorted((n, N, 0, n * N) for n in j1.SFT_PROMPTS for N in j1.N_grid(s["N_max"]))
+    assert got["offline_eq8"] == [(n, 2, 0, 2 * n) for n in j1.N_grid(s["n_max"])]
+    xq = [(0, 0, T, 2 * T + 2 * j1.EVAL) for T in j1.T_grid(s["T_max"])]
+    assert got["xpo"] == got["xpo_alpha0"] == xq
+    assert all(sum(r["algorithm"] == a for r in err) == TRIALS * len(got[a]) for a in j1.ARMS)
+    assert all(-1e-6 <= r["value"] <= 1 + 1e-6 for r in err)
+    alphas = [r["value"] for r in rows if r["metric"] == "alpha"]
+    assert len(alphas) == len(j1.T_grid(s["T_max"])) and all(v > 0 for v in alphas)
+
+
+def test_argmax_confusers_against_a_hand_computation():
+    """target (0.5, 0.3, 0.2), confuser of response 2: its logit becomes log(2·0.5) = 0, so the member is
+    (0.5, 0.3, 1)/1.8, and log π(0) − log π(1) = log(5/3) as for the target (the pair avoiding response 2
+    does not see it). Catches a raised logit that is not max + log 2, or a changed ratio between other responses."""
+    from sharpsim import instances
+    from sharpsim.policies import TabularPolicy
+
+    target = TabularPolicy.from_probs(np.array([[0.5, 0.3, 0.2]]))
+    got = np.exp(np.asarray(instances.argmax_confusers(target, [2, 0])))
+    np.testing.assert_allclose(got[0, 0], np.array([0.5, 0.3, 1.0]) / 1.8, rtol=1e-5)
+    np.testing.assert_allclose(got[1, 0], np.array([1.0, 0.3, 0.2]) / 1.5, rtol=1e-5)  # the mode itself raised
+    assert math.isclose(math.log(got[0, 0, 0] / got[0, 0, 1]), math.log(5 / 3), rel_tol=1e-5)
+    for bad in ([], [-1], [3]):
+        with pytest.raises(ValueError, match="responses"):
+            instances.argmax_confusers(target, bad)
+
+
+@pytest.mark.parametrize("p,m", [((0.05, 0.1, 0.2), 6), ((0.3,), 4), ((0.1, 0.1), 5)])
+def test_offline_success_law_against_brute_force(p, m):
+    """finite_size.argmax_confuser_success (inclusion–exclusion) against an enumeration of every sequence of m draws over
+    {confuser responses, rest}: success = 1/(1 + #unseen confusers) (uniform tie-break among the survivors).
+    Catches a wrong sign or a wrong superset relation in the inclusion–exclusion."""
+    import itertools
+
+    probs = list(p) + [1 - sum(p)]
+    exact = 0.0
+    for seq in itertools.product(range(len(probs)), repeat=m):
+        unseen = len(p) - len({c for c in seq if c < len(p)})
+        exact += math.prod(probs[c] for c in seq) / (1 + unseen)
+    from sharpsim import finite_size
+
+    assert finite_size.argmax_confuser_success(np.array(p), m) == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="p must"):
+        finite_size.argmax_confuser_success([0.7, 0.6], m)
 
 
 def test_end_to_end_j1(tmp_path):
+    """Tiny run (3 values of d): summary.json lists the arms, every check carries a valid verdict (with 3 d's
+    the slope checks are inconclusive), both figures are written."""
     exp = _with_settings(j1.EXPERIMENT, _tiny_j1())
     folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["checks"] and summary["figures"] == ["xpo_vs_sft_j1.png", "xpo_vs_sft_j1.pdf"]
+    assert {"sft", "xpo", "offline_eq8"} <= set(summary["arms"])
+    assert summary["checks"] and all(is_verdict(c["verdict"]) for c in summary["checks"])
+    assert summary["figures"] == ["xpo_vs_sft_j1.png", "xpo_vs_sft_j1.pdf"]
     assert [p["d"] for p in summary["per_d"]] == [3, 4, 5]
-    # SFT's m̂ can only be measured on budgets n·N; XPO's on 4T
-    for p in summary["per_d"]:
-        assert set(p["xpo_budgets"]) == {4.0, 8.0}
+    assert any("offline" in c["quantity"] for c in summary["checks"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_j1_end_to_end_control_and_broken(tmp_path, monkeypatch, shuffle):
+    """Positive control: on 5 values of d offline Eq. 8's growth rate matches the exact law and XPO's lies
+    below it (`consistent`). Broken (private `_SHUFFLE = False`: the target at index 0 and ties to the lowest
+    index, the first version's bug): offline Eq. 8 succeeds at m = 2 at every d, so its check against the
+    exact law reads `inconsistent` and XPO's advantage over it is no longer `consistent`."""
+    import jax
+
+    monkeypatch.setattr(j1, "_SHUFFLE", shuffle)
+    jax.clear_caches()  # the hook is read at trace time
+    tiny = [dict(s, y_pad=128, N_max=256, n_max=1024, T_max=16) for s in j1.settings("quick")]
+    folder = run_experiment(_with_settings(j1.EXPERIMENT, tiny), tmp_path, mode="quick", trials=48, progress=False)
+    jax.clear_caches()
+    checks = {c["quantity"]: c["verdict"] for c in json.loads((folder / "summary.json").read_text())["checks"]}
+    law = [v for q, v in checks.items() if "for offline_eq8" in q]
+    versus = [v for q, v in checks.items() if "offline" in q and "xpo <" in q]
+    assert len(law) == 1 and len(versus) == 1, checks
+    if shuffle:
+        assert law[0] == "consistent" and versus[0] == "consistent", checks
+    else:
+        assert law[0] == "inconsistent" and versus[0] != "consistent", checks
 
 
 def _with_settings(exp, tiny):
