@@ -29,7 +29,7 @@ import scipy.stats
 
 from experiments._hard import _first_stable, grid_sample_complexity  # noqa: F401  (re-exported for the programs)
 from sharpsim.complexity import SlopeFit, fit_loglog_slope
-from sharpsim.runner import Check
+from sharpsim.runner import Check, pivot
 
 MIN_POINTS = 5  # slope fits use at least this many sweep points
 
@@ -54,13 +54,8 @@ def stable_rows(first, viol, n_grid, N_grid, **extra) -> list:
 
 def success_table(rows: list, n_grid, N_grid) -> np.ndarray:
     """``success [G, H, K]`` from the ``sharpened_from_N`` rows of one setting (and one arm)."""
-    rs = [r for r in rows if r["metric"] == "sharpened_from_N"]
-    trials = sorted({r["trial"] for r in rs})
-    pos_t = {t: i for i, t in enumerate(trials)}
-    pos_n = {int(n): i for i, n in enumerate(n_grid)}
-    first = np.full((len(n_grid), len(trials)), np.inf)
-    for r in rs:
-        first[pos_n[int(r["n"])], pos_t[r["trial"]]] = float(r["value"])
+    first = pivot([r for r in rows if r["metric"] == "sharpened_from_N"], "n", "trial", index_values=n_grid,
+                  fill=np.inf)  # [G, K]: the first N that sharpens, per n and trial
     return np.asarray(N_grid, float)[None, :, None] >= first[:, None, :]
 
 

@@ -44,7 +44,7 @@ import bounds
 from sharpsim import finite_size
 from sharpsim.complexity import SlopeFit, budget_at_rate, clopper_pearson, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
-from sharpsim.runner import Experiment, check_slope
+from sharpsim.runner import Check, Experiment, check_slope, revise_check
 
 from experiments._hard import (
     DELTA,
@@ -290,9 +290,8 @@ def analyze(rows: list, mode: str) -> dict:
         fit, sel = _slope_fit(asym, y, lo, hi)
         full_fit, full_sel = _slope_fit(pts, y, lo, hi)
         if fit is None:
-            checks.append({"quantity": label, "predicted": pred, "measured": math.nan, "lower": math.nan,
-                           "upper": math.nan, "verdict": "inconclusive",
-                           "note": f"only {len(sel)} settings with a finite interval in the asymptotic range"})
+            checks.append(Check(label, pred, math.nan, math.nan, math.nan, "inconclusive",
+                                f"only {len(sel)} settings with a finite interval in the asymptotic range").as_dict())
             continue
         x = np.array([1.0 / p["epsilon"] for p in sel])
         if bnames is not None:
@@ -327,11 +326,13 @@ def analyze(rows: list, mode: str) -> dict:
                 and not band_lo <= exact_slope <= band_hi):
             # the measurement follows the exact law of the algorithm, whose local slope has not reached the
             # asymptotic exponent at these sizes: a property of the finite sizes, not a defect
-            asym_check["verdict"] = (f"finding: at ε ≥ {min(p['epsilon'] for p in sel):g} the exact finite-size law's "
-                               f"slope is {exact_slope:.3f}, not yet the asymptotic {pred:g}")
-            asym_check["note"] += ("; the measured slope agrees with the exact law of the algorithm (next check), whose local "
-                             "slope lies outside the asymptotic band: the exponent is approached from the side of "
-                             "the finite-size law, not contradicted")
+            asym_check = revise_check(
+                asym_check,
+                verdict=(f"finding: at ε ≥ {min(p['epsilon'] for p in sel):g} the exact finite-size law's "
+                         f"slope is {exact_slope:.3f}, not yet the asymptotic {pred:g}"),
+                note=asym_check["note"] + ("; the measured slope agrees with the exact law of the algorithm (next "
+                                           "check), whose local slope lies outside the asymptotic band: the exponent "
+                                           "is approached from the side of the finite-size law, not contradicted"))
         checks.append(asym_check)
         if exact_check is not None:
             checks.append(exact_check)
@@ -344,30 +345,29 @@ def analyze(rows: list, mode: str) -> dict:
                 total += 1
                 miss += not (p[lo] <= p[ex] <= p[hi])
     p_miss = float(scipy.stats.binom.sf(miss - 1, total, 0.05)) if total else math.nan
-    checks.append({"quantity": "exact finite-size reference inside the measured 95% bootstrap intervals "
-                               "(fixed m̂ and adaptive Ê[m], every setting)",
-                   "predicted": 0.95, "measured": 1.0 - miss / max(total, 1),
-                   "lower": float(clopper_pearson(total - miss, max(total, 1))[0]),
-                   "upper": float(clopper_pearson(total - miss, max(total, 1))[1]),
-                   "verdict": "consistent" if total and p_miss >= 0.01 else ("inconclusive" if not total else "inconsistent"),
-                   "note": (f"{total - miss}/{total} intervals contain the exact reference (Clopper–Pearson interval on "
-                            f"the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_miss:.3g} (inconsistent below "
-                            "0.01: the simulator or the exact law is wrong)")})
+    cov_lo, cov_hi = clopper_pearson(total - miss, max(total, 1))
+    checks.append(Check(
+        "exact finite-size reference inside the measured 95% bootstrap intervals (fixed m̂ and adaptive Ê[m], "
+        "every setting)", 0.95, 1.0 - miss / max(total, 1), float(cov_lo), float(cov_hi),
+        "consistent" if total and p_miss >= 0.01 else ("inconclusive" if not total else "inconsistent"),
+        f"{total - miss}/{total} intervals contain the exact reference (Clopper–Pearson interval on the coverage); "
+        f"P[Binomial({total}, 0.05) ≥ {miss}] = {p_miss:.3g} (inconsistent below 0.01: the simulator or the exact "
+        "law is wrong)").as_dict())
     # E[m]: realised mean queries against the exact E[m] (largest |z| over settings, Bonferroni at 1%)
     zs = np.array([p["queries_z_vs_exact"] for p in pts])
     z_crit = float(scipy.stats.norm.isf(0.005 / max(len(zs), 1)))
     zmax = float(np.max(np.abs(zs)))
-    checks.append({"quantity": "adaptive mean realised queries vs exact E[m] (max |z| over settings)",
-                   "predicted": 0.0, "measured": zmax, "lower": zmax, "upper": zmax,
-                   "verdict": "consistent" if zmax <= z_crit else "inconsistent",
-                   "note": (f"a test statistic, not an estimate (no interval): CLT z per setting at n_max against the "
-                            f"exact E[m]; consistent when max |z| ≤ {z_crit:.2f} (Bonferroni, 1% overall)")})
+    checks.append(Check(
+        "adaptive mean realised queries vs exact E[m] (max |z| over settings)", 0.0, zmax, zmax, zmax,
+        "consistent" if zmax <= z_crit else "inconsistent",
+        f"a test statistic, not an estimate (no interval): CLT z per setting at n_max against the exact E[m]; "
+        f"consistent when max |z| ≤ {z_crit:.2f} (Bonferroni, 1% overall)").as_dict())
     # explicit per-prompt cost of Theorem D.1's proof: E[m]/n ≤ (1 + μ_stop)·C̄_cov — exact
     ratio = max(p["exact_cost_per_prompt"] / ((1.0 + MU_STOP) * p["C_cov_bar"]) for p in pts)
-    checks.append({"quantity": "adaptive E[m]/n ≤ (1 + μ_stop)·C̄_cov (Theorem D.1 proof / Lemma I.1, explicit)",
-                   "predicted": 1.0, "measured": ratio, "lower": ratio, "upper": ratio,
-                   "verdict": "consistent" if ratio <= 1.0 else "inconsistent",
-                   "note": "exact (sharpsim.finite_size.stopping_rule_expected_draws), no interval: largest ratio over ε"})
+    checks.append(Check(
+        "adaptive E[m]/n ≤ (1 + μ_stop)·C̄_cov (Theorem D.1 proof / Lemma I.1, explicit)", 1.0, ratio, ratio, ratio,
+        "consistent" if ratio <= 1.0 else "inconsistent",
+        "exact (sharpsim.finite_size.stopping_rule_expected_draws), no interval: largest ratio over ε").as_dict())
     constants = {}
     for name, key, names in (("adaptive", "adaptive_m_hat", ("thm_D_1", "thm_D_2")),
                              ("fixed", "fixed_m_hat", ("thm_3_1", "thm_4_1"))):

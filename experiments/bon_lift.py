@@ -48,7 +48,7 @@ from sharpsim import rewards
 from sharpsim.decoding import greedy
 from sharpsim.exact import bon_log_probs_grid
 from sharpsim.policies import MarkovPolicy
-from sharpsim.runner import Check, Experiment, column, rows_where
+from sharpsim.runner import Check, Experiment, column, pivot, rows_where
 
 #: Best-of-N sizes (the paper's N = 1..50; N < 50 from the first N of 50 samples).
 N_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -273,14 +273,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 # ------------------------------------------------------------------------------------------ analysis
 def _matrix(rows, metric) -> np.ndarray:
     """[trials, len(N_GRID)] for a per-N metric."""
-    sub = rows_where(rows, metric=metric)
-    trials = sorted({r["trial"] for r in sub})
-    index = {t: i for i, t in enumerate(trials)}
-    col = {N: j for j, N in enumerate(N_GRID)}
-    M = np.full((len(trials), len(N_GRID)), np.nan)
-    for r in sub:
-        M[index[r["trial"]], col[int(r["N"])]] = r["value"]
-    return M
+    return pivot(rows_where(rows, metric=metric), "trial", "N", column_values=N_GRID)
 
 
 def _per_trial(rows, metric) -> np.ndarray:

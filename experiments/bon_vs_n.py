@@ -33,7 +33,7 @@ from sharpsim.complexity import SlopeFit, clopper_pearson, empirical_sample_comp
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
 from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Experiment, check_slope, rows_where
+from sharpsim.runner import Check, Experiment, check_slope, pivot, rows_where
 
 from experiments._hard import lattice
 
@@ -116,12 +116,7 @@ def _per_setting(rows: list):
     for s in sorted({r["setting"] for r in rows}):
         rs = rows_where(rows, setting=s, metric="success")
         Ns = np.array(sorted({r["N"] for r in rs}))
-        trials = np.array(sorted({r["trial"] for r in rs}))
-        table = np.zeros((Ns.size, trials.size), bool)
-        pos_N = {N: i for i, N in enumerate(Ns)}
-        pos_t = {t: i for i, t in enumerate(trials)}
-        for r in rs:
-            table[pos_N[r["N"]], pos_t[r["trial"]]] = r["value"] > 0.5
+        table = pivot(rs, "N", "trial", index_values=Ns) > 0.5  # [N, trial]; a missing cell (NaN) is a failure
         out.append((s, float(rs[0]["p_exact"]), Ns, table))
     return out
 
@@ -157,32 +152,30 @@ def analyze(rows: list, mode: str) -> dict:
         )]
     else:  # N̂(ρ) not reached on the grid: no slope to fit
         fit = None
-        checks = [{"quantity": quantity, "predicted": predicted, "measured": math.nan, "lower": math.nan,
-                   "upper": math.nan, "verdict": "inconclusive",
-                   "note": f"N̂(ρ) finite with a finite interval in {int(ok.sum())} of {ok.size} settings (< 3)"}]
+        checks = [Check(quantity, predicted, math.nan, math.nan, math.nan, "inconclusive",
+                        f"N̂(ρ) finite with a finite interval in {int(ok.sum())} of {ok.size} settings (< 3)").as_dict()]
     ratio, ratio_lo, ratio_hi = est / budget, lo / budget, hi / budget
     worst = int(np.argmax(np.nan_to_num(ratio, nan=-np.inf, posinf=np.inf)))  # an unreached N̂ (inf) is worst
     # The bound holds exactly (log ρ/log(1−p) ≤ log(1/ρ)/p), so the claim is rejected only where a whole interval lies
     # above it; a point estimate above it with the interval reaching below is sampling noise (the report's "consistent").
     verdict = "inconsistent" if np.any(lo > budget) else "consistent"
-    checks.append({
-        "quantity": "N̂(ρ) / (log(1/ρ)/p): the explicit budget of Proposition C.1 lies above N̂ (ratio ≤ 1)",
-        "predicted": 1.0, "measured": float(ratio[worst]), "lower": float(ratio_lo[worst]),
-        "upper": float(ratio_hi[worst]), "verdict": verdict,
-        "note": (f"worst setting p = {p[worst]:.4g}; bound above the point estimate N̂ in {int(np.sum(est <= budget))}/"
-                 f"{len(est)} settings and above the lower end of N̂'s 95% interval in {int(np.sum(lo <= budget))}/{len(est)}"),
-    })
+    checks.append(Check(
+        "N̂(ρ) / (log(1/ρ)/p): the explicit budget of Proposition C.1 lies above N̂ (ratio ≤ 1)",
+        1.0, float(ratio[worst]), float(ratio_lo[worst]), float(ratio_hi[worst]), verdict,
+        f"worst setting p = {p[worst]:.4g}; bound above the point estimate N̂ in {int(np.sum(est <= budget))}/"
+        f"{len(est)} settings and above the lower end of N̂'s 95% interval in {int(np.sum(lo <= budget))}/{len(est)}",
+    ).as_dict())
     covered = (lo <= exact_N) & (exact_N <= hi)
     misses = int(np.sum(~covered))
     allowed = _allowed_misses(len(covered))
     cov_lo, cov_hi = clopper_pearson(len(covered) - misses, len(covered))
-    checks.append({
-        "quantity": "exact N(ρ) = log ρ / log(1−p) inside the 95% bootstrap interval of N̂(ρ) (fraction of settings)",
-        "predicted": 0.95, "measured": float(np.mean(covered)), "lower": float(cov_lo),
-        "upper": float(cov_hi), "verdict": "consistent" if misses <= allowed else "inconsistent",
-        "note": (f"{misses} miss(es) in {len(covered)} settings (Clopper–Pearson interval on the coverage); up to "
-                 f"{allowed} expected at the 99% level for 95% intervals"),
-    })
+    checks.append(Check(
+        "exact N(ρ) = log ρ / log(1−p) inside the 95% bootstrap interval of N̂(ρ) (fraction of settings)",
+        0.95, float(np.mean(covered)), float(cov_lo), float(cov_hi),
+        "consistent" if misses <= allowed else "inconsistent",
+        f"{misses} miss(es) in {len(covered)} settings (Clopper–Pearson interval on the coverage); up to "
+        f"{allowed} expected at the 99% level for 95% intervals",
+    ).as_dict())
     return {
         "checks": checks,
         "rho": RHO,

@@ -28,7 +28,7 @@ from sharpsim.algorithms import RLHFConfig, rlhf_sharpening_sweep
 from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
 from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Check, Experiment, check_slope
+from sharpsim.runner import Check, Experiment, check_slope, pivot
 
 NAME = "dpo_margin_beta"
 RHO, NUM_PROMPTS, NUM_RESPONSES, COVERAGE, NOISE, SLACK = 0.1, 8, 10, 2.5, 0.1, 1e-6  # SLACK: float32 μ-sums
@@ -112,12 +112,9 @@ def run_setting(keys, s: dict, mode: str) -> list:
 
 # ------------------------------------------------------------------------------------------ analysis
 def _succ(srows, arm, metric):
-    r = [x for x in srows if x["arm"] == arm and x["metric"] == metric]
-    ns, ts = np.unique([x["n"] for x in r]), np.unique([x["trial"] for x in r])
-    s = np.zeros((ns.size, ts.size), bool)
-    for x in r:
-        s[np.searchsorted(ns, x["n"]), np.searchsorted(ts, x["trial"])] = x["value"] <= x["epsilon"] + SLACK
-    return ns, s
+    r = [{**x, "ok": x["value"] <= x["epsilon"] + SLACK} for x in srows if x["arm"] == arm and x["metric"] == metric]
+    ns = np.unique([x["n"] for x in r])
+    return ns, pivot(r, "n", "trial", values="ok", index_values=ns) > 0.5  # a missing cell (NaN) is a failure
 
 
 def _mhat(ns, succ, rho, seed):

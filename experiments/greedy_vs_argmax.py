@@ -28,11 +28,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from sharpsim.ar_instances import (
     greedy_counterexample,
     nonclosure_class_sup,
+    nonclosure_fit,
     nonclosure_instance,
     random_markov_policy,
 )
@@ -101,23 +101,11 @@ def _random_markov_tables(keys, scale, *, vocab, horizon):
 @partial(jax.jit, static_argnames=("n", "steps"))
 def _nonclosure_trials(keys, norm_bound, *, n, steps):
     """Projected Adam on −log π_θ(2, 1) over {‖θ_h‖ ≤ B′}, one random start per key (one compile per n)."""
-    base = nonclosure_instance(n)
-    target = jnp.array([1, 0], jnp.int32)  # paper's (2, 1)
-    opt = optax.adam(0.1, b2=0.9)
-
-    def loss(theta):
-        return -base.with_theta(theta).log_prob(0, target)
 
     def one(key):
         theta0 = project_to_norm_ball(jax.random.normal(key, (2, 2)), norm_bound)
-
-        def step(carry, _):
-            theta, state = carry
-            upd, state = opt.update(jax.grad(loss)(theta), state)
-            return (project_to_norm_ball(optax.apply_updates(theta, upd), norm_bound), state), None
-
-        (theta, _), _ = jax.lax.scan(step, (theta0, opt.init(theta0)), None, length=steps)
-        return jnp.exp(-loss(theta)), jnp.linalg.norm(theta, axis=-1).max()
+        prob, theta = nonclosure_fit(theta0, norm_bound, n=n, steps=steps, learning_rate=0.1)
+        return prob, jnp.linalg.norm(theta, axis=-1).max()
 
     return jax.vmap(one)(keys)
 

@@ -37,7 +37,7 @@ from sharpsim import rewards
 from sharpsim.classes import TabularClass
 from sharpsim.complexity import fit_loglog_slope
 from sharpsim.plotting import BoundCurve
-from sharpsim.runner import Check, Experiment
+from sharpsim.runner import Check, Experiment, revise_check
 
 from experiments import _scaling as S
 
@@ -103,16 +103,16 @@ def _family_checks(fam: str, pts: list) -> tuple[list, dict]:
                     f"{max(p['delta'] for p in pts):g}]; Theorem 4.1's shape log(1/δ)/δ has along-sweep slope "
                     f"{s_thm:.2f}, log(2/δ) alone {s_log:.2f}. ")
         if hi < 1.0:
-            base["verdict"] = f"finding: the 1/δ factor is not needed on the {fam} family"
-            base["note"] = evidence + ("The whole interval lies below 1: SFT's cost grows like a log of 1/δ here, "
-                                       "so Theorem 4.1's 1/δ (from the Hellinger step of its MLE analysis) is loose. "
-                                       + base["note"])
+            base = revise_check(base, verdict=f"finding: the 1/δ factor is not needed on the {fam} family",
+                                note=evidence + ("The whole interval lies below 1: SFT's cost grows like a log of "
+                                                 "1/δ here, so Theorem 4.1's 1/δ (from the Hellinger step of its MLE "
+                                                 "analysis) is loose. " + base["note"]))
         elif lo > s_thm:
-            base["verdict"] = "inconsistent"
-            base["note"] = evidence + "m̂ grows faster in 1/δ than Theorem 4.1's upper bound allows. " + base["note"]
+            base = revise_check(base, verdict="inconsistent", note=evidence + "m̂ grows faster in 1/δ than Theorem "
+                                "4.1's upper bound allows. " + base["note"])
         else:
-            base["verdict"] = "consistent"
-            base["note"] = evidence + "The interval reaches the 1/δ band: the factor appears needed here. " + base["note"]
+            base = revise_check(base, verdict="consistent", note=evidence + "The interval reaches the 1/δ band: the "
+                                "factor appears needed here. " + base["note"])
     checks.append(base)
     if fam == "hard":
         N_grid = [p["N_grid"] for p in pts][0]

@@ -33,7 +33,7 @@ import bounds
 from sharpsim import rewards
 from sharpsim.complexity import fit_loglog_slope
 from sharpsim.plotting import BoundCurve
-from sharpsim.runner import Check, Experiment
+from sharpsim.runner import Check, Experiment, revise_check
 
 from experiments import _scaling as S
 
@@ -124,8 +124,8 @@ def analyze(rows: list, mode: str) -> dict:
     c2, fit_p2 = S.slope_check("[p2] slope of m̂ vs 1/ε on the p = 2 instance (Theorem 3.1′ lower bound: 1.5)", 1.5,
                                p2, x, {"thm_3_1_prime along sweep": s_low})
     if fit_p2 is not None and c2["verdict"] == "inconsistent" and fit_p2.lower > max(1.5, s_low):
-        c2["verdict"] = "finding: SFT-sharpening is not minimax on the p = 2 instance"
-        c2["note"] = "The interval lies above the lower bound's exponent. " + c2["note"]
+        c2 = revise_check(c2, verdict="finding: SFT-sharpening is not minimax on the p = 2 instance",
+                          note="The interval lies above the lower bound's exponent. " + c2["note"])
     checks.append(c2)
     if fit_p2 is not None:
         loose = fit_p2.upper < s_up

@@ -41,9 +41,9 @@ import numpy as np
 import bounds
 from sharpsim.complexity import SlopeFit, fit_loglog_slope
 from sharpsim.plotting import BoundCurve, scaling_figure
-from sharpsim.runner import Experiment, check_slope, rows_where
+from sharpsim.runner import Check, Experiment, check_slope, rows_where
 
-from experiments._scaling import stable_rows
+from experiments._scaling import stable_rows, success_table
 from experiments._hard import (
     DELTA,
     bon_closure_stack,
@@ -113,18 +113,6 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 
 
 # ------------------------------------------------------------------------------------------ analysis
-def success_table(rows: list, n_grid, N_grid) -> np.ndarray:
-    """``success [G, H, K]`` from the ``sharpened_from_N`` rows of one setting."""
-    rs = [r for r in rows if r["metric"] == "sharpened_from_N"]
-    trials = sorted({r["trial"] for r in rs})
-    pos_t = {t: i for i, t in enumerate(trials)}
-    pos_n = {n: i for i, n in enumerate(n_grid)}
-    first = np.full((len(n_grid), len(trials)), np.inf)
-    for r in rs:
-        first[pos_n[r["n"]], pos_t[r["trial"]]] = float(r["value"])
-    return np.asarray(N_grid, float)[None, :, None] >= first[:, None, :]
-
-
 def measure(rows: list, mode: str, *, algorithm: str = "fixed") -> list:
     """m̂(ρ) with its bootstrap interval for every setting: a list of dicts (setting fields + estimate)."""
     n_grid, N_grid = grids(mode)
@@ -185,11 +173,11 @@ def exact_coverage_check(pts: list, label: str) -> dict:
     from sharpsim.complexity import clopper_pearson
 
     lo, hi = clopper_pearson(total - miss, max(total, 1))
-    return {"quantity": label, "predicted": 0.95, "measured": (total - miss) / max(total, 1),
-            "lower": float(lo), "upper": float(hi),
-            "verdict": "inconclusive" if not total else ("consistent" if p_tail >= 0.01 else "inconsistent"),
-            "note": (f"{total - miss}/{total} bootstrap intervals contain the exact reference of sharpsim.finite_size "
-                     f"(Clopper–Pearson interval on the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_tail:.3g}")}
+    return Check(label, 0.95, (total - miss) / max(total, 1), float(lo), float(hi),
+                 "inconclusive" if not total else ("consistent" if p_tail >= 0.01 else "inconsistent"),
+                 f"{total - miss}/{total} bootstrap intervals contain the exact reference of sharpsim.finite_size "
+                 f"(Clopper–Pearson interval on the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_tail:.3g}"
+                 ).as_dict()
 
 
 def bound_values(pts: list) -> dict:
@@ -214,9 +202,8 @@ def slope_check(pts: list, xkey: str, predicted: float, label: str, bound_names=
     x = np.array([1.0 / p["epsilon"] if xkey == "inv_epsilon" else p[xkey] for p in ok])
     bslopes = {b: _bound_slope(bounds.get(b), x, ok) for b in bound_names} if len(ok) >= 2 else {}
     if len(ok) < 3:
-        check = {"quantity": label, "predicted": predicted, "measured": math.nan, "lower": math.nan,
-                 "upper": math.nan, "verdict": "inconclusive",
-                 "note": f"only {len(ok)} settings reached 1 − ρ with a finite interval; widen the grid"}
+        check = Check(label, predicted, math.nan, math.nan, math.nan, "inconclusive",
+                      f"only {len(ok)} settings reached 1 − ρ with a finite interval; widen the grid").as_dict()
         return check, None, bslopes
     fit = fit_loglog_slope(x, [p["m_hat"] for p in ok], y_lower=[p["lower"] for p in ok],
                            y_upper=[p["upper"] for p in ok])

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from sharpsim._fit import projected_fit
 from sharpsim._validation import check_positive, check_positive_int
 from sharpsim.policies._linear_softmax import LinearSoftmaxPolicy, project_to_norm_ball
 from sharpsim.policies._markov import MarkovPolicy
@@ -36,6 +37,7 @@ __all__ = [
     "nonclosure_instance",
     "nonclosure_class_sup",
     "nonclosure_best_in_class",
+    "nonclosure_fit",
 ]
 
 
@@ -274,29 +276,33 @@ def nonclosure_class_sup(n: int, norm_bound: float) -> float:
     return 1.0 / (2.0 + (n - 2) * t) / (1.0 + (n - 1) * t)
 
 
-def nonclosure_best_in_class(
-    n: int, norm_bound: float, *, steps: int = 300, learning_rate: float = 0.1
-) -> tuple[float, Float[Array, "2 2"]]:
-    """Numerically maximise π_θ(2, 1) over the class with ‖θ_h‖ ≤ ``norm_bound`` (projected Adam).
+def nonclosure_fit(theta0, norm_bound, *, n: int, steps: int = 300, learning_rate: float = 0.1):
+    """Projected Adam on −log π_θ(2, 1) over the Prop. E.2 class {‖θ_h‖ ≤ ``norm_bound``}, started at ``theta0``.
 
-    Returns (the best probability found, θ). Independent of the closed form in :func:`nonclosure_class_sup`:
-    it only uses the policy's own teacher-forced ``log_prob``.
+    Pure and jit-able (``n``, ``steps`` and ``learning_rate`` static; ``theta0`` and ``norm_bound`` traced, so
+    random starts vmap). Adam with b2 = 0.9 (short memory: the gradient decays fast near the sup), through the
+    one fit loop :func:`sharpsim._fit.projected_fit`. Returns (π_θ(2, 1) at the fitted θ, θ).
     """
-    steps = check_positive_int(steps, "steps")
     base = nonclosure_instance(n)
-    target = jnp.array([1, 0], jnp.int32)
-    opt = optax.adam(learning_rate, b2=0.9)  # short memory: the gradient decays fast near the sup
+    target = jnp.array([1, 0], jnp.int32)  # the paper's (2, 1)
 
     def loss(theta):
         return -base.with_theta(theta).log_prob(0, target)
 
-    def step(carry, _):
-        theta, state = carry
-        g = jax.grad(loss)(theta)
-        upd, state = opt.update(g, state)
-        theta = project_to_norm_ball(optax.apply_updates(theta, upd), norm_bound)
-        return (theta, state), None
+    theta, _, _ = projected_fit(loss, theta0, lambda t: project_to_norm_ball(t, norm_bound),
+                                optax.adam(learning_rate, b2=0.9), steps)
+    return jnp.exp(-loss(theta)), theta
 
+
+def nonclosure_best_in_class(
+    n: int, norm_bound: float, *, steps: int = 300, learning_rate: float = 0.1
+) -> tuple[float, Float[Array, "2 2"]]:
+    """Numerically maximise π_θ(2, 1) over the class with ‖θ_h‖ ≤ ``norm_bound`` (projected Adam from θ = 0).
+
+    Returns (the best probability found, θ). Independent of the closed form in :func:`nonclosure_class_sup`:
+    it only uses the policy's own teacher-forced ``log_prob`` (:func:`nonclosure_fit`).
+    """
+    steps = check_positive_int(steps, "steps")
     theta0 = jnp.zeros((2, 2), jnp.result_type(float))
-    (theta, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))((theta0, opt.init(theta0)))
-    return float(jnp.exp(-loss(theta))), theta
+    prob, theta = jax.jit(partial(nonclosure_fit, n=n, steps=steps, learning_rate=learning_rate))(theta0, norm_bound)
+    return float(prob), theta

@@ -105,8 +105,8 @@ def proportion_interval(k: Any, n: Any, *, method: str = "wilson", level: float 
 def clopper_pearson(k: Any, n: Any, *, level: float = 0.95, side: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:
     """The exact (Clopper–Pearson) interval for a binomial proportion k/n from Beta quantiles, elementwise.
 
-    The one home of this interval in the toolkit (``proportion_interval``, ``decoding.clopper_pearson`` and the
-    bridge planner call it). ``side="two-sided"``: [B(α/2; k, n−k+1), B(1−α/2; k+1, n−k)] with α = 1 − level,
+    The one home of this interval in the toolkit (``proportion_interval``, ``ar_metrics.argmax_mass``, the
+    deprecated ``decoding.clopper_pearson`` and the bridge planner call it). ``side="two-sided"``: [B(α/2; k, n−k+1), B(1−α/2; k+1, n−k)] with α = 1 − level,
     coverage ≥ ``level`` for every p; ``side="lower"``: the one-sided lower bound B(α; k, n−k+1) (upper = 1);
     ``side="upper"``: the one-sided upper bound (lower = 0). k = 0 gives lower 0 and k = n upper 1.
     """

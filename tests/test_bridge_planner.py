@@ -77,5 +77,9 @@ def test_expected_bon_by_n_matches_enumeration():
 
 
 def test_pass_at_n():
+    # pass_at_n is the deprecated name of the estimator pass_at_n_estimate (metrics.pass_at_n is the exact one)
+    from sharpsim.bridge import pass_at_n_estimate
+
+    assert pass_at_n is pass_at_n_estimate
     assert pass_at_n(0, 10, 3) == 0.0 and pass_at_n(10, 10, 1) == 1.0
     assert pass_at_n(2, 4, 2) == pytest.approx(1 - 1 / 6)

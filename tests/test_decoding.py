@@ -171,3 +171,15 @@ def test_decoding_errors():
         D.exact_argmax(pol, X)
     seqs = index_to_sequences(jnp.arange(3), V, H)
     assert seqs.shape == (3, H)
+
+
+def test_autoregressive_metrics_moved_with_their_old_names_kept():
+    # Catches: the split of decoding.py breaking old imports, or the old name pointing at another function
+    # than the new one (ar_metrics.ar_coverage is the autoregressive C_cov; metrics.coverage the tabular one).
+    from sharpsim import ar_metrics
+    from sharpsim.decoding import CoverageEstimate, MassEstimate, argmax_mass, coverage_coefficient
+
+    assert argmax_mass is ar_metrics.argmax_mass and MassEstimate is ar_metrics.MassEstimate
+    assert coverage_coefficient is ar_metrics.ar_coverage and CoverageEstimate is ar_metrics.CoverageEstimate
+    with pytest.raises(AttributeError):
+        D.no_such_name  # noqa: B018

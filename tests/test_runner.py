@@ -153,3 +153,41 @@ def test_verdict_vocabulary_orders_findings_between_consistent_and_inconsistent(
     assert overall_verdict([{"verdict": "consistent"}, f]) == f["verdict"]
     assert overall_verdict([{"verdict": "inconsistent"}, f]) == "inconsistent"
     assert overall_verdict([{"verdict": "inconclusive"}, f]) == "inconclusive"
+
+
+# ------------------------------------------------------------------------------------------ spec and results I/O
+def test_pivot_places_each_row_on_its_grid_cell():
+    # Catches: transposed axes, a grid order taken from the rows instead of the sweep, a missing cell read as 0,
+    # or a row whose key is off the grid dropped silently (the five hand-written pivots this replaces).
+    import numpy as np
+
+    from sharpsim.runner import pivot
+
+    rows = [{"n": 4, "trial": 1, "value": 7.0}, {"n": 1, "trial": 0, "value": 2.0},
+            {"n": np.int64(2), "trial": 1, "value": 5.0}]
+    m = pivot(rows, "n", "trial", index_values=[4, 2, 1], fill=np.inf)
+    assert m.shape == (3, 2)
+    assert m.tolist() == [[np.inf, 7.0], [np.inf, 5.0], [2.0, np.inf]]  # built by hand from the three rows
+    assert pivot(rows, "trial", "n").tolist()[0][0] == 2.0  # default axes: sorted values, trial 0 × n = 1
+    with pytest.raises(ValueError, match="n = 8"):
+        pivot(rows + [{"n": 8, "trial": 0, "value": 1.0}], "n", "trial", index_values=[1, 2, 4])
+
+
+def test_every_stored_check_passes_check_validation(tmp_path):
+    # Catches: a raw dict with a misspelt field or an unknown verdict reaching summary.json and the report
+    # (checks used to come in three forms; only Check's is validated), and revise_check bypassing validation.
+    import dataclasses
+
+    from sharpsim.runner import Check, finalize, revise_check
+
+    good = Check("q", 1.0, 1.1, 0.9, 1.3, "consistent", "n").as_dict()
+    assert revise_check(good, verdict="finding: loose")["verdict"] == "finding: loose"
+    with pytest.raises(ValueError, match="verdict"):
+        revise_check(good, verdict="consistant")
+    for bad in ({**good, "verdit": "consistent"}, {k: v for k, v in good.items() if k != "upper"}):
+        exp = dataclasses.replace(EXP, analyze=lambda rows, mode, bad=bad: {"checks": [good, bad]})
+        with pytest.raises(ValueError, match="check 'q'"):
+            finalize(exp, tmp_path, rows=[], mode="quick", plot=False)
+    exp = dataclasses.replace(EXP, analyze=lambda rows, mode: {"checks": [Check("q", 1, 1, 1, 1, "consistent")]})
+    assert json.loads(finalize(exp, tmp_path, rows=[], mode="quick", plot=False) and
+                      (tmp_path / "summary.json").read_text())["checks"][0]["verdict"] == "consistent"

@@ -42,7 +42,8 @@ _LAZY = {
     "ModeMassEstimate": "_planner", "SharpeningPlan": "_planner", "estimate_mode_mass": "_planner",
     "recommend_n_bon": "_planner", "recommend_n_sft": "_planner", "plan_n": "_planner",
     "plan_from_table": "_planner", "plan_from_samples": "_planner", "plan_from_model": "_models",
-    "expected_bon_by_n": "_planner", "pass_at_n": "_planner",
+    "expected_bon_by_n": "_planner", "pass_at_n_estimate": "_planner",
+    "pass_at_n": "_planner",  # deprecated name of pass_at_n_estimate
     # synthetic tasks (pure Python)
     "Problem": "_tasks", "arithmetic_problems": "_tasks", "prontoqa_problems": "_tasks",
     "extract_number": "_tasks", "extract_bool": "_tasks", "check_answer": "_tasks", "chat_prompt": "_tasks",

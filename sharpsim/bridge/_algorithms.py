@@ -16,7 +16,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Hashable, Sequence
 
-from sharpsim.bridge._checks import check_count, check_float, check_optional_count, check_prompts
+from sharpsim._validation import check_count, check_float, check_optional_count, check_prompts
 from sharpsim.bridge._deps import require_peft, require_torch
 from sharpsim.bridge._interop import dpo_pairs, export_completions, sft_rows
 from sharpsim.bridge._rewards import compute_self_reward, select_best

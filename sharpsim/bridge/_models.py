@@ -47,7 +47,7 @@ def plan_from_model(model, tokenizer, prompts: Sequence[str], *, num_samples: in
     exp(log π(ŷ|x)) (observed in the sample-and-evaluate query, so no confidence interval is needed);
     ``level="answer"``: the most frequent extracted answer, with a Clopper–Pearson lower bound.
     """
-    from sharpsim.bridge._checks import check_float
+    from sharpsim._validation import check_float
     from sharpsim.bridge._planner import plan_n
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids

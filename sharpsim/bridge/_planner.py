@@ -26,10 +26,10 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from scipy import stats
 
-from sharpsim.bridge._checks import check_count, check_float
+from sharpsim._validation import check_count, check_float
 
 __all__ = ["ModeMassEstimate", "SharpeningPlan", "estimate_mode_mass", "expected_bon_by_n",
-           "expected_majority_by_n", "pass_at_n", "plan_from_samples", "plan_from_table", "plan_n",
+           "expected_majority_by_n", "pass_at_n_estimate", "pass_at_n", "plan_from_samples", "plan_from_table", "plan_n",
            "recommend_n_bon", "recommend_n_sft"]
 
 
@@ -43,12 +43,6 @@ class ModeMassEstimate:
     num_samples: np.ndarray
     source: str  # "exact" (from a probability table), "likelihood" or "frequency"
     confidence: float
-
-
-def _clopper_pearson_lower(k: np.ndarray, m: np.ndarray, confidence: float) -> np.ndarray:
-    from sharpsim.complexity import clopper_pearson  # the one home of the interval
-
-    return clopper_pearson(k, m, level=confidence, side="lower")[0]
 
 
 def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, confidence: float = 0.95
@@ -88,7 +82,9 @@ def estimate_mode_mass(samples: Sequence[Sequence[Hashable]], logps=None, *, con
         modes.append(mode)
         ks[i], m[i] = k, len(row)
     p_hat = ks / m
-    p_lower = _clopper_pearson_lower(ks, m, confidence)
+    from sharpsim.complexity import clopper_pearson  # the one home of the interval
+
+    p_lower = clopper_pearson(ks, m, level=confidence, side="lower")[0]
     return ModeMassEstimate(modes, p_hat, p_lower, m, "frequency", confidence)
 
 
@@ -236,8 +232,8 @@ def expected_bon_by_n(rewards, values, n_values: Sequence[int]) -> np.ndarray:
     return np.asarray(out)
 
 
-def pass_at_n(num_correct: int, M: int, n: int) -> float:
-    """Unbiased Pass@n from M samples of which ``num_correct`` = c are correct (Chen et al. 2021, HumanEval):
+def pass_at_n_estimate(num_correct: int, M: int, n: int) -> float:
+    """Unbiased estimate of Pass@n from M samples of which ``num_correct`` = c are correct (Chen et al. 2021, HumanEval):
 
     ``1 − C(M−c, n) / C(M, n)``, the probability that a uniformly random size-n subset of the M samples holds a
     correct one. Computed in the product form ``C(M−c, n)/C(M, n) = Π_{i=M−c+1}^{M} (1 − n/i)`` as
@@ -262,6 +258,11 @@ def pass_at_n(num_correct: int, M: int, n: int) -> float:
         return 0.0
     i = np.arange(M - c + 1, M + 1, dtype=np.float64)
     return float(-np.expm1(np.sum(np.log1p(-n / i))))
+
+
+#: Deprecated name of :func:`pass_at_n_estimate` (it clashed with :func:`sharpsim.metrics.pass_at_n`, the exact
+#: Pass@N of a tabular policy).
+pass_at_n = pass_at_n_estimate
 
 
 def expected_majority_by_n(answers: Sequence[Hashable | None], correct: Sequence[bool], n_values: Sequence[int],

@@ -13,7 +13,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 
-from sharpsim.bridge._checks import check_count, check_prompts
+from sharpsim._validation import check_count, check_prompts
 from sharpsim.bridge._deps import require_torch
 from sharpsim.bridge._sampling import Samples, check_num_samples, sample_completions
 from sharpsim.bridge._scoring import Scores, score_ids

@@ -27,7 +27,7 @@ import contextlib
 import contextvars
 import os
 
-from sharpsim.bridge._checks import check_count
+from sharpsim._validation import check_count
 from sharpsim.bridge._deps import require_torch
 
 torch = require_torch()

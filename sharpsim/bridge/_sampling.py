@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sharpsim.bridge._checks import check_count, check_float, check_prompts
+from sharpsim._validation import check_count, check_float, check_prompts
 from sharpsim.bridge._deps import require_torch
 from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sharpsim.bridge._checks import check_count, check_prompts
+from sharpsim._validation import check_count, check_prompts
 from sharpsim.bridge._deps import require_torch, require_transformers
 from sharpsim.bridge._runtime import bridge_threads, float32_forward
 

@@ -208,7 +208,7 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
     import torch
 
     from sharpsim.bridge._models import load_smollm2
-    from sharpsim.bridge._planner import (expected_bon_by_n, expected_majority_by_n, pass_at_n, plan_n)
+    from sharpsim.bridge._planner import (expected_bon_by_n, expected_majority_by_n, pass_at_n_estimate, plan_n)
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids
     from sharpsim.bridge._tasks import chat_prompt, check_answer, extract_bool, extract_number
@@ -247,7 +247,7 @@ def run_smollm2_bon_study(out_dir: pathlib.Path, quick: bool = True, seed: int =
             curves["mean_logprob"][i] = expected_bon_by_n(logps[i] / np.maximum(lens[i], 1), ok[i], N_GRID)
             curves["majority"][i] = expected_majority_by_n(ans[i], list(ok[i]), N_GRID, rng=rng,
                                                            num_subsets=100 if quick else 300)
-            curves["pass_at_n"][i] = [pass_at_n(int(ok[i].sum()), n_max, n) for n in N_GRID]
+            curves["pass_at_n"][i] = [pass_at_n_estimate(int(ok[i].sum()), n_max, n) for n in N_GRID]
             curves["selected_logprob"][i] = expected_bon_by_n(logps[i], logps[i], N_GRID)
         g_acc = float(greedy_ok.mean())
         for k, c in curves.items():

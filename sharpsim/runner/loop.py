@@ -1,97 +1,42 @@
-"""The experiment runner: one definition per paper claim, tidy result files, resume, devices, progress.
-
-An :class:`Experiment` (defined in the top-level ``experiments/`` package, one module per claim) states
-its claim, instance, sweep, algorithms, bounds and predicted exponent, and provides four functions:
-
-* ``settings(mode) -> list[dict]`` — the sweep points (flat dicts of JSON scalars); ``mode`` is
-  ``"quick"`` or ``"full"``;
-* ``run_setting(keys, setting, mode) -> list[dict]`` — run every trial of one setting. ``keys`` is a
-  ``[trials]`` array of PRNG keys, placed on the device this setting runs on (trials are the batch axis: call
-  ``jax.jit(jax.vmap(f))(keys)``). Each row is a dict with at least ``trial`` (int), ``queries`` (the
-  sample-and-evaluate queries that produced it), ``metric`` (str) and ``value`` (float); extra columns
-  (e.g. ``n``, ``N``) are kept. The runner adds ``experiment``, ``setting`` and the setting's fields;
-  with several devices it is called from worker threads, one setting per device at a time, so it must
-  not mutate shared state (caches of pure values, such as ``functools.lru_cache``, are fine);
-* ``analyze(rows, mode) -> dict`` — from the rows of all settings: ``{"checks": [Check-as-dict, …], …}``
-  where each check compares a predicted exponent (or inequality) with the measurement;
-* ``plot(rows, summary, out_dir) -> list[Path]`` — figures (PNG and PDF), from the rows only.
-
-Result files: ``<out>/<name>/results.csv`` (metadata as leading ``# key: value`` lines: root seed, git
-commit, versions, device, x64, mode, trials, then the row count of every setting and a SHA-256 of the rows,
-verified whenever the file is read), ``summary.json`` and the figures. A half-done run keeps its completed
-settings in ``results.partial.csv`` (rewritten atomically after each setting) and resumes from it only when
-seed, trials, mode, x64, device kind, versions and commit match (:data:`RESUME_FIELDS`); a finished result
-is never overwritten unless ``force=True``, and then the new run is built beside the old folder and swapped
-in when complete. One run per experiment folder at a time (:func:`experiment_lock`).
-
-Studies whose unit is not a vmapped trial (e.g. a real language model through the bridge) set
-``run_external(folder, mode, seed) -> dict`` instead: it writes its own tables and figures into the folder
-and returns a flat summary; the runner records the summary's numbers as rows of ``results.csv`` (same
-metadata and overwrite rules), so ``analyze`` and the report treat it like any other experiment.
-``requires`` lists modules it needs (missing ones skip it with the install command), and
-``in_quick=False`` keeps a slow study out of ``reproduce --quick`` (``--only NAME`` still runs it).
+"""The run loop: seeds and keys, devices, the folder lock, run / resume / reuse, and :func:`finalize`.
 
 Keys: ``root = jax.random.key(seed)`` (seed in [0, 2³² − 1]); setting i uses ``fold_in(root, i)`` split into
 ``trials`` keys. With several local devices, whole settings run on different devices at once, each on one
-device with its full batch of trials, so results do not depend on the number of devices (nor on which
-settings ran before).
+device with its full batch of trials, so results do not depend on the number of devices (nor on which settings
+ran before). Run safety (lock naming the holder, stale takeover, resume only under the same configuration,
+checksummed results, staged ``--force``) is described in :func:`run_experiment`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import csv
-import dataclasses
 import datetime
-import hashlib
 import importlib.util
-import io
 import json
-import math
 import os
 import pathlib
 import queue
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import jax
 import numpy as np
+
+from sharpsim.runner.results import (REUSE_FIELDS, RESUME_FIELDS, ResultFileError, _to_csv, config_differences,
+                                     metadata, read_results, write_atomic)
+from sharpsim.runner.spec import Experiment, as_check_dict
 
 try:
     import fcntl
 except ImportError:  # Windows: the lock falls back to the pid recorded in the lock file
     fcntl = None
 
-__all__ = [
-    "Experiment",
-    "Check",
-    "check_slope",
-    "ResultExistsError",
-    "ResultMismatchError",
-    "ResultFileError",
-    "RunLockedError",
-    "ExperimentSkipped",
-    "MIN_TRIALS",
-    "MAX_SEED",
-    "check_seed",
-    "check_trials",
-    "trial_keys",
-    "shard_trials",
-    "experiment_lock",
-    "run_experiment",
-    "reuse_results",
-    "read_results",
-    "write_atomic",
-    "metadata",
-    "rows_where",
-    "column",
-]
+__all__ = ["ResultExistsError", "ResultMismatchError", "RunLockedError", "ExperimentSkipped", "MIN_TRIALS",
+           "MAX_SEED", "check_seed", "check_trials", "trial_keys", "shard_trials", "experiment_lock",
+           "run_experiment", "reuse_results", "finalize"]
 
 
 class ResultExistsError(FileExistsError):
@@ -102,120 +47,13 @@ class ExperimentSkipped(RuntimeError):
     """An experiment cannot run here (a missing optional dependency or model); the message says why."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """One paper claim as a runnable experiment (see the module docstring for the four functions)."""
-
-    name: str
-    title: str
-    claim: str
-    paper_refs: tuple
-    instance: str
-    sweep: str
-    algorithms: tuple
-    bounds: tuple
-    predicted: str
-    how_to_read: str
-    settings: Optional[Callable[[str], list]]
-    run_setting: Optional[Callable[[Any, dict, str], list]]
-    analyze: Callable[[list, str], dict]
-    plot: Callable[[list, dict, pathlib.Path], list]
-    trials: dict = dataclasses.field(default_factory=lambda: {"quick": 64, "full": 1000})
-    run_external: Optional[Callable[[pathlib.Path, str, int], dict]] = None
-    requires: tuple = ()
-    in_quick: bool = True
+# ------------------------------------------------------------------------------------------ errors
+class ResultMismatchError(ResultExistsError):
+    """Results on disk were made under another configuration (seed, trials, mode, x64, versions, commit)."""
 
 
-#: The verdict vocabulary, strongest first. ``finding`` is a result about the paper, not a defect: a bound
-#: that is loose on an instance, a factor the paper leaves open that the data settle. Its verdict string
-#: begins with the lowercase word ``finding`` (``"finding: the 1/δ factor is not needed here"``) and the
-#: check's note gives the evidence. ``inconsistent`` means the measurement contradicts what the paper
-#: claims (or the experiment is broken); ``inconclusive`` means the data cannot decide.
-VERDICTS = ("consistent", "finding", "inconclusive", "inconsistent")
-
-
-def verdict_kind(verdict: str) -> str:
-    """The vocabulary word a verdict string belongs to (``"finding: …"`` → ``"finding"``).
-
-    Raises ``ValueError`` for a string outside :data:`VERDICTS`, so a typo cannot pass as a verdict.
-    """
-    word = str(verdict).split(":", 1)[0].strip()
-    if word not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS} (a finding's verdict begins with 'finding')")
-    return word
-
-
-def is_verdict(verdict: str) -> bool:
-    """True when ``verdict`` belongs to the vocabulary :data:`VERDICTS`."""
-    try:
-        verdict_kind(verdict)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """A predicted-vs-measured comparison for the report.
-
-    ``verdict``: one of :data:`VERDICTS` (consistent / ``finding: …`` / inconclusive / inconsistent).
-    """
-
-    quantity: str
-    predicted: float
-    measured: float
-    lower: float
-    upper: float
-    verdict: str
-    note: str = ""
-
-    def __post_init__(self):
-        verdict_kind(self.verdict)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def check_slope(quantity: str, predicted: float, fit, *, tolerance: float = 0.0, note: str = "",
-                log_factor_slopes=None, min_points: int = 5) -> dict:
-    """Compare a predicted log-log slope with a fitted one (``fit``: :class:`sharpsim.complexity.SlopeFit`).
-
-    Consistent when the predicted value lies in the fit's confidence interval widened by ``tolerance`` (a
-    symmetric slack, kept for callers that need one). ``log_factor_slopes`` (optional): the along-sweep slopes
-    of the bounds' own shapes, log factors included. They give a ONE-SIDED slack in the direction those log
-    factors push along the sweep: the predicted exponent p becomes the band [min(p, s), max(p, s)] over the
-    given slopes s, and the check is consistent when the interval meets the band — a fit steeper than p is
-    excused only by log factors that steepen the bound, never one that is flatter. Inconclusive when the
-    interval is not finite or the fit rests on fewer than ``min_points`` points (``fit.few_points`` or
-    ``len(fit.x)``). The fit's lack-of-fit p-value, when it has one, is appended to the note.
-    """
-    lo, hi = float(fit.lower), float(fit.upper)
-    p = float(predicted)
-    band_lo, band_hi = p - tolerance, p + tolerance
-    if log_factor_slopes is not None:
-        ss = [float(v) for v in (log_factor_slopes.values() if isinstance(log_factor_slopes, dict)
-                                 else log_factor_slopes)]
-        band_lo = min([p] + ss) - tolerance
-        band_hi = max([p] + ss) + tolerance
-    n_pts = int(np.size(getattr(fit, "x", ()))) or None
-    few = bool(getattr(fit, "few_points", False)) or (n_pts is not None and n_pts < min_points)
-    extra = []
-    lof_p = float(getattr(fit, "lof_pvalue", float("nan")))
-    if math.isfinite(lof_p):
-        extra.append(f"lack of fit ({getattr(fit, 'lof_method', '')}): p = {lof_p:.3g}")
-    if log_factor_slopes is not None:
-        extra.append(f"one-sided log-factor band [{band_lo:.3f}, {band_hi:.3f}]")
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        verdict = "inconclusive"
-    elif few:
-        verdict = "inconclusive"
-        extra.append(f"only {n_pts} points (< {min_points}): no verdict from a slope fit")
-    elif hi >= band_lo and lo <= band_hi:
-        verdict = "consistent"
-    else:
-        verdict = "inconsistent"
-    full = "; ".join([x for x in [note] + extra if x])
-    return Check(quantity, p, float(fit.slope), lo, hi, verdict, full).as_dict()
+class RunLockedError(RuntimeError):
+    """Another run holds the experiment folder; the message names it (pid, host, start time)."""
 
 
 # ------------------------------------------------------------------------------------------ keys & devices
@@ -266,189 +104,6 @@ def shard_trials(keys):
         return keys
     mesh = jax.sharding.Mesh(np.array(devices), ("trials",))
     return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials")))
-
-
-# ------------------------------------------------------------------------------------------ errors
-class ResultMismatchError(ResultExistsError):
-    """Results on disk were made under another configuration (seed, trials, mode, x64, versions, commit)."""
-
-
-class RunLockedError(RuntimeError):
-    """Another run holds the experiment folder; the message names it (pid, host, start time)."""
-
-
-class ResultFileError(ValueError):
-    """A result file is damaged (rows missing, checksum mismatch) or cannot be decoded; names the file."""
-
-
-# ------------------------------------------------------------------------------------------ result files
-def _git_commit() -> str:
-    try:
-        here = pathlib.Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def metadata(experiment: Experiment, *, seed: int, mode: str, trials: int) -> dict:
-    """What every result file records about how it was made (design.md §6)."""
-    import sharpsim
-
-    dev = jax.devices()[0]
-    return {
-        "experiment": experiment.name,
-        "root_seed": seed,
-        "mode": mode,
-        "trials": trials,
-        "git_commit": _git_commit(),
-        "sharpsim_version": sharpsim.__version__,
-        "jax_version": jax.__version__,
-        "numpy_version": np.__version__,
-        "python_version": sys.version.split()[0],
-        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-        "num_devices": jax.device_count(),
-        "x64": bool(jax.config.jax_enable_x64),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-#: What must match for a half-done run to be resumed: rows made under anything else would be mixed in.
-RESUME_FIELDS = ("experiment", "root_seed", "trials", "mode", "x64", "device", "sharpsim_version",
-                 "jax_version", "numpy_version", "git_commit")
-#: What must match for ``reproduce`` to reuse a finished result instead of running it (versions and commit
-#: that differ are reported, not refused: the rows are still the ones that run made).
-REUSE_FIELDS = ("experiment", "root_seed", "trials", "mode", "x64")
-
-
-def config_differences(recorded: dict, current: dict, fields=RESUME_FIELDS) -> list:
-    """``["root_seed: 0 in the file, 5 now", …]`` for each of ``fields`` whose recorded value differs."""
-    out = []
-    for k in fields:
-        old, new = recorded.get(k), current.get(k)
-        if str(old) != str(new):
-            out.append(f"{k}: {old} in the file, {new} now")
-    return out
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _file_mode() -> int:
-    """0666 minus the process umask: what ``open()`` would give a new file (mkstemp alone gives 0600)."""
-    with _UMASK_LOCK:
-        mask = os.umask(0)
-        os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_atomic(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename.
-
-    The file gets the permissions a plain ``open()`` would give it (0666 minus the umask).
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, _file_mode())
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _rows_per_setting(rows: list) -> dict:
-    counts: dict = {}
-    for r in rows:
-        counts[str(r.get("setting"))] = counts.get(str(r.get("setting")), 0) + 1
-    return counts
-
-
-def _to_csv(meta: dict, rows: list) -> str:
-    """Metadata lines, then the CSV. The last metadata lines record the row count of every setting and a
-    SHA-256 of the CSV body, so a truncated or edited file is caught when it is read back."""
-    buf = io.StringIO()
-    columns: list = []
-    for r in rows:
-        for k in r:
-            if k not in columns:
-                columns.append(k)
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    body = buf.getvalue()
-    meta = {k: v for k, v in meta.items() if k not in ("rows_per_setting", "body_sha256")}
-    meta["rows_per_setting"] = json.dumps(_rows_per_setting(rows), separators=(",", ":"))
-    meta["body_sha256"] = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    head = "".join(f"# {k}: {v}\n" for k, v in meta.items())
-    return head + body
-
-
-def _parse(value: str):
-    if value == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def read_results(path, *, verify: bool = True) -> tuple[dict, list]:
-    """Read a result CSV written by the runner: ``(metadata, rows)`` with numbers parsed back.
-
-    With ``verify`` (the default) the rows are checked against the per-setting row counts and the checksum
-    recorded in the file's header (files written before these were recorded are read unchecked). A damaged
-    or undecodable file raises :class:`ResultFileError` naming the file.
-    """
-    path = pathlib.Path(path)
-    meta, body = {}, []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("# ") and not body:
-                    k, _, v = line[2:].rstrip("\n").partition(": ")
-                    meta[k] = _parse(v)
-                else:
-                    body.append(line)
-        reader = csv.DictReader(body)
-        rows = []
-        for r in reader:
-            if None in r or any(v is None for v in r.values()):  # a short or long line
-                raise ValueError(f"line {reader.line_num} has {len(reader.fieldnames or [])} fields expected")
-            rows.append({k: _parse(v) for k, v in r.items()})
-    except (UnicodeDecodeError, csv.Error, ValueError) as e:
-        raise ResultFileError(f"{path} cannot be read as a sharpsim result file ({e}); delete it or pass --force "
-                              "to start over.") from None
-    if verify and "body_sha256" in meta:
-        counts = _rows_per_setting(rows)
-        try:
-            recorded = json.loads(str(meta.get("rows_per_setting")))
-        except json.JSONDecodeError:
-            recorded = None
-        if recorded != counts:
-            raise ResultFileError(
-                f"{path} is damaged: its header records rows per setting {recorded}, the file holds {counts}; "
-                "delete it or pass --force to start over.")
-        if hashlib.sha256("".join(body).encode("utf-8")).hexdigest() != meta["body_sha256"]:
-            raise ResultFileError(f"{path} is damaged: its rows do not match the checksum in its header; "
-                                  "delete it or pass --force to start over.")
-    return meta, rows
-
-
-def rows_where(rows: list, **conditions) -> list:
-    """The rows whose fields equal the given values (e.g. ``rows_where(rows, metric="success")``)."""
-    return [r for r in rows if all(r.get(k) == v for k, v in conditions.items())]
-
-
-def column(rows: list, name: str) -> np.ndarray:
-    """One field of every row as an array."""
-    return np.asarray([r[name] for r in rows])
 
 
 # ------------------------------------------------------------------------------------------ locking
@@ -763,6 +418,8 @@ def finalize(experiment: Experiment, folder, *, rows: Optional[list] = None, mod
         meta, rows = read_results(folder / "results.csv")
         mode = meta.get("mode", "quick")
     summary = dict(experiment.analyze(rows, mode))
+    if "checks" in summary:  # one check form: every check passes Check's validation before it is stored
+        summary["checks"] = [as_check_dict(c) for c in summary["checks"]]
     figures = [str(pathlib.Path(p).name) for p in experiment.plot(rows, summary, folder)] if plot else []
     summary.update({
         "experiment": experiment.name,
