@@ -63,4 +63,4 @@ from sharpsim.algorithms import (
 
 # --- power distributions π^α (issue 15: Beyond the paper, at inference time) ---------------------------
 from sharpsim import power
-from sharpsim.power import SequenceTablePolicy, power_mh_sample, power_policy, power_smc_sample
+from sharpsim.power import SequenceTablePolicy, power_mh_chain, power_mh_sample, power_policy, power_smc_sample

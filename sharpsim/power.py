@@ -47,7 +47,8 @@ from sharpsim.policies import AutoregressivePolicy, MarkovPolicy, TabularPolicy
 from sharpsim.policies._autoregressive import _check_eos
 from sharpsim.policies._tabular import inverse_cdf_sample
 
-__all__ = ["power_policy", "SequenceTablePolicy", "PowerSamples", "power_mh_sample", "power_smc_sample",
+__all__ = ["power_policy", "SequenceTablePolicy", "PowerSamples", "power_mh_sample", "power_mh_chain",
+           "power_smc_sample",
            "MAX_POWER_ENUMERATION"]
 
 #: Largest V^H for which :func:`power_policy` enumerates a non-Markov autoregressive policy by default.
@@ -268,7 +269,7 @@ def power_mh_sample(key: PRNGKeyArray, policy: AutoregressivePolicy, x, alpha, n
                    num_steps, bool(_proposal_correction))
 
 
-def _mh_impl(policy, key, x, alpha, num_steps, proposal_correction):
+def _mh_impl(policy, key, x, alpha, num_steps, proposal_correction, trajectory=False):
     H = policy.horizon
     k0, k_steps = jax.random.split(key)
     y, lp_tok, lq_tok = _rollout_from(k0, policy, x, alpha, jnp.zeros(H, jnp.int32), 0)
@@ -282,13 +283,33 @@ def _mh_impl(policy, key, x, alpha, num_steps, proposal_correction):
         log_a = _mh_log_accept(alpha, lp_tok, lq_tok, lp2, lq2, suffix, proposal_correction)
         ok = jnp.log(jax.random.uniform(ku, dtype=lp_tok.dtype)) < log_a
         pick = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
-        return (pick(y2, y), pick(lp2, lp_tok), pick(lq2, lq_tok), calls + (H - t), acc + ok), None
+        new = (pick(y2, y), pick(lp2, lp_tok), pick(lq2, lq_tok), calls + (H - t), acc + ok)
+        return new, ((new[0], new[3], new[4]) if trajectory else None)
 
     init = (y, lp_tok, lq_tok, jnp.int32(H), jnp.int32(0))
-    (y, _, _, calls, acc), _ = jax.lax.scan(step, init, jax.random.split(k_steps, num_steps))
+    (y, _, _, calls, acc), traj = jax.lax.scan(step, init, jax.random.split(k_steps, num_steps))
+    if trajectory:  # states after 0, 1, …, num_steps steps
+        cat = lambda a, b: jnp.concatenate([a[None], b], axis=0)  # noqa: E731
+        return PowerSamples(cat(init[0], traj[0]), cat(init[3], traj[1]), cat(init[4], traj[2]))
     return PowerSamples(y, calls, acc)
 
 
+def power_mh_chain(key: PRNGKeyArray, policy: AutoregressivePolicy, x, alpha, num_steps: int) -> PowerSamples:
+    """:func:`power_mh_sample` with the whole trajectory: states ``[num_steps + 1, H]`` after 0, 1, … steps,
+    cumulative model calls ``[num_steps + 1]`` and cumulative acceptances ``[num_steps + 1]``.
+
+    Row s has exactly the law of ``power_mh_sample(key, …, s)``'s output for the same chain, so one run gives
+    the law-vs-compute curve (the ``power_sampling`` experiment).
+    """
+    _check_sampler_args(policy, key, x, alpha)
+    num_steps = int(num_steps)
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
+    return _mh_traj_jit(policy, key, jnp.asarray(x, jnp.int32), jnp.asarray(alpha, jnp.result_type(float)),
+                        num_steps, True, True)
+
+
+_mh_traj_jit = jax.jit(_mh_impl, static_argnums=(4, 5, 6))
 _mh_jit = jax.jit(_mh_impl, static_argnums=(4, 5))
 
 
