@@ -139,7 +139,7 @@ def analyze(rows: list, mode: str) -> dict:
         f"temperature is not π^α); settings where it exceeds twice the noise tolerance (H, α, TV(temperature), "
         f"TV(MH at {MH_CHECKPOINTS[-1]} steps)): {detail or 'none'}.").as_dict())
     s0 = out["settings"][-1]
-    note = (f"at the MH chain's model calls (N = calls/H draws), exact best-of-N under r_self = log π puts "
+    note = (f"at the MH chain's largest budget ({MH_CHECKPOINTS[-1]} steps; N = calls/H draws), exact best-of-N under r_self = log π puts "
             f"1 − (1 − π(y*))^N on y*; MH's empirical P[y*] has a 95% Wilson interval. BoN higher in "
             f"{len(bon_better)} of {len(out['settings'])} settings {bon_better}, power sampling higher in "
             f"{power_better}. Power sampling's ceiling is π^α(y*) (e.g. {s0['power_star']:.3f} at H = {s0['horizon']}, "
@@ -181,6 +181,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6)
     ax2.set_xscale("log")
+    ax2.xaxis.set_minor_formatter(__import__("matplotlib").ticker.NullFormatter())
     ax2.set_xlabel("model calls per sample")
     ax2.set_ylabel("P[sample = y*]")
     ax2.set_title("Mass on y*: MH vs exact best-of-N (dashed: π^α(y*))", fontsize=10)
