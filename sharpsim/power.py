@@ -171,7 +171,14 @@ def power_policy(policy, alpha, *, max_size: int = MAX_POWER_ENUMERATION):
     _check_alpha(alpha)
     if isinstance(policy, MarkovPolicy):
         lp = policy.effective_log_probs()
-        return MarkovPolicy(log_probs=_markov_power(lp, jnp.asarray(alpha, lp.dtype)), eos_id=policy.eos_id)
+        out = _markov_power(lp, jnp.asarray(alpha, lp.dtype))
+        if is_concrete(out) and is_concrete(alpha) and bool(jnp.any(jnp.isnan(out))):
+            raise ValueError(
+                f"alpha={float(alpha):g} is too large for the Markov dynamic programme in {lp.dtype}: α·log π "
+                "overflows to -inf on whole rows. Use a smaller alpha (or power_policy(pi.to_tabular(), alpha), "
+                "whose log-space path gives the α → ∞ limit)."
+            )
+        return MarkovPolicy(log_probs=out, eos_id=policy.eos_id)
     if isinstance(policy, AutoregressivePolicy):
         size = policy.num_sequences
         if size > max_size:

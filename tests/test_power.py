@@ -116,6 +116,8 @@ def test_power_policy_refusals_name_the_argument():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="alpha"):
             power_policy(pi, bad)
+    with pytest.raises(ValueError, match="alpha=1e\\+39 is too large"):  # old: a NaN table, silently
+        power_policy(MarkovPolicy.from_logits(jax.random.normal(jax.random.key(0), (1, 2, 3, 2))), 1e39)
     tr = TransformerPolicy.init(jax.random.key(0), num_prompts=1, vocab_size=4, horizon=3, d_model=8)
     with pytest.raises(ValueError, match="max_size"):
         power_policy(tr, 2.0, max_size=16)
