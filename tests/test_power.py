@@ -139,7 +139,7 @@ def test_kl_regularized_optimum_is_the_power_at_one_plus_one_over_beta():
 # One V = 3, H = 4 Markov policy at α = 2: per-token temperature 1/2 is 0.2 away from π^α in TV here.
 N_RUNS = 20_000
 DELTA = 1e-6  # false-failure rate of the concentration part of each TV tolerance
-BIAS = 0.02  # allowed sampler bias at the stated compute (measured: MH 0.009, SMC 0.004 at these settings)
+BIAS = 0.02  # allowed sampler bias at the stated compute (measured TV: MH 0.009, SMC 0.012; tolerance 0.050)
 ALPHA, H, V = 2.0, 4, 3
 
 
