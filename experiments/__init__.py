@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "greedy_vs_argmax": "experiments.greedy_vs_argmax",
     "maxcut_hardness": "experiments.maxcut_hardness",
     "bon_lift": "experiments.bon_lift",
+    "power_sampling": "experiments.power_sampling",
     "bridge_tiny": "experiments.bridge_studies:TINY",
     "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
     "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",

@@ -61,3 +61,7 @@ from sharpsim.algorithms import (
     sft_sharpening_sweep,
     xpo_sharpening,
 )
+
+# --- power distributions π^α (issue 15: Beyond the paper, at inference time) ---------------------------
+from sharpsim import power
+from sharpsim.power import SequenceTablePolicy, power_mh_chain, power_mh_sample, power_policy, power_smc_sample

@@ -9,11 +9,13 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
-from sharpsim._validation import check_gamma, check_positive, check_positive_int
+from sharpsim._validation import check_gamma, check_positive, check_positive_int, is_concrete
 from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on, sharpness_error
 from sharpsim.policies import TabularPolicy
+from sharpsim.power import power_policy
 
 __all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability",
            "sharpened_beta_threshold"]
@@ -85,21 +87,18 @@ def kl_regularized_optimum(pi: PolicyLike, beta: float) -> TabularPolicy:
     """π*_β(y|x) ∝ π(y|x)^{1+1/β}: the maximiser of E_π'[log π] − β·KL(π' ‖ π) (Eq. 3 with Eq. 2).
 
     Also the exact minimiser of the Eq. (8) squared loss over the tabular class (Assumption 4.3).
-    Computed in log space from the row's maximum, (1 + 1/β)·(log π − max log π), so a tiny β whose
-    1/β overflows the dtype gives the limit (uniform on the argmax set) instead of NaN.
+    A call of :func:`sharpsim.power_policy` at α = 1 + 1/β on the tabular form of ``pi`` (the formula's one
+    home), which works in log space from the row's maximum, so a tiny β whose 1/β overflows the dtype gives
+    the limit (uniform on the argmax set) instead of NaN.
     """
     check_positive(beta, "beta")
     pi = as_policy(pi)
-    lp = pi.log_probs
-    scale = 1.0 + 1.0 / beta
-    if isinstance(scale, float):  # keep a Python scale representable (no overflow warning on the cast)
-        scale = min(scale, float(jnp.finfo(lp.dtype).max))
-    direct = jax.nn.log_softmax(scale * lp, axis=-1)
-    # Where scale·max log π overflows (β tiny: 1/β is inf in float32 below ~3e-39), rescale from the max.
-    shifted = lp - jnp.max(lp, axis=-1, keepdims=True)  # ≤ 0, exactly 0 on the argmax set
-    stable = jax.nn.log_softmax(jnp.where(shifted == 0, 0.0, shifted * scale), axis=-1)  # never 0·inf
-    row_ok = jnp.isfinite(jnp.max(scale * lp, axis=-1, keepdims=True))
-    return TabularPolicy(log_probs=jnp.where(row_ok, direct, stable))
+    if is_concrete(beta):  # 1 + 1/β in float64, capped at the dtype's max (β ~ 1e-300: 1/β overflows float32)
+        alpha = 1.0 + 1.0 / float(np.asarray(beta, np.float64))
+        alpha = min(alpha, float(jnp.finfo(pi.log_probs.dtype).max))
+    else:
+        alpha = 1.0 + 1.0 / beta
+    return power_policy(pi, alpha)
 
 
 def sharpened_beta_threshold(pi: PolicyLike, mu, epsilon: float, delta: float, *, lo: float = 1e-6, hi: float = 1e3,
