@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sharpsim._fit import projected_fit
 from sharpsim._validation import check_positive, check_positive_int
 
 __all__ = [
@@ -60,42 +61,14 @@ class FitConfig:
 
 
 def gradient_fit(loss_fn: Callable, params0, project: Callable, fit: FitConfig, *, opt_state=None):
-    """Projected gradient descent: ``fit.steps`` optax steps of ``loss_fn``, projecting after each.
+    """Projected gradient descent: ``fit.steps`` steps of ``fit``'s optax optimizer on ``loss_fn``, projecting after
+    each (the one loop: :func:`sharpsim._fit.projected_fit`).
 
     Stops updating at the first non-finite loss or gradient (the parameters stay at the last finite
     iterate). Returns ``(params, opt_state, info)`` with ``info = {"final_loss", "nonfinite_step"
     (−1 if none), "nonfinite_loss", "nonfinite_grad_norm"}``.
     """
-    opt = fit.make()
-    state0 = opt.init(params0) if opt_state is None else opt_state
-    dtype = jnp.result_type(float)
-
-    def step(carry, i):
-        params, state, bad_step, bad_loss, bad_gnorm = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        gnorm = optax.global_norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & (bad_step < 0)
-        updates, new_state = opt.update(grads, state, params)
-        new_params = project(optax.apply_updates(params, updates))
-        params = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_params, params)
-        state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_state, state)
-        first_bad = (bad_step < 0) & ~ok
-        bad_step = jnp.where(first_bad, i, bad_step)
-        bad_loss = jnp.where(first_bad, loss.astype(dtype), bad_loss)
-        bad_gnorm = jnp.where(first_bad, gnorm.astype(dtype), bad_gnorm)
-        return (params, state, bad_step, bad_loss, bad_gnorm), None
-
-    init = (params0, state0, jnp.asarray(-1, jnp.int32), jnp.asarray(0.0, dtype), jnp.asarray(0.0, dtype))
-    (params, state, bad_step, bad_loss, bad_gnorm), _ = jax.lax.scan(
-        step, init, jnp.arange(fit.steps, dtype=jnp.int32)
-    )
-    info = {
-        "final_loss": loss_fn(params).astype(dtype),
-        "nonfinite_step": bad_step,
-        "nonfinite_loss": bad_loss,
-        "nonfinite_grad_norm": bad_gnorm,
-    }
-    return params, state, info
+    return projected_fit(loss_fn, params0, project, fit.make(), fit.steps, opt_state=opt_state)
 
 
 def pair_residual(beta, lp_y, lp_yp, r_y, r_yp):
