@@ -25,7 +25,6 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from experiments._hard import _first_stable, grid_sample_complexity  # noqa: F401  (re-exported for the programs)
 from sharpsim.complexity import SlopeFit, fit_loglog_slope

@@ -19,7 +19,6 @@ import math
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sharpsim.ar_instances import random_markov_policy

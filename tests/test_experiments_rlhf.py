@@ -13,8 +13,8 @@ import pytest
 
 from experiments import dpo_margin_beta as dpo
 from experiments import xpo_vs_sft_j1 as j1
-from sharpsim import SampleEvaluateOracle, exact, metrics
-from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
+from sharpsim import exact, metrics
+from sharpsim.runner import is_verdict, run_experiment, trial_keys
 
 REQUIRED = {"trial", "queries", "metric", "value"}
 #: one trial count everywhere, so the run_setting tests and the end-to-end runs share their compiles
@@ -263,9 +263,8 @@ print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['queries'], r[
 """
 
 
-@pytest.mark.slow
-def test_xpo_exploration_rows_identical_on_1_and_4_devices():
-    """Trials sharded over 4 host devices give exactly the rows of one device (catches per-device key reuse)."""
+def _assert_same_rows_on_1_and_4_devices(script: str) -> None:
+    """Run ``script`` (prints [device count, *rows] as JSON) on 1 and 4 host devices; the rows must be equal."""
     import os
     import subprocess
     import sys
@@ -273,12 +272,18 @@ def test_xpo_exploration_rows_identical_on_1_and_4_devices():
     out = []
     for n in (1, 4):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-        res = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
         assert res.returncode == 0, res.stderr[-2000:]
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     assert out[0][0] == 1 and out[1][0] == 4
     assert out[0][1:] == out[1][1:]
+
+
+@pytest.mark.slow
+def test_xpo_exploration_rows_identical_on_1_and_4_devices():
+    """Trials sharded over 4 host devices give exactly the rows of one device (catches per-device key reuse)."""
+    _assert_same_rows_on_1_and_4_devices(_DEVICE_SCRIPT)
 
 
 _DPO_DEVICE_SCRIPT = """
@@ -299,16 +304,4 @@ print(json.dumps([len(jax.devices())] + [[r['arm'], r['trial'], r['n'], r['metri
 def test_dpo_rows_identical_on_1_and_4_devices():
     """dpo_margin_beta: trials sharded over 4 host devices give exactly the rows of one device (exact and noisy
     settings; catches per-device key reuse or noise drawn per shard)."""
-    import os
-    import subprocess
-    import sys
-
-    out = []
-    for n in (1, 4):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-        res = subprocess.run([sys.executable, "-c", _DPO_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
-        assert res.returncode == 0, res.stderr[-2000:]
-        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    assert out[0][0] == 1 and out[1][0] == 4
-    assert out[0][1:] == out[1][1:]
+    _assert_same_rows_on_1_and_4_devices(_DPO_DEVICE_SCRIPT)

@@ -46,7 +46,7 @@ def _keys(i=0):
 
 
 # ------------------------------------------------------------------------------------------ settings
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + ("sft_delta", "sft_class_size", "sft_gamma", "realizability", "maxcut_hardness"))
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_settings_are_well_formed(name, mode):
     exp = experiments.get(name)

@@ -8,7 +8,6 @@ the best-of-N pick, or ``SEARCH`` returning greedy's sequence): then at least on
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -57,19 +56,7 @@ def test_registry_order():
     assert names[names.index("greedy_vs_argmax") + 1] == "maxcut_hardness"
 
 
-@pytest.mark.parametrize("name", NEW)
-@pytest.mark.parametrize("mode", ["quick", "full"])
-def test_settings_are_well_formed(name, mode):
-    exp = experiments.get(name)
-    import bounds
-
-    assert exp.name == name and exp.claim and exp.how_to_read and exp.predicted
-    assert all(b in bounds.REGISTRY for b in exp.bounds)
-    ss = exp.settings(mode)
-    assert len(ss) >= 3
-    for s in ss:
-        assert all(isinstance(v, (int, float, str, bool)) for v in s.values()), s
-        json.dumps(s)
+# settings of these five: tests/test_experiments_sft.py::test_settings_are_well_formed (parametrised over them)
 
 
 # ------------------------------------------------------------------------------------------ library pieces
