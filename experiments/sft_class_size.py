@@ -71,6 +71,9 @@ def padded_arrays(d: int, d_max: int, N_grid) -> tuple:
     return lp, valid, mu, bon_closure_stack(M, d_max, M, N_grid)
 
 
+TRIAL_BATCH = 64
+
+
 @functools.lru_cache(maxsize=None)
 def _program(n_grid: tuple, N_grid: tuple, reward):
     """jit(vmap over trials): the product class [M]^d and the tied control, one sweep each (δ = γ = 1/2)."""
@@ -91,7 +94,9 @@ def _program(n_grid: tuple, N_grid: tuple, reward):
                                   reward=reward)
         return S._first_stable(s1.sharpness_error <= epsilon) + S._first_stable(s2.sharpness_error <= epsilon)
 
-    return jax.jit(jax.vmap(one, in_axes=(0,) + (None,) * 6))
+    # trials in batches of TRIAL_BATCH (vmap within a batch, scan over batches): --full's d = 1024 holds ≈ 105 MB per
+    # trial, so 1000 trials at once asked for 105 GB; a batch of 64 needs ≈ 7 GB and leaves the quick run (48) one batch
+    return jax.jit(lambda keys, *args: jax.lax.map(lambda k: one(k, *args), keys, batch_size=TRIAL_BATCH))
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
