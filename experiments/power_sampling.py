@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from sharpsim.ar_instances import random_markov_policy
-from sharpsim.complexity import proportion_interval
+from sharpsim.complexity import proportion_interval, tv_concentration_bound
 from sharpsim.policies import MarkovPolicy, sequences_to_index
 from sharpsim.power import power_mh_chain, power_policy, power_smc_sample
 from sharpsim.runner import Check, Experiment, rows_where
@@ -46,11 +46,6 @@ def settings(mode: str) -> list:
     return [dict(horizon=h, alpha=a) for h, a in grid]
 
 
-def tv_tolerance(exact: np.ndarray, n: int) -> float:
-    """½ Σ_y √(p(1−p)/n) bounds E TV(empirical, p); McDiarmid (TV moves ≤ 1/n per sample) adds √(ln(1/δ)/(2n))."""
-    return 0.5 * float(np.sum(np.sqrt(exact * (1 - exact) / n))) + math.sqrt(math.log(1 / DELTA) / (2 * n))
-
-
 def run_setting(keys, setting: dict, mode: str) -> list:
     H, alpha = int(setting["horizon"]), float(setting["alpha"])
     k_pol, k_mh, k_smc = jax.random.split(keys[0], 3)
@@ -62,7 +57,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     temp = MarkovPolicy(log_probs=jax.nn.log_softmax(alpha * pi.log_probs, axis=-1))  # per-token T = 1/α
     temp_law = np.asarray(temp.to_tabular().probs[0], np.float64)
     star = int(np.argmax(base))
-    common = dict(tol=tv_tolerance(exact, n), power_star=float(exact[star]), base_star=float(base[star]),
+    common = dict(tol=tv_concentration_bound(exact, n, DELTA), power_star=float(exact[star]), base_star=float(base[star]),
                   temp_tv=0.5 * float(np.abs(temp_law - exact).sum()), temp_star=float(temp_law[star]))
 
     def law_row(method, budget, samples, calls):

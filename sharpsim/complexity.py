@@ -26,6 +26,7 @@ __all__ = [
     "SampleComplexity",
     "SlopeFit",
     "proportion_interval",
+    "tv_concentration_bound",
     "success_curve",
     "empirical_sample_complexity",
     "fit_loglog_slope",
@@ -100,6 +101,16 @@ def proportion_interval(k: Any, n: Any, *, method: str = "wilson", level: float 
     centre = (p_hat + z**2 / (2 * n_f)) / denom
     half = z / denom * np.sqrt(p_hat * (1 - p_hat) / n_f + z**2 / (4 * n_f**2))
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def tv_concentration_bound(p: Any, n: int, delta: float) -> float:
+    """Upper bound, holding with probability ≥ 1 − δ, on TV(empirical law of n i.i.d. draws, p).
+
+    E TV ≤ ½ Σ_y √(p_y(1 − p_y)/n) (Jensen per coordinate); TV moves by ≤ 1/n when one draw changes, so
+    McDiarmid adds √(ln(1/δ)/(2n)). Used to judge samplers against an exact law.
+    """
+    p = np.asarray(p, np.float64)
+    return 0.5 * float(np.sum(np.sqrt(p * (1 - p) / n))) + float(np.sqrt(np.log(1 / delta) / (2 * n)))
 
 
 def clopper_pearson(k: Any, n: Any, *, level: float = 0.95, side: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from sharpsim import (
     power_policy,
     power_smc_sample,
 )
+from sharpsim.complexity import tv_concentration_bound
 from sharpsim.decoding import beam_search, greedy
 from sharpsim.policies import sequences_to_index
 
@@ -152,8 +153,8 @@ def sampler_case():
 
 
 def tv_tolerance(exact: np.ndarray, n: int) -> float:
-    """E TV(empirical, p) ≤ ½ Σ_y √(p(1−p)/n); TV moves ≤ 1/n per sample, so McDiarmid adds √(ln(1/δ)/(2n))."""
-    return 0.5 * float(np.sum(np.sqrt(exact * (1 - exact) / n))) + math.sqrt(math.log(1 / DELTA) / (2 * n))
+    """The concentration bound of complexity.tv_concentration_bound at this file's false-failure rate δ."""
+    return tv_concentration_bound(exact, n, DELTA)
 
 
 def empirical_tv(samples, exact) -> float:
