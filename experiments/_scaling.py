@@ -24,6 +24,7 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from sharpsim import metrics
 from sharpsim.algorithms import map_trials, sft_sharpening_sweep
@@ -118,6 +119,31 @@ def bound_shape(name: str, values: dict) -> np.ndarray:
 
     b = bounds.get(name)
     return np.asarray(b.numeric(**{k: v for k, v in values.items() if k in b.symbols}), float)
+
+
+def bound_curves(names, values: dict, constants: dict | None = None) -> list:
+    """Figure curves (:class:`sharpsim.plotting.BoundCurve`) of the named bounds at the sweep's symbol values
+    (each bound takes the symbols it uses); ``constants`` (name → c) fixes a constant, else it is fitted."""
+    import bounds
+    from sharpsim.plotting import BoundCurve
+
+    curves = []
+    for name in names:
+        b = bounds.get(name)
+        curves.append(BoundCurve(b, {k: v for k, v in values.items() if k in b.symbols},
+                                 constant=(constants or {}).get(name)))
+    return curves
+
+
+def max_abs_z_check(label: str, zs, what: str) -> dict:
+    """The largest |z| over settings against the Bonferroni critical value for 1% overall (two-sided): a test
+    statistic, not an estimate (no interval); ``what`` says what each z compares."""
+    zs = np.asarray(zs, float)
+    z_crit = float(scipy.stats.norm.isf(0.005 / max(len(zs), 1)))
+    zmax = float(np.max(np.abs(zs)))
+    return Check(label, 0.0, zmax, zmax, zmax, "consistent" if zmax <= z_crit else "inconsistent",
+                 f"a test statistic, not an estimate (no interval): {what}; consistent when max |z| ≤ {z_crit:.2f} "
+                 "(Bonferroni, 1% overall)").as_dict()
 
 
 def along_sweep_slope(bound, values: dict, x) -> float:

@@ -30,7 +30,6 @@ from sharpsim import rewards
 from sharpsim.algorithms import map_trials, sft_sharpening_sweep
 from sharpsim.classes import FiniteClass
 from sharpsim.complexity import first_stable_index, geometric_lattice as lattice
-from sharpsim.plotting import BoundCurve
 from sharpsim.runner import Check, Experiment
 
 from experiments import _scaling as S
@@ -105,8 +104,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 
 # ------------------------------------------------------------------------------------------ analysis
 def _values(pts):
-    return {"C_cov": np.array([p["C_cov"] for p in pts]), "log_class_size": np.array([p["log_class_size"] for p in pts]),
-            "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA}
+    return S.bound_values(pts, RHO, DELTA)
 
 
 def analyze(rows: list, mode: str) -> dict:
@@ -145,8 +143,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         return []
     ctrl = [p for p in summary["control"] if math.isfinite(p["m_hat"])]
     vals = _values(pts)
-    curves = [BoundCurve(bounds.get(b), {k: v for k, v in vals.items() if k in bounds.get(b).symbols})
-              for b in ("thm_3_1", "thm_4_1")]
+    curves = S.bound_curves(("thm_3_1", "thm_4_1"), vals)
     extra = [{"x": [p["log_class_size"] for p in ctrl], "y": [p["m_hat"] for p in ctrl],
               "lower": [p["lower"] for p in ctrl], "upper": [p["upper"] for p in ctrl],
               "label": "control: tied class (log|Π| = log M), at the same d"}] if ctrl else []

@@ -43,10 +43,11 @@ from sharpsim import rewards
 from sharpsim.algorithms import map_trials
 from sharpsim.complexity import SlopeFit, fit_loglog_slope, geometric_lattice, grid_sample_complexity
 from sharpsim.finite_size import hard_fixed_grid_budget
-from sharpsim.plotting import BoundCurve, scaling_figure
+from sharpsim.plotting import scaling_figure
 from sharpsim.runner import Check, Experiment, check_slope, rows_where
 
 from experiments._scaling import along_sweep_slope, reference_coverage_check, stable_rows, success_table
+from experiments._scaling import bound_curves, bound_values as _scaling_bound_values
 from experiments._hard_instance import DELTA, bon_closure_stack, first_draw_reward, fixed_sweep_trial, hard_class_arrays
 
 RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ
@@ -127,10 +128,7 @@ def measure(rows: list, mode: str, *, algorithm: str = "fixed") -> list:
 
 def bound_values(pts: list) -> dict:
     """Symbol values of THM_3_1 / THM_4_1 along a sweep (exact C_cov and log|Π| of each instance)."""
-    return {
-        "C_cov": np.array([p["C_cov"] for p in pts]), "log_class_size": np.array([p["log_class_size"] for p in pts]),
-        "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA,
-    }
+    return _scaling_bound_values(pts, RHO, DELTA)
 
 
 def slope_check(pts: list, xkey: str, predicted: float, label: str, bound_names=("thm_3_1", "thm_4_1")):
@@ -197,8 +195,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
             continue
         x = np.array([1.0 / p["epsilon"] if xkey == "inv_epsilon" else p[xkey] for p in pts])
         vals = bound_values(pts)
-        curves = [BoundCurve(bounds.get(b), {k: v for k, v in vals.items() if k in bounds.get(b).symbols})
-                  for b in ("thm_3_1", "thm_4_1")]
+        curves = bound_curves(("thm_3_1", "thm_4_1"), vals)
         fit = summary["fits"].get(name)
         fixed = "C = 1" if name == "epsilon" else f"ε = {pts[0]['epsilon']:g}"
         files += scaling_figure(

@@ -14,7 +14,6 @@ compile and never materialises ``[n, N, Y]``.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
