@@ -17,7 +17,6 @@ all settings of a mode (the policy is an argument, not a constant).
 
 from __future__ import annotations
 
-import functools
 import math
 import pathlib
 
@@ -27,15 +26,16 @@ import numpy as np
 
 import bounds
 from sharpsim import metrics
-from sharpsim.algorithms import best_of_n
+from sharpsim.algorithms import best_of_n, map_trials
 from sharpsim.algorithms._best_of_n import running_best
-from sharpsim.complexity import SlopeFit, clopper_pearson, empirical_sample_complexity, fit_loglog_slope, success_curve
+from sharpsim.complexity import (SlopeFit, empirical_sample_complexity, fit_loglog_slope, geometric_lattice,
+                                 success_curve)
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope, pivot, rows_where
 
-from experiments._hard import lattice
+from experiments._scaling import reference_coverage_check
 
 RHO = 0.1  # target failure probability of N̂(ρ)
 MARGIN = 0.5  # planted runner-up at p/(1 + margin): y* is the unique argmax (γ = 0)
@@ -54,7 +54,7 @@ def _n_max(mode: str) -> int:
 
 def _n_grid(p: float, mode: str) -> list:
     b = _budget(p)
-    return [N for N in lattice(b / 16, 3 * b, N_PER_OCTAVE) if N <= _n_max(mode)]
+    return [N for N in geometric_lattice(b / 16, 3 * b, N_PER_OCTAVE) if N <= _n_max(mode)]
 
 
 def settings(mode: str) -> list:
@@ -67,26 +67,21 @@ def settings(mode: str) -> list:
 _BREAK = {"drop_pick": False}
 
 
-@functools.lru_cache(maxsize=None)
-def _program(N_max: int, drop_pick: bool = False):
-    """jit(vmap) over trial keys: the first prefix length whose best-of-prefix lies in y*, and BoN at N_max.
+def bon_trial(key, log_probs, target, N_max: int, drop_pick: bool = False):
+    """One trial: the first prefix length whose best-of-prefix lies in y*, and best_of_n's own hit at N_max.
 
     With ``drop_pick`` (the broken control) ``first`` is replaced by the per-N hit of the N-th draw alone."""
-
-    def one(key, log_probs, target):
-        pi = TabularPolicy(log_probs=log_probs)
-        bon = best_of_n(key, pi, 0, N_max)  # the algorithm itself, at N_max
-        _, lps = pi.sample_and_log_prob(key, 0, N_max)  # the very draws best_of_n made (same key, same call)
-        # The best of the first N draws (r_self = log π_base) has log-likelihood best[N − 1]; it lies in y*_γ
-        # (γ = 0) iff that is the top log-likelihood, the membership rule of metrics.argmax_set.
-        best = running_best(lps)[0]  # the best of the first N draws, for every N (one home: _best_of_n)
-        hit = best >= jnp.max(log_probs[0])
-        if drop_pick:
-            return lps >= jnp.max(log_probs[0]), hit[-1]  # [N_max]: draw N itself in y*; BoN check skipped
-        first = jnp.where(jnp.any(hit), jnp.argmax(hit) + 1, N_max + 1)
-        return first, target[bon.response]
-
-    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+    pi = TabularPolicy(log_probs=log_probs)
+    bon = best_of_n(key, pi, 0, N_max)  # the algorithm itself, at N_max
+    _, lps = pi.sample_and_log_prob(key, 0, N_max)  # the very draws best_of_n made (same key, same call)
+    # The best of the first N draws (r_self = log π_base) has log-likelihood best[N − 1]; it lies in y*_γ
+    # (γ = 0) iff that is the top log-likelihood, the membership rule of metrics.argmax_set.
+    best = running_best(lps)[0]  # the best of the first N draws, for every N (one home: _best_of_n)
+    hit = best >= jnp.max(log_probs[0])
+    if drop_pick:
+        return lps >= jnp.max(log_probs[0]), hit[-1]  # [N_max]: draw N itself in y*; BoN check skipped
+    first = jnp.where(jnp.any(hit), jnp.argmax(hit) + 1, N_max + 1)
+    return first, target[bon.response]
 
 
 def _instance(setting: dict):
@@ -99,7 +94,8 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     p_exact = float(metrics.mass_on(inst.pi_base, metrics.argmax_set(inst.pi_base, 0.0))[0])
     N_max = int(setting["N_max"])
     broken = bool(_BREAK["drop_pick"])
-    first, bon_hit = (np.asarray(a) for a in _program(N_max, broken)(keys, inst.pi_base.log_probs, target))
+    first, bon_hit = (np.asarray(a) for a in map_trials(bon_trial, keys, inst.pi_base.log_probs, target, N_max,
+                                                         broken))
     if not broken and not np.array_equal(bon_hit, first <= N_max):  # the prefix at N_max is best_of_n's own output
         raise AssertionError("best_of_n at N_max disagrees with the running argmax of the same draws")
     rows = []
@@ -165,17 +161,9 @@ def analyze(rows: list, mode: str) -> dict:
         f"worst setting p = {p[worst]:.4g}; bound above the point estimate N̂ in {int(np.sum(est <= budget))}/"
         f"{len(est)} settings and above the lower end of N̂'s 95% interval in {int(np.sum(lo <= budget))}/{len(est)}",
     ).as_dict())
-    covered = (lo <= exact_N) & (exact_N <= hi)
-    misses = int(np.sum(~covered))
-    allowed = _allowed_misses(len(covered))
-    cov_lo, cov_hi = clopper_pearson(len(covered) - misses, len(covered))
-    checks.append(Check(
+    checks.append(reference_coverage_check(
         "exact N(ρ) = log ρ / log(1−p) inside the 95% bootstrap interval of N̂(ρ) (fraction of settings)",
-        0.95, float(np.mean(covered)), float(cov_lo), float(cov_hi),
-        "consistent" if misses <= allowed else "inconsistent",
-        f"{misses} miss(es) in {len(covered)} settings (Clopper–Pearson interval on the coverage); up to "
-        f"{allowed} expected at the 99% level for 95% intervals",
-    ).as_dict())
+        lo, hi, exact_N))
     return {
         "checks": checks,
         "rho": RHO,
@@ -188,16 +176,6 @@ def analyze(rows: list, mode: str) -> dict:
                                          "intercept": fit.intercept},
         "success_curves": curves,
     }
-
-
-def _allowed_misses(k: int) -> int:
-    """Largest m with P[Bin(k, 0.05) ≥ m] ≥ 1% (misses beyond it are significant)."""
-    from scipy.stats import binom
-
-    m = 0
-    while m < k and binom.sf(m, k, 0.05) >= 0.01:
-        m += 1
-    return m
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:

@@ -6,39 +6,28 @@ softmax class of App. E with the non-closure features, the base policy's unique 
 π_base(2, 1) = Ω(1), yet every member of the class, for any norm bound B′, has π_θ(2, 1) ≤ 1/2 — so no
 policy of the class is sharpened with δ < 1/2 (and greedy decoding of π_base misses the argmax).
 
-Settings (flat dicts):
-
-* ``family="random_markov"`` — Markov policies (X = 1) with logits ``scale · N(0, 1)``; the scale sweeps the
-  sharpness so that π(y*) spans (0, 1). Per trial: the exact π(y*) by enumeration of all V^H sequences
-  (``to_tabular``), and whether greedy decoding and beam search (widths 2, 4) return y*.
-* ``family="counterexample"`` — the deterministic tightness instance of
-  :func:`sharpsim.ar_instances.greedy_counterexample` at π(y*) = ``target_mass`` ≤ 1/2.
-* ``family="nonclosure"`` — Proposition E.2 with n tokens: per trial a projected-Adam maximisation of
-  π_θ(2, 1) over ‖θ_h‖ ≤ B′ from a random start (the trials are restarts; the numerical sup is their max),
-  next to the closed form :func:`sharpsim.ar_instances.nonclosure_class_sup` and the base policy's own
-  numbers (π_base(2, 1), the largest other pair, greedy's answer) by enumeration.
+Settings (``family``): ``random_markov`` — Markov policies (X = 1, logits scale·N(0, 1); the scale sweeps π(y*)
+over (0, 1)), per trial the exact π(y*) and whether greedy / beam search (W = 2, 4) return y*
+(:func:`sharpsim.ar_metrics.decoder_hits`); ``counterexample`` — :func:`sharpsim.ar_instances.greedy_counterexample`
+at π(y*) ≤ 1/2; ``nonclosure`` — Proposition E.2 with n tokens: per trial a projected-Adam restart maximising
+π_θ(2, 1) over ‖θ_h‖ ≤ B′ (:func:`sharpsim.ar_instances.nonclosure_restarts`; the numerical sup is the max), next
+to the closed form ``nonclosure_class_sup`` and the base policy's own numbers (``nonclosure_base_facts``).
 """
 
 from __future__ import annotations
 
 import math
 import pathlib
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sharpsim.ar_instances import (
-    greedy_counterexample,
-    nonclosure_class_sup,
-    nonclosure_fit,
-    nonclosure_instance,
-    random_markov_policy,
-)
-from sharpsim.complexity import proportion_interval
-from sharpsim.decoding import beam_search, greedy
-from sharpsim.policies import MarkovPolicy, project_to_norm_ball, sequences_to_index
+from sharpsim.ar_instances import (greedy_counterexample, nonclosure_base_facts, nonclosure_class_sup,
+                                   nonclosure_restarts, random_markov_tables)
+from sharpsim.ar_metrics import decoder_hits
+from sharpsim.complexity import binned_counts, proportion_interval
+from sharpsim.policies import MarkovPolicy
 from sharpsim.runner import Check, Experiment, column, rows_where
 
 #: Beam widths compared with greedy decoding (width 1).
@@ -52,7 +41,6 @@ UNIQUE_LOG_GAP = 1e-4
 _ADAM_STEPS = {"quick": 200, "full": 600}
 
 
-# ------------------------------------------------------------------------------------------ settings
 def settings(mode: str) -> list:
     if mode == "quick":
         markov = [dict(family="random_markov", vocab=3, horizon=4, scale=s) for s in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
@@ -69,45 +57,11 @@ def settings(mode: str) -> list:
     return markov + counter + nonclosure
 
 
-# ------------------------------------------------------------------------------------------ trials
-def _decode_and_compare(pi):
-    """Exact π(y*) (enumeration), the log gap to the runner-up, and hits of greedy / beam search."""
-    V = pi.vocab_size
-    table = pi.to_tabular().log_probs[0]  # [V^H], row-major sequence index
-    top, idx = jax.lax.top_k(table, 2)
-    star = idx[0]
-    y_greedy, _ = greedy(pi, 0)
-    hits = [sequences_to_index(y_greedy, V) == star]
-    for w in BEAM_WIDTHS:
-        beams, _ = beam_search(pi, 0, w)
-        hits.append(sequences_to_index(beams[0], V) == star)
-    return jnp.exp(top[0]), top[0] - top[1], jnp.stack(hits)
-
-
 @jax.jit
 def _decode_markov_tables(log_probs):
-    """``_decode_and_compare`` over a batch of Markov tables ``[T, 1, H, V+1, V]``: one compile per (V, H),
-    shared by the random instances and the counterexample."""
-    return jax.vmap(lambda lp: _decode_and_compare(MarkovPolicy(log_probs=lp)))(log_probs)
-
-
-@partial(jax.jit, static_argnames=("vocab", "horizon"))
-def _random_markov_tables(keys, scale, *, vocab, horizon):
-    """Markov tables with logits scale·N(0, 1); the scale is a traced argument (no re-compile per setting)."""
-    return jax.vmap(lambda k: random_markov_policy(k, num_prompts=1, vocab_size=vocab, horizon=horizon,
-                                                   scale=scale).log_probs)(keys)
-
-
-@partial(jax.jit, static_argnames=("n", "steps"))
-def _nonclosure_trials(keys, norm_bound, *, n, steps):
-    """Projected Adam on −log π_θ(2, 1) over {‖θ_h‖ ≤ B′}, one random start per key (one compile per n)."""
-
-    def one(key):
-        theta0 = project_to_norm_ball(jax.random.normal(key, (2, 2)), norm_bound)
-        prob, theta = nonclosure_fit(theta0, norm_bound, n=n, steps=steps, learning_rate=0.1)
-        return prob, jnp.linalg.norm(theta, axis=-1).max()
-
-    return jax.vmap(one)(keys)
+    """:func:`sharpsim.ar_metrics.decoder_hits` over a batch of Markov tables ``[T, 1, H, V+1, V]``: one compile
+    per (V, H), shared by the random instances and the counterexample."""
+    return jax.vmap(lambda lp: decoder_hits(MarkovPolicy(log_probs=lp), 0, BEAM_WIDTHS))(log_probs)
 
 
 def _decode_rows(pi_star, gap, hits) -> list:
@@ -124,8 +78,8 @@ def _decode_rows(pi_star, gap, hits) -> list:
 def run_setting(keys, setting: dict, mode: str) -> list:
     family = setting["family"]
     if family == "random_markov":
-        tables = _random_markov_tables(keys, jnp.asarray(setting["scale"], jnp.result_type(float)),
-                                       vocab=int(setting["vocab"]), horizon=int(setting["horizon"]))
+        tables = random_markov_tables(keys, jnp.asarray(setting["scale"], jnp.result_type(float)),
+                                      vocab_size=int(setting["vocab"]), horizon=int(setting["horizon"]))
         return _decode_rows(*_decode_markov_tables(tables))
     if family == "counterexample":  # deterministic: one row per decoder (trial 0)
         pi, _ = greedy_counterexample(float(setting["target_mass"]), vocab_size=int(setting["vocab"]),
@@ -135,40 +89,12 @@ def run_setting(keys, setting: dict, mode: str) -> list:
         return _decode_rows(*(np.asarray(a)[:1] for a in _decode_markov_tables(tables)))
     if family == "nonclosure":
         n, b = int(setting["n"]), float(setting["norm_bound"])
-        best, norms = _nonclosure_trials(keys, jnp.asarray(b, jnp.result_type(float)), n=n,
-                                         steps=_ADAM_STEPS[mode])
+        best, norms = nonclosure_restarts(keys, jnp.asarray(b, jnp.result_type(float)), n=n, steps=_ADAM_STEPS[mode])
         rows = [dict(trial=t, queries=0, metric="class_pi21", value=float(v), theta_norm=float(r))
                 for t, (v, r) in enumerate(zip(np.asarray(best), np.asarray(norms)))]
-        base = nonclosure_instance(n)
-        table = np.asarray(base.to_tabular().log_probs[0], np.float64)
-        i21 = n * 1 + 0  # row-major index of ids (1, 0) = paper's (2, 1)
-        others = np.delete(table, i21)
-        y_greedy, _ = greedy(base, 0)
-        beam, _ = beam_search(base, 0, 2)
-        rows += [
-            dict(trial=0, queries=0, metric="closed_form_sup", value=nonclosure_class_sup(n, b)),
-            dict(trial=0, queries=0, metric="base_pi21", value=float(np.exp(table[i21]))),
-            dict(trial=0, queries=0, metric="base_max_other", value=float(np.exp(others.max()))),
-            dict(trial=0, queries=0, metric="base_argmax_is_21", value=float(int(np.argmax(table)) == i21)),
-            dict(trial=0, queries=0, metric="base_greedy_hit", value=float(int(sequences_to_index(y_greedy, n)) == i21)),
-            dict(trial=0, queries=0, metric="base_beam2_hit", value=float(int(sequences_to_index(beam[0], n)) == i21)),
-        ]
-        return rows
+        facts = {"closed_form_sup": nonclosure_class_sup(n, b), **nonclosure_base_facts(n)}
+        return rows + [dict(trial=0, queries=0, metric=m, value=v) for m, v in facts.items()]
     raise ValueError(f"unknown family {family!r}")
-
-
-# ------------------------------------------------------------------------------------------ analysis
-def _hit_rows(rows, decoder):
-    return [r for r in rows if r["metric"] == f"hit_{decoder}" and r["family"] in ("random_markov", "counterexample")]
-
-
-def _binned(rows, decoder, edges):
-    hr = _hit_rows(rows, decoder)
-    p, hit = column(hr, "pi_star").astype(float), column(hr, "value").astype(float)
-    which = np.clip(np.digitize(p, edges, right=True) - 1, 0, len(edges) - 2)  # bins (a, b]: 1/2 falls left
-    n = np.bincount(which, minlength=len(edges) - 1)
-    k = np.bincount(which, weights=hit, minlength=len(edges) - 1)
-    return n, k
 
 
 def analyze(rows: list, mode: str) -> dict:
@@ -178,32 +104,32 @@ def analyze(rows: list, mode: str) -> dict:
     out["bin_edges"] = edges.tolist()
     curves = {}
     for dec in ["greedy"] + [f"beam{w}" for w in BEAM_WIDTHS]:
-        hr = _hit_rows(rows, dec)
+        hr = [r for r in rows if r["metric"] == f"hit_{dec}" and r["family"] in ("random_markov", "counterexample")]
         if not hr:
             continue
         p, hit, gap = (column(hr, k).astype(float) for k in ("pi_star", "value", "log_gap"))
         above, below = p > 0.5, (p <= 0.5) & (gap > UNIQUE_LOG_GAP)
         n_above, k_above = int(above.sum()), int(hit[above].sum())
         n_below, fail_below = int(below.sum()), int((hit[below] == 0).sum())
-        n, k = _binned(rows, dec, edges)
+        n, k = binned_counts(p, hit, edges)  # bins (a, b]: 1/2 falls left
         lo, hi = proportion_interval(k, np.maximum(n, 1), method="wilson")
         curves[dec] = dict(n=n.tolist(), k=k.tolist(), lower=np.where(n > 0, lo, np.nan).tolist(),
                            upper=np.where(n > 0, hi, np.nan).tolist())
         out[f"{dec}_above_half"] = dict(instances=n_above, hits=k_above)
         out[f"{dec}_below_half"] = dict(instances=n_below, failures=fail_below,
                                         max_failing_pi_star=float(p[below][hit[below] == 0].max()) if fail_below else None)
+        quantity = "P[greedy = y* | π(y*) > 1/2] = 1" if dec == "greedy" else f"P[beam(W={dec[4:]}) = y* | π(y*) > 1/2] = 1"
         if n_above:
             clo, chi = proportion_interval(k_above, n_above, method="clopper-pearson")
-            verdict = "consistent" if k_above == n_above else "inconsistent"
             note = (f"{k_above}/{n_above} instances with π(y*) > 1/2 decoded to y* by {dec} (95% Clopper–Pearson "
-                    f"interval for the rate); smallest such π(y*) = {p[above].min():.4f}.")
-            if dec != "greedy":
-                note += " Beam search keeps the prefix of y* (mass > 1/2, so it is the top prefix) at every depth."
-            quantity = "P[greedy = y* | π(y*) > 1/2] = 1" if dec == "greedy" else f"P[beam(W={dec[4:]}) = y* | π(y*) > 1/2] = 1"
-            checks.append(Check(quantity, 1.0, k_above / n_above, float(clo), float(chi), verdict, note).as_dict())
+                    f"interval for the rate); smallest such π(y*) = {p[above].min():.4f}."
+                    + ("" if dec == "greedy" else " Beam search keeps the prefix of y* (mass > 1/2, so it is the top "
+                                                   "prefix) at every depth."))
+            checks.append(Check(quantity, 1.0, k_above / n_above, float(clo), float(chi),
+                                "consistent" if k_above == n_above else "inconsistent", note).as_dict())
         else:
-            checks.append(Check("P[greedy = y* | π(y*) > 1/2] = 1", 1.0, math.nan, math.nan, math.nan,
-                                "inconclusive", "no instance with π(y*) > 1/2").as_dict())
+            checks.append(Check(quantity, 1.0, math.nan, math.nan, math.nan, "inconclusive",
+                                "no instance with π(y*) > 1/2").as_dict())
         if dec == "greedy":
             rate = fail_below / n_below if n_below else math.nan
             clo, chi = proportion_interval(fail_below, max(n_below, 1), method="clopper-pearson")
@@ -227,11 +153,10 @@ def analyze(rows: list, mode: str) -> dict:
         for n in sorted({r["n"] for r in nc}):
             for b in sorted({r["norm_bound"] for r in nc if r["n"] == n}):
                 sub = rows_where(nc, n=n, norm_bound=b)
-                one = lambda m: rows_where(sub, metric=m)[0]["value"]  # noqa: E731
+                value_of = lambda m: rows_where(sub, metric=m)[0]["value"]  # noqa: E731
                 table.append(dict(n=n, norm_bound=b, numerical_sup=float(column(rows_where(sub, metric="class_pi21"), "value").max()),
-                                  closed_form_sup=one("closed_form_sup"), base_pi21=one("base_pi21"),
-                                  base_max_other=one("base_max_other"), base_argmax_is_21=one("base_argmax_is_21"),
-                                  base_greedy_hit=one("base_greedy_hit"), base_beam2_hit=one("base_beam2_hit")))
+                                  **{m: value_of(m) for m in ("closed_form_sup", "base_pi21", "base_max_other",
+                                                              "base_argmax_is_21", "base_greedy_hit", "base_beam2_hit")}))
         out["nonclosure"] = table
         worst = max(table, key=lambda t: t["numerical_sup"])
         gap = max(abs(t["numerical_sup"] - t["closed_form_sup"]) for t in table)
@@ -251,7 +176,6 @@ def analyze(rows: list, mode: str) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------ figure
 def plot(rows: list, summary: dict, out_dir) -> list:
     from sharpsim.plotting import new_figure, save_figure
 
@@ -267,11 +191,9 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ax.plot(mids[ok], k[ok] / n[ok], style, color=color, label=label, ms=4)
         ax.fill_between(mids[ok], np.asarray(c["lower"])[ok], np.asarray(c["upper"])[ok], color=color, alpha=0.15)
     ax.axvline(0.5, color="k", ls="--", lw=1, label="π(y*) = 1/2 (Prop. 3.1)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("π(y*|x)  (exact, by enumeration)")
-    ax.set_ylabel("P[decoder returns y*]  (95% Wilson band)")
     total = sum(summary["curves"]["greedy"]["n"]) if "greedy" in summary["curves"] else 0
+    ax.set(xlim=(0, 1), ylim=(-0.02, 1.05), xlabel="π(y*|x)  (exact, by enumeration)",
+           ylabel="P[decoder returns y*]  (95% Wilson band)")
     ax.set_title(f"Prop. 3.1: greedy = argmax when π(y*) > 1/2 ({total} instances)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -286,10 +208,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ax2.axhline(max(t["base_max_other"] for t in sub), color=f"C{i}", ls="-.", lw=0.8,
                     label=f"n={n}: π_base of the next pair")
     ax2.axhline(0.5, color="k", ls="--", lw=1, label="1/2")
-    ax2.set_xscale("log")
-    ax2.set_ylim(0, 0.55)
-    ax2.set_xlabel("norm bound B′ of the class")
-    ax2.set_ylabel("max_θ π_θ(2,1)")
+    ax2.set(xscale="log", ylim=(0, 0.55), xlabel="norm bound B′ of the class", ylabel="max_θ π_θ(2,1)")
     ax2.set_title("Prop. E.2: no member of the class exceeds 1/2 on the argmax", fontsize=10)
     ax2.grid(True, which="both", alpha=0.3)
     ax2.legend(fontsize=6, loc="lower right")

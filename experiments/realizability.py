@@ -29,14 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from sharpsim import rewards
+from sharpsim.algorithms import map_trials, sft_sharpening_sweep
 from sharpsim.ar_instances import nonclosure_class_sup, nonclosure_instance
 from sharpsim.classes import FiniteClass, TabularClass
-from sharpsim.complexity import proportion_interval
+from sharpsim.complexity import first_stable_index, geometric_lattice as lattice, proportion_interval
+from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.oracle import SampleEvaluateOracle
+from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment
 
 from experiments import _scaling as S
-from experiments._hard import lattice
 
 RHO = 0.1
 DELTA = 0.25
@@ -76,20 +78,16 @@ def net_log_probs(n: int, norm_bound: float, points: int = NET) -> np.ndarray:
     return np.asarray(table)[None]
 
 
-@functools.lru_cache(maxsize=None)
-def _program(n_grid: tuple, N_grid: tuple, reward):
-    from sharpsim.algorithms import sft_sharpening_sweep
-    from sharpsim.policies import TabularPolicy
-
-    def one(key, base_lp, net_lp):
-        oracle = SampleEvaluateOracle(TabularPolicy(log_probs=base_lp), jnp.ones((1,), base_lp.dtype))
-        net = FiniteClass(log_probs=net_lp, valid=jnp.ones(net_lp.shape[:2], bool), product=False)
-        s_net = sft_sharpening_sweep(key, oracle, net, n_grid, N_grid, delta=DELTA, reward=reward)
-        s_tab = sft_sharpening_sweep(key, oracle, TabularClass(1, base_lp.shape[-1]), n_grid, N_grid, delta=DELTA,
-                                     reward=reward)  # same key: the same draws and picks
-        return (s_net.target_mass, *S._first_stable(s_tab.sharpness_error <= EPSILON), s_tab.target_mass)
-
-    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+def realizability_trial(key, base_lp, net_lp, n_grid: tuple, N_grid: tuple, reward):
+    """One trial: the same draws and picks fitted over the E.2 net and over the tabular class (same key)."""
+    pi = TabularPolicy(log_probs=base_lp)
+    mu = jnp.ones((1,), base_lp.dtype)
+    oracle, evaluate = SampleEvaluateOracle(pi, mu), SharpnessEvaluation.of(pi, mu, DELTA)
+    net = FiniteClass(log_probs=net_lp, valid=jnp.ones(net_lp.shape[:2], bool), product=False)
+    s_net = sft_sharpening_sweep(key, oracle, net, n_grid, N_grid, evaluate=evaluate, reward=reward)
+    s_tab = sft_sharpening_sweep(key, oracle, TabularClass(1, base_lp.shape[-1]), n_grid, N_grid, evaluate=evaluate,
+                                 reward=reward)
+    return (s_net.target_mass, *first_stable_index(s_tab.sharpness_error <= EPSILON), s_tab.target_mass)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
@@ -97,8 +95,9 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     dtype = jnp.result_type(float)
     n = int(setting["n_tokens"])
     net = net_log_probs(n, float(setting["norm_bound"]))
-    mass_net, first, viol, mass_tab = (np.asarray(a) for a in _program(n_grid, N_grid, REWARD)(
-        keys, jnp.asarray(_base_table(n), dtype), jnp.asarray(net, dtype)))
+    mass_net, first, viol, mass_tab = (np.asarray(a) for a in map_trials(
+        realizability_trial, keys, jnp.asarray(_base_table(n), dtype), jnp.asarray(net, dtype), n_grid, N_grid,
+        REWARD))
     rows = S.stable_rows(first, viol, n_grid, N_grid, arm="tabular")
     for t in range(mass_net.shape[0]):
         rows += [{"trial": t, "queries": int(nn) * int(N_grid[-1]), "metric": "net_mass_at_Nmax", "value": float(v),
@@ -120,14 +119,14 @@ def analyze(rows: list, mode: str) -> dict:
     table, checks = [], []
     for s in sorted({r["setting"] for r in rows}):
         rs = [r for r in rows if r["setting"] == s]
-        one = lambda m: [r["value"] for r in rs if r["metric"] == m]  # noqa: E731
+        values_of = lambda m: [r["value"] for r in rs if r["metric"] == m]  # noqa: E731
         at_max = np.array([r["value"] for r in rs if r["metric"] == "net_mass_at_Nmax" and r["n"] == n_grid[-1]])
         tab = S.measure([r for r in rs if r.get("arm") == "tabular"], n_grid, N_grid, RHO, fields=("norm_bound",))[0]
         table.append({"setting": s, "norm_bound": rs[0]["norm_bound"], "closed_form_sup": rs[0]["closed_form_sup"],
-                      "best_in_net": one("best_in_net")[0], "base_mass": one("base_mass")[0],
-                      "net_max_mass": float(max(one("net_max_mass"))), "net_sharpened": int(sum(one("net_sharpened_points"))),
+                      "best_in_net": values_of("best_in_net")[0], "base_mass": values_of("base_mass")[0],
+                      "net_max_mass": float(max(values_of("net_max_mass"))), "net_sharpened": int(sum(values_of("net_sharpened_points"))),
                       "net_mass_at_max_budget": float(at_max.mean()), "net_mass_at_max_budget_sd": float(at_max.std()),
-                      "tabular_mass_at_max_budget": float(np.mean(one("tabular_mass_at_max"))),
+                      "tabular_mass_at_max_budget": float(np.mean(values_of("tabular_mass_at_max"))),
                       "tabular_m_hat": tab["m_hat"], "tabular_lower": tab["lower"], "tabular_upper": tab["upper"],
                       "trials": int(at_max.size),
                       "curve": [float(np.mean([r["value"] for r in rs if r["metric"] == "net_mass_at_Nmax" and r["n"] == nn]))

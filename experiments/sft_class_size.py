@@ -18,7 +18,6 @@ One compiled program serves every setting: arrays are padded to the largest d (p
 
 from __future__ import annotations
 
-import functools
 import math
 import pathlib
 
@@ -28,14 +27,13 @@ import numpy as np
 
 import bounds
 from sharpsim import rewards
+from sharpsim.algorithms import map_trials, sft_sharpening_sweep
 from sharpsim.classes import FiniteClass
-from sharpsim.oracle import SampleEvaluateOracle
-from sharpsim.plotting import BoundCurve
-from sharpsim.policies import TabularPolicy
+from sharpsim.complexity import first_stable_index, geometric_lattice as lattice
 from sharpsim.runner import Check, Experiment
 
 from experiments import _scaling as S
-from experiments._hard import _member_oracle, bon_closure_stack, hard_class_arrays, lattice
+from experiments._hard_instance import bon_closure_stack, hard_class_arrays, hard_member
 
 RHO = 0.1
 EPSILON, C = 0.04, 1.0
@@ -71,49 +69,42 @@ def padded_arrays(d: int, d_max: int, N_grid) -> tuple:
     return lp, valid, mu, bon_closure_stack(M, d_max, M, N_grid)
 
 
+#: trials in batches of TRIAL_BATCH (vmap within a batch, lax.map over batches): --full's d = 1024 holds ≈ 105 MB
+#: per trial, so 1000 trials at once asked for 105 GB; a batch of 64 needs ≈ 7 GB (the quick run, 48, is one batch)
 TRIAL_BATCH = 64
 
 
-@functools.lru_cache(maxsize=None)
-def _program(n_grid: tuple, N_grid: tuple, reward):
-    """jit(vmap over trials): the product class [M]^d and the tied control, one sweep each (δ = γ = 1/2)."""
-    from sharpsim.algorithms import sft_sharpening_sweep
-
-    def one(key, lp, valid, stack, mu, M, epsilon):
-        k_inst, k_alg, k_tie = jax.random.split(key, 3)
-        prod = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
-        s1 = sft_sharpening_sweep(k_alg, _member_oracle(k_inst, lp, mu, M), lambda N: prod[N], n_grid, N_grid,
-                                  delta=DELTA, gamma=0.5, reward=reward)
-        X = lp.shape[0]
-        j = jax.random.randint(k_tie, (), 0, M)
-        index = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.full((X - 1,), j, jnp.int32)])
-        tied_base = SampleEvaluateOracle(TabularPolicy(log_probs=lp[jnp.arange(X), index]), mu)
-        tied = {N: FiniteClass(log_probs=stack[h], valid=jnp.broadcast_to(valid[1], valid.shape), product=False)
-                for h, N in enumerate(N_grid)}
-        s2 = sft_sharpening_sweep(k_alg, tied_base, lambda N: tied[N], n_grid, N_grid, delta=DELTA, gamma=0.5,
-                                  reward=reward)
-        return S._first_stable(s1.sharpness_error <= epsilon) + S._first_stable(s2.sharpness_error <= epsilon)
-
-    # trials in batches of TRIAL_BATCH (vmap within a batch, scan over batches): --full's d = 1024 holds ≈ 105 MB per
-    # trial, so 1000 trials at once asked for 105 GB; a batch of 64 needs ≈ 7 GB and leaves the quick run (48) one batch
-    return jax.jit(lambda keys, *args: jax.lax.map(lambda k: one(k, *args), keys, batch_size=TRIAL_BATCH))
+def class_size_trial(key, lp, valid, stack, mu, M, epsilon, n_grid: tuple, N_grid: tuple, reward):
+    """One trial: the product class [M]^d and the tied control, one sweep each (δ = γ = 1/2), same draw key."""
+    k_inst, k_alg, k_tie = jax.random.split(key, 3)
+    prod = {N: FiniteClass(log_probs=stack[h], valid=valid, product=True) for h, N in enumerate(N_grid)}
+    oracle, evaluate = hard_member(k_inst, lp, mu, M, DELTA)
+    s1 = sft_sharpening_sweep(k_alg, oracle, lambda N: prod[N], n_grid, N_grid, evaluate=evaluate, reward=reward)
+    X = lp.shape[0]
+    j = jax.random.randint(k_tie, (), 0, M)
+    tied_oracle, tied_evaluate = hard_member(None, lp, mu, M, DELTA, index=jnp.full((X - 1,), j, jnp.int32))
+    tied = {N: FiniteClass(log_probs=stack[h], valid=jnp.broadcast_to(valid[1], valid.shape), product=False)
+            for h, N in enumerate(N_grid)}
+    s2 = sft_sharpening_sweep(k_alg, tied_oracle, lambda N: tied[N], n_grid, N_grid, evaluate=tied_evaluate,
+                              reward=reward)
+    return first_stable_index(s1.sharpness_error <= epsilon) + first_stable_index(s2.sharpness_error <= epsilon)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     n_grid, N_grid = grids(mode)
     lp, valid, mu, stack = padded_arrays(int(setting["d"]), max(_D[mode]), N_grid)
     dtype = jnp.result_type(float)
-    f1, v1, f2, v2 = _program(n_grid, N_grid, REWARD)(
-        keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype), jnp.asarray(mu, dtype),
-        jnp.int32(setting["M"]), jnp.asarray(EPSILON, dtype))
+    f1, v1, f2, v2 = map_trials(
+        class_size_trial, keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype),
+        jnp.asarray(mu, dtype), jnp.int32(setting["M"]), jnp.asarray(EPSILON, dtype), n_grid, N_grid, REWARD,
+        batch_size=TRIAL_BATCH)
     return (S.stable_rows(f1, v1, n_grid, N_grid, arm="product")
             + S.stable_rows(f2, v2, n_grid, N_grid, arm="tied"))
 
 
 # ------------------------------------------------------------------------------------------ analysis
 def _values(pts):
-    return {"C_cov": np.array([p["C_cov"] for p in pts]), "log_class_size": np.array([p["log_class_size"] for p in pts]),
-            "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA}
+    return S.bound_values(pts, RHO, DELTA)
 
 
 def analyze(rows: list, mode: str) -> dict:
@@ -152,8 +143,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         return []
     ctrl = [p for p in summary["control"] if math.isfinite(p["m_hat"])]
     vals = _values(pts)
-    curves = [BoundCurve(bounds.get(b), {k: v for k, v in vals.items() if k in bounds.get(b).symbols})
-              for b in ("thm_3_1", "thm_4_1")]
+    curves = S.bound_curves(("thm_3_1", "thm_4_1"), vals)
     extra = [{"x": [p["log_class_size"] for p in ctrl], "y": [p["m_hat"] for p in ctrl],
               "lower": [p["lower"] for p in ctrl], "upper": [p["upper"] for p in ctrl],
               "label": "control: tied class (log|Π| = log M), at the same d"}] if ctrl else []

@@ -39,19 +39,16 @@ import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from sharpsim.complexity import SlopeFit, fit_loglog_slope
-from sharpsim.plotting import BoundCurve, scaling_figure
+from sharpsim import rewards
+from sharpsim.algorithms import map_trials
+from sharpsim.complexity import SlopeFit, fit_loglog_slope, geometric_lattice, grid_sample_complexity
+from sharpsim.finite_size import hard_fixed_grid_budget
+from sharpsim.plotting import scaling_figure
 from sharpsim.runner import Check, Experiment, check_slope, rows_where
 
-from experiments._scaling import stable_rows, success_table
-from experiments._hard import (
-    DELTA,
-    bon_closure_stack,
-    fixed_sweep_program,
-    grid_sample_complexity,
-    hard_class_arrays,
-    lattice,
-)
+from experiments._scaling import along_sweep_slope, reference_coverage_check, stable_rows, success_table
+from experiments._scaling import bound_curves, bound_values as _scaling_bound_values
+from experiments._hard_instance import DELTA, bon_closure_stack, first_draw_reward, fixed_sweep_trial, hard_class_arrays
 
 RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ
 _D = {"quick": 2, "full": 4}
@@ -91,24 +88,21 @@ def grids(mode: str) -> tuple:
     ss = settings(mode)
     d_over_Delta = [s["d"] / s["Delta"] for s in ss]
     Ms = [s["M"] for s in ss]
-    n_grid = lattice(1.2 * min(d_over_Delta), 20 * max(d_over_Delta), _N_PER_OCTAVE)
-    N_grid = lattice(0.22 * min(Ms), 0.9 * max(Ms), _NN_PER_OCTAVE)
+    n_grid = geometric_lattice(1.2 * min(d_over_Delta), 20 * max(d_over_Delta), _N_PER_OCTAVE)
+    N_grid = geometric_lattice(0.22 * min(Ms), 0.9 * max(Ms), _NN_PER_OCTAVE)
     return tuple(n_grid), tuple(N_grid)
-
-
-def _M_max(mode: str) -> int:
-    return max(s["M"] for s in settings(mode))
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     n_grid, N_grid = grids(mode)
-    M, d, M_max = int(setting["M"]), int(setting["d"]), _M_max(mode)
+    M, d, M_max = int(setting["M"]), int(setting["d"]), max(s["M"] for s in settings(mode))  # padded: one compile
     lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
     stack = bon_closure_stack(M, d, M_max, N_grid)
     dtype = jnp.result_type(float)
-    first, viol = fixed_sweep_program(n_grid, N_grid, _BREAK["ignore_best_of_n"])(
-        keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype), jnp.asarray(mu, dtype),
-        jnp.int32(M), jnp.asarray(setting["epsilon"], dtype))
+    reward = first_draw_reward if _BREAK["ignore_best_of_n"] else rewards.log_prob
+    first, viol = map_trials(
+        fixed_sweep_trial, keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype),
+        jnp.asarray(mu, dtype), jnp.int32(M), jnp.asarray(setting["epsilon"], dtype), DELTA, n_grid, N_grid, reward)
     return stable_rows(first, viol, n_grid, N_grid, algorithm="fixed")
 
 
@@ -125,73 +119,16 @@ def measure(rows: list, mode: str, *, algorithm: str = "fixed") -> list:
         gc = grid_sample_complexity(n_grid, N_grid, table, RHO, seed=int(s))
         base = {k: rs[0][k] for k in ("sweep", "epsilon", "C", "d", "M", "Delta", "C_cov", "log_class_size")}
         out.append({**base, "setting": s, "m_hat": gc.estimate, "lower": gc.lower, "upper": gc.upper,
-                    "exact_m": exact_grid_m(base, n_grid, N_grid),
+                    "exact_m": hard_fixed_grid_budget(n_grid, N_grid, int(base["M"]), int(base["d"]),
+                                                      float(base["Delta"]), float(base["epsilon"]), RHO),
                     "n_at": gc.n_at, "reached_fraction": gc.reached_fraction, "below_grid": gc.below_grid,
                     "non_monotone": float(sum(r["value"] for r in rs if r["metric"] == "non_monotone"))})
     return out
 
 
-def exact_grid_m(setting: dict, n_grid, N_grid) -> float:
-    """The estimator's functional (per n the first grid N reaching 1 − ρ, log-interpolated; min over n of n·N)
-    applied to the EXACT success probabilities of :mod:`sharpsim.finite_size` on the same grid. Success is
-    monotone in N, so per n a bisection over the N grid finds the crossing."""
-    from experiments._hard import _frontier
-    from sharpsim.finite_size import hard_fixed_success_probability
-
-    M, d, Delta, eps = int(setting["M"]), int(setting["d"]), float(setting["Delta"]), float(setting["epsilon"])
-    target = 1.0 - RHO
-    H = len(N_grid)
-    rates = np.zeros((len(n_grid), H))
-    for g, n in enumerate(n_grid):
-        P = lambda h: hard_fixed_success_probability(n, int(N_grid[h]), M, Delta, d, eps)[0]  # noqa: E731
-        if P(H - 1) < target:
-            rates[g] = 0.0
-            continue
-        lo, hi = -1, H - 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if P(mid) >= target:
-                hi = mid
-            else:
-                lo = mid
-        rates[g, hi:] = 1.0  # only the crossing matters to the functional: keep the two bracketing rates exact
-        rates[g, hi] = P(hi)
-        if hi > 0:
-            rates[g, hi - 1] = P(hi - 1)
-    return float(_frontier(n_grid, N_grid, rates, target)[0])
-
-
-def exact_coverage_check(pts: list, label: str) -> dict:
-    """How many per-setting 95% bootstrap intervals contain the exact finite-size reference; inconsistent when
-    the misses are improbable for 95% intervals (binomial tail < 0.01): the measurement or the exact law is off."""
-    import scipy.stats
-
-    use = [p for p in pts if np.isfinite(p.get("exact_m", np.nan))]
-    miss = sum(not (p["lower"] <= p["exact_m"] <= p["upper"]) for p in use)
-    total = len(use)
-    p_tail = float(scipy.stats.binom.sf(miss - 1, total, 0.05)) if total else math.nan
-    from sharpsim.complexity import clopper_pearson
-
-    lo, hi = clopper_pearson(total - miss, max(total, 1))
-    return Check(label, 0.95, (total - miss) / max(total, 1), float(lo), float(hi),
-                 "inconclusive" if not total else ("consistent" if p_tail >= 0.01 else "inconsistent"),
-                 f"{total - miss}/{total} bootstrap intervals contain the exact reference of sharpsim.finite_size "
-                 f"(Clopper–Pearson interval on the coverage); P[Binomial({total}, 0.05) ≥ {miss}] = {p_tail:.3g}"
-                 ).as_dict()
-
-
 def bound_values(pts: list) -> dict:
     """Symbol values of THM_3_1 / THM_4_1 along a sweep (exact C_cov and log|Π| of each instance)."""
-    return {
-        "C_cov": np.array([p["C_cov"] for p in pts]), "log_class_size": np.array([p["log_class_size"] for p in pts]),
-        "epsilon": np.array([p["epsilon"] for p in pts]), "rho": RHO, "delta": DELTA,
-    }
-
-
-def _bound_slope(bound, x, pts) -> float:
-    """Log-log slope of the bound's shape along the actual sweep (hidden logs and C_cov(ε), log|Π|(ε) included)."""
-    vals = {k: v for k, v in bound_values(pts).items() if k in bound.symbols}
-    return float(fit_loglog_slope(x, np.asarray(bound.numeric(**vals), float)).slope)
+    return _scaling_bound_values(pts, RHO, DELTA)
 
 
 def slope_check(pts: list, xkey: str, predicted: float, label: str, bound_names=("thm_3_1", "thm_4_1")):
@@ -200,7 +137,7 @@ def slope_check(pts: list, xkey: str, predicted: float, label: str, bound_names=
     ok = [p for p in pts if np.isfinite(p["m_hat"]) and np.isfinite(p["lower"]) and np.isfinite(p["upper"])
           and p["lower"] > 0]
     x = np.array([1.0 / p["epsilon"] if xkey == "inv_epsilon" else p[xkey] for p in ok])
-    bslopes = {b: _bound_slope(bounds.get(b), x, ok) for b in bound_names} if len(ok) >= 2 else {}
+    bslopes = {b: along_sweep_slope(bounds.get(b), bound_values(ok), x) for b in bound_names} if len(ok) >= 2 else {}
     if len(ok) < 3:
         check = Check(label, predicted, math.nan, math.nan, math.nan, "inconclusive",
                       f"only {len(ok)} settings reached 1 − ρ with a finite interval; widen the grid").as_dict()
@@ -227,8 +164,9 @@ def analyze(rows: list, mode: str) -> dict:
     c_eps, fit_eps, bs_eps = slope_check(eps_pts, "inv_epsilon", pred_eps,
                                          "slope of m̂(ρ) vs 1/ε on the hard instance (Thms 3.1 & 4.1: 2)")
     c_C, fit_C, bs_C = slope_check(C_pts, "C_cov", pred_C, "slope of m̂(ρ) vs C_cov at fixed ε (Thms 3.1 & 4.1: 1)")
-    checks = [c_eps, c_C, exact_coverage_check(
-        pts, "exact finite-size reference m(ρ) inside the measured 95% bootstrap intervals (every setting)")]
+    checks = [c_eps, c_C, reference_coverage_check(
+        "exact finite-size reference m(ρ) inside the measured 95% bootstrap intervals (every setting)",
+        [p["lower"] for p in pts], [p["upper"] for p in pts], [p.get("exact_m", np.nan) for p in pts])]
     dropped = sum(p["non_monotone"] for p in pts)
     constants = {}
     for name, sweep_pts in (("epsilon", eps_pts), ("C", C_pts)):
@@ -257,8 +195,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
             continue
         x = np.array([1.0 / p["epsilon"] if xkey == "inv_epsilon" else p[xkey] for p in pts])
         vals = bound_values(pts)
-        curves = [BoundCurve(bounds.get(b), {k: v for k, v in vals.items() if k in bounds.get(b).symbols})
-                  for b in ("thm_3_1", "thm_4_1")]
+        curves = bound_curves(("thm_3_1", "thm_4_1"), vals)
         fit = summary["fits"].get(name)
         fixed = "C = 1" if name == "epsilon" else f"ε = {pts[0]['epsilon']:g}"
         files += scaling_figure(

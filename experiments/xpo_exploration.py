@@ -25,6 +25,7 @@ from experiments._exploration import exploration_instance, offline_prediction
 from sharpsim import SampleEvaluateOracle, exact, metrics
 from sharpsim.algorithms import (RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep,
                                  xpo_sharpening_sweep)
+from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.classes import FiniteClass
 from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
@@ -71,7 +72,8 @@ def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
         e = xa.sharpness_error
         off = [rlhf_sharpening_sweep(ko, oracle, cls, dataclasses.replace(rcfg, loss=loss), n_grid=ns, delta=DELTA)
                for loss in ("squared", "logistic")]
-        sft = sft_sharpening_sweep(ks, oracle, closure, (1,), Ns, delta=DELTA).sharpness_error[0]
+        sft = sft_sharpening_sweep(ks, oracle, closure, (1,), Ns, evaluate=SharpnessEvaluation.of(
+            oracle.pi_base, oracle.mu, DELTA)).sharpness_error[0]
         return dict(xpo=jnp.diagonal(e[:, :-1]), xpo_alpha0=e[:, -1], offline_eq8=off[0].sharpness_error[:, 0],
                     offline_dpo=off[1].sharpness_error[:, 0], sft=sft), xa.num_queries
 

@@ -29,6 +29,7 @@ import numpy as np
 import bounds
 from sharpsim import SampleEvaluateOracle, exact, instances
 from sharpsim.algorithms import RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep, xpo_sharpening_sweep
+from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.classes import FiniteClass
 from sharpsim.finite_size import argmax_confuser_success as offline_law
 from sharpsim.complexity import budget_at_rate, empirical_sample_complexity, fit_loglog_slope, proportion_interval
@@ -107,7 +108,8 @@ def _errors(keys, oracle, cls, alpha, *, N_max: int, n_grid: tuple, T_max: int):
 
     def one(k):
         c = _permute(k, cls)
-        return (sft_sharpening_sweep(jax.random.fold_in(k, 7), oracle, c, SFT_PROMPTS, N_grid(N_max), delta=DELTA).sharpness_error,
+        return (sft_sharpening_sweep(jax.random.fold_in(k, 7), oracle, c, SFT_PROMPTS, N_grid(N_max),
+                                     evaluate=SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)).sharpness_error,
                 rlhf_sharpening_sweep(jax.random.fold_in(k, 9), oracle, c, RLHFConfig(n=1, beta=BETA, tie_break=tie),
                                       n_grid=n_grid, delta=DELTA).sharpness_error[:, 0],
                 xpo_sharpening_sweep(jax.random.fold_in(k, 3), oracle, c, xcfg, T_grid=T_grid(T_max), alphas=alpha,

@@ -306,3 +306,43 @@ def nonclosure_best_in_class(
     theta0 = jnp.zeros((2, 2), jnp.result_type(float))
     prob, theta = jax.jit(partial(nonclosure_fit, n=n, steps=steps, learning_rate=learning_rate))(theta0, norm_bound)
     return float(prob), theta
+
+
+@partial(jax.jit, static_argnames=("n", "steps", "learning_rate"))
+def nonclosure_restarts(keys, norm_bound, *, n: int, steps: int, learning_rate: float = 0.1):
+    """:func:`nonclosure_fit` from one random start per key (θ ~ N(0, I) projected to the ball): the numerical sup
+    of π_θ(2, 1) over {‖θ_h‖ ≤ B′} is the max over restarts. Returns (π_θ(2, 1) [K], max_h ‖θ_h‖ [K]); one compile
+    per (n, steps), the norm bound traced."""
+
+    def restart(key):
+        theta0 = project_to_norm_ball(jax.random.normal(key, (2, 2)), norm_bound)
+        prob, theta = nonclosure_fit(theta0, norm_bound, n=n, steps=steps, learning_rate=learning_rate)
+        return prob, jnp.linalg.norm(theta, axis=-1).max()
+
+    return jax.vmap(restart)(keys)
+
+
+def nonclosure_base_facts(n: int) -> dict:
+    """Proposition E.2's base policy π_base = π_{θ*} (B = log n) checked by enumeration: π_base(2, 1), the largest
+    mass of any other pair, whether (2, 1) is the argmax, and whether greedy decoding and beam search (W = 2)
+    return it."""
+    from sharpsim.decoding import beam_search, greedy
+    from sharpsim.policies import sequences_to_index
+
+    base = nonclosure_instance(n)
+    table = np.asarray(base.to_tabular().log_probs[0], np.float64)
+    i21 = n * 1 + 0  # row-major index of ids (1, 0) = paper's (2, 1)
+    y_greedy, _ = greedy(base, 0)
+    beam, _ = beam_search(base, 0, 2)
+    return {"base_pi21": float(np.exp(table[i21])), "base_max_other": float(np.exp(np.delete(table, i21).max())),
+            "base_argmax_is_21": float(int(np.argmax(table)) == i21),
+            "base_greedy_hit": float(int(sequences_to_index(y_greedy, n)) == i21),
+            "base_beam2_hit": float(int(sequences_to_index(beam[0], n)) == i21)}
+
+
+@partial(jax.jit, static_argnames=("vocab_size", "horizon"))
+def random_markov_tables(keys, scale, *, vocab_size: int, horizon: int):
+    """The log-prob tables of :func:`random_markov_policy` (X = 1, logits scale·N(0, 1)) for a batch of keys,
+    ``[K, 1, H, V + 1, V]``; the scale is traced (no re-compile per value)."""
+    return jax.vmap(lambda k: random_markov_policy(k, num_prompts=1, vocab_size=vocab_size, horizon=horizon,
+                                                   scale=scale).log_probs)(keys)

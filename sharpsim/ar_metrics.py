@@ -25,7 +25,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from sharpsim._validation import check_distribution, check_gamma, check_positive_int
 from sharpsim.complexity import clopper_pearson
-from sharpsim.decoding import BRUTE_FORCE_LIMIT, _BestFirst, _check_policy, enumerate_log_probs, exact_argmax
+from sharpsim.decoding import (BRUTE_FORCE_LIMIT, _BestFirst, _check_policy, beam_search, enumerate_log_probs,
+                               exact_argmax, greedy)
+from sharpsim.policies import sequences_to_index
 from sharpsim.policies._autoregressive import AutoregressivePolicy
 from sharpsim.policies._markov import MarkovPolicy
 
@@ -189,3 +191,21 @@ def ar_coverage(
 
 #: Deprecated name of :func:`ar_coverage` (kept so old code runs; it clashed with :func:`sharpsim.metrics.coverage`).
 coverage_coefficient = ar_coverage
+
+
+def decoder_hits(policy: AutoregressivePolicy, x: int = 0, beam_widths=(2, 4)):
+    """Does each decoder return the sequence-level argmax y*(x)? (Proposition 3.1: greedy does when π(y*) > 1/2.)
+
+    Exact by enumeration of all V^H sequences (``to_tabular``; small V^H only). Returns ``(π(y*|x), the log-prob
+    gap from y* to the runner-up, hits [1 + len(beam_widths)])``: greedy's hit, then beam search's at each width
+    (its top beam). Pure JAX: ``vmap`` over a batch of policies (e.g. random Markov tables).
+    """
+    table = policy.to_tabular().log_probs[x]  # [V^H], row-major sequence index
+    top, idx = jax.lax.top_k(table, 2)
+    V = policy.vocab_size
+    y_greedy, _ = greedy(policy, x)
+    hits = [sequences_to_index(y_greedy, V) == idx[0]]
+    for w in beam_widths:
+        beams, _ = beam_search(policy, x, w)
+        hits.append(sequences_to_index(beams[0], V) == idx[0])
+    return jnp.exp(top[0]), top[0] - top[1], jnp.stack(hits)

@@ -15,6 +15,7 @@ Everything is NumPy/SciPy: the inputs are small arrays of results.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,15 @@ __all__ = [
     "budget_at_rate",
     "clopper_pearson",
     "MIN_SLOPE_POINTS",
+    "first_budget_at_rate",
+    "geometric_lattice",
+    "grid_frontier",
+    "GridComplexity",
+    "grid_sample_complexity",
+    "first_stable_index",
+    "reference_coverage",
+    "binned_counts",
+    "fixed_vs_adaptive_budgets",
 ]
 
 _METHODS = {"wilson": "wilson", "clopper-pearson": "exact"}
@@ -195,7 +205,10 @@ class SampleComplexity:
 
 
 def _threshold_budget(m: np.ndarray, rates: np.ndarray, target: float, interpolate: str, rule: str) -> np.ndarray:
-    """m̂ for each row of ``rates`` ([R, B]); inf where the target is never reached."""
+    """m̂ for each row of ``rates`` ([R, B]); inf where the target is never reached. ``m`` is the budget grid
+    ``[B]`` shared by every row, or ``[R, B]`` (per-row budgets, e.g. realised mean queries of a bootstrap)."""
+    mm = np.broadcast_to(np.asarray(m, float), rates.shape)
+    B = rates.shape[1]
     ok = rates >= target
     if rule == "first":
         hit = ok.any(axis=1)
@@ -203,20 +216,28 @@ def _threshold_budget(m: np.ndarray, rates: np.ndarray, target: float, interpola
     else:  # "stable": one past the last budget below the target
         below = ~ok
         any_below = below.any(axis=1)
-        last_below = m.size - 1 - np.argmax(below[:, ::-1], axis=1)
+        last_below = B - 1 - np.argmax(below[:, ::-1], axis=1)
         i = np.where(any_below, last_below + 1, 0)
-        hit = i < m.size
-        i = np.minimum(i, m.size - 1)
-    est = m[i].astype(float)
+        hit = i < B
+        i = np.minimum(i, B - 1)
+    rows = np.arange(rates.shape[0])
+    est = mm[rows, i]
     if interpolate == "log":
         j = np.maximum(i - 1, 0)
-        rows = np.arange(rates.shape[0])
         r_lo, r_hi = rates[rows, j], rates[rows, i]
         frac = np.where(r_hi > r_lo, (target - r_lo) / np.where(r_hi > r_lo, r_hi - r_lo, 1.0), 1.0)
         frac = np.clip(frac, 0.0, 1.0)
-        interp = np.exp(np.log(m[j]) + frac * (np.log(m[i]) - np.log(m[j])))
+        interp = np.exp(np.log(mm[rows, j]) + frac * (np.log(mm[rows, i]) - np.log(mm[rows, j])))
         est = np.where(i > 0, interp, est)
     return np.where(hit, est, np.inf)
+
+
+def first_budget_at_rate(budgets: Any, rates: Any, rho: float) -> np.ndarray:
+    """Row-wise :func:`budget_at_rate` for per-row budgets ``[R, B]`` and rates ``[R, B]`` (e.g. bootstrap
+    replicates of realised mean queries and success rates): the first budget with rate ≥ 1 − ρ, log-interpolated
+    from the previous grid point; inf where never reached."""
+    r = np.asarray(rates, float)
+    return _threshold_budget(np.asarray(budgets, float), r, 1.0 - float(rho), "log", "first")
 
 
 def budget_at_rate(budgets: Any, rates: Any, rho: float, *, interpolate: str = "log") -> float:
@@ -495,3 +516,141 @@ def _lof_curvature(lx, ly) -> dict:
     F, dof, p = _curvature_f(lx, ly)
     return {"lof_stat": F, "lof_dof": dof, "lof_pvalue": p, "lof_method": "curvature-F" if np.isfinite(F) else "none",
             "few_points": lx.size < MIN_SLOPE_POINTS}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (n, N) grids: the sample complexity of a two-parameter algorithm (SFT-sharpening: m = n·N)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def geometric_lattice(lo: float, hi: float, per_octave: int) -> list[int]:
+    """Distinct integers round(2^{k/per_octave}) in [lo, hi]: an absolute geometric lattice (the same for every
+    setting, so the grid's discreteness cannot line up with a predicted scaling)."""
+    k0 = math.floor(per_octave * math.log2(max(lo, 1.0)))
+    k1 = math.ceil(per_octave * math.log2(max(hi, 1.0)))
+    vals = sorted({int(round(2.0 ** (k / per_octave))) for k in range(k0, k1 + 1)})
+    return [v for v in vals if v >= 1]
+
+
+def grid_frontier(n_grid: Any, N_grid: Any, rates: Any, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """rates ``[..., G, H]`` -> (m̂ ``[...]``, n at the minimum ``[...]``): per n, the smallest N reaching the
+    target (rate interpolated linearly in log N between the bracketing grid points, the functional of
+    :func:`budget_at_rate`), then the minimum of n·N̂(n) over n."""
+    n = np.asarray(n_grid, float)
+    rates = np.asarray(rates, float)
+    N_hat = _threshold_budget(np.asarray(N_grid, float), rates.reshape(-1, rates.shape[-1]), target, "log", "first")
+    m = n * N_hat.reshape(rates.shape[:-1])
+    g = np.argmin(m, axis=-1)
+    return np.min(m, axis=-1), n[g]
+
+
+@dataclass(frozen=True)
+class GridComplexity:
+    """m̂(ρ) on an (n, N) grid with its percentile bootstrap interval; ``n_at`` the n of the minimum."""
+
+    estimate: float
+    lower: float
+    upper: float
+    n_at: float
+    reached_fraction: float
+    below_grid: bool
+
+
+def grid_sample_complexity(n_grid: Any, N_grid: Any, success: Any, rho: float, *, n_boot: int = 1000,
+                           seed: int = 0, level: float = 0.95) -> GridComplexity:
+    """m̂(ρ) = min over n of n·N̂(n), N̂(n) the smallest N with success rate ≥ 1 − ρ at (n, N) (log-interpolated).
+
+    ``success`` is ``[G, H, K]`` (grid points × trials). Paired percentile bootstrap over trial columns (every
+    grid point of a trial comes from one draw). ``below_grid``: the best n already succeeds at the smallest N.
+    """
+    s = np.asarray(success, bool)
+    K = s.shape[-1]
+    target = 1.0 - rho
+    rates = s.mean(-1)
+    est, n_at = grid_frontier(n_grid, N_grid, rates, target)
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for b0 in range(0, n_boot, 100):  # chunks keep the [G, H, chunk, K] gather small
+        idx = rng.integers(0, K, size=(min(100, n_boot - b0), K))
+        br = np.moveaxis(s[:, :, idx].mean(-1), -1, 0)  # [B, G, H]
+        boot[b0:b0 + idx.shape[0]] = grid_frontier(n_grid, N_grid, br, target)[0]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], method="inverted_cdf")
+    g = int(np.argmin(np.abs(np.asarray(n_grid, float) - n_at)))
+    return GridComplexity(float(est), float(lo), float(hi), float(n_at), float(np.isfinite(boot).mean()),
+                          bool(np.isfinite(est) and rates[g, 0] >= target))
+
+
+def first_stable_index(success: Any) -> tuple[Any, Any]:
+    """``success [G, H]`` (a run's outcome on an (n, N) grid, monotone in N expected) -> (per row the index of the
+    first h from which every h' ≥ h succeeds (H if none) ``[G]``, the number of grid points that succeed before a
+    later failure: isolated successes, counted as failures). JAX: runs inside the trial programs."""
+    import jax.numpy as jnp
+
+    H = success.shape[-1]
+    fail = ~success
+    any_fail = jnp.any(fail, axis=-1)
+    last_fail = H - 1 - jnp.argmax(fail[:, ::-1], axis=-1)
+    first = jnp.where(any_fail, last_fail + 1, 0)
+    h = jnp.arange(H)
+    violations = jnp.sum(success & (h[None, :] < jnp.where(any_fail, last_fail, -1)[:, None]))
+    return first.astype(jnp.int32), violations.astype(jnp.int32)
+
+
+def reference_coverage(lower: Any, upper: Any, reference: Any, *, level: float = 0.95) -> dict:
+    """How many intervals ``[lower, upper]`` (nominal ``level``) contain an exact ``reference`` (non-finite
+    references skipped): ``covered``, ``total``, ``p_tail`` = P[Binomial(total, 1 − level) ≥ misses] (small: the
+    misses are improbable for such intervals) and the Clopper–Pearson interval ``cp`` on the coverage."""
+    lo, hi, ref = (np.asarray(v, float) for v in (lower, upper, reference))
+    use = np.isfinite(ref)
+    total = int(use.sum())
+    covered = int(np.sum((lo[use] <= ref[use]) & (ref[use] <= hi[use])))
+    miss = total - covered
+    p_tail = float(scipy.stats.binom.sf(miss - 1, total, 1.0 - level)) if total else math.nan
+    cp = clopper_pearson(covered, max(total, 1))
+    return {"covered": covered, "total": total, "p_tail": p_tail, "cp": (float(cp[0]), float(cp[1]))}
+
+
+def binned_counts(x: Any, success: Any, edges: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Trials and successes per bin of ``x`` (bins (a, b] between consecutive ``edges``; values at or below the
+    first edge go to the first bin): ``(n [B], k [B])`` for a success-rate curve against a covariate."""
+    edges = np.asarray(edges, float)
+    which = np.clip(np.digitize(np.asarray(x, float), edges, right=True) - 1, 0, len(edges) - 2)
+    n = np.bincount(which, minlength=len(edges) - 1)
+    k = np.bincount(which, weights=np.asarray(success, float), minlength=len(edges) - 1)
+    return n, k
+
+
+def fixed_vs_adaptive_budgets(n_grid: Any, N_grid: Any, fixed_success: Any, adaptive_success: Any,
+                              adaptive_queries: Any, rho: float, *, n_boot: int = 400, seed: int = 0) -> dict:
+    """m̂(ρ) of a fixed (n, N)-grid algorithm and Ê[m](ρ) of an adaptive one measured on the SAME trials, with
+    their ratio and paired 95% percentile-bootstrap intervals (each replicate resamples whole trials, so both
+    algorithms' outcomes of a trial stay together).
+
+    ``fixed_success [G, H, K]`` on the grid (:func:`grid_frontier`); ``adaptive_success [G', K]`` and the realised
+    ``adaptive_queries [G', K]`` on the adaptive run's n grid: Ê[m] is the first mean-query budget (made
+    non-decreasing) whose success rate is ≥ 1 − ρ, log-interpolated (:func:`first_budget_at_rate`). Returns
+    ``{"fixed": (estimate, lower, upper), "adaptive": (…), "ratio": (…)}``.
+    """
+    sf, sa, q = np.asarray(fixed_success, bool), np.asarray(adaptive_success, bool), np.asarray(adaptive_queries, float)
+    target = 1.0 - float(rho)
+
+    def estimates(rate_f, rate_a, mean_q):
+        return (grid_frontier(n_grid, N_grid, rate_f, target)[0],
+                first_budget_at_rate(np.maximum.accumulate(mean_q, axis=-1), rate_a, rho))
+
+    m_f, m_a = (float(v[0]) for v in estimates(sf.mean(-1)[None], sa.mean(-1)[None], q.mean(-1)[None]))
+    rng = np.random.default_rng(seed)
+    K = sa.shape[-1]
+    w = np.stack([np.bincount(i, minlength=K) for i in rng.integers(0, K, size=(n_boot, K))]).T / K  # [K, B]
+    G, H = sf.shape[:2]
+    boot = np.stack(estimates((sf.reshape(G * H, K).astype(float) @ w).T.reshape(n_boot, G, H),
+                              (sa.astype(float) @ w).T, (q @ w).T), axis=1)
+    with np.errstate(invalid="ignore"):
+        ratio_b = boot[:, 0] / boot[:, 1]
+
+    def band(a):
+        return tuple(float(v) for v in np.quantile(a, [0.025, 0.975], method="inverted_cdf"))
+
+    return {"fixed": (m_f, *band(boot[:, 0])), "adaptive": (m_a, *band(boot[:, 1])),
+            "ratio": (m_f / m_a if m_a > 0 else math.nan, *band(ratio_b))}

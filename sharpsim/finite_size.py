@@ -31,6 +31,7 @@ from the other responses.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -54,6 +55,13 @@ __all__ = [
     "confuser_touch_probabilities",
     "version_space_failure_probabilities",
     "argmax_confuser_success",
+    "min_sharpening_N",
+    "hard_fixed_grid_budget",
+    "hard_exact_budgets",
+    "RareVisits",
+    "sample_rare_visits",
+    "simulate_fixed_success_grid",
+    "simulate_adaptive_success_grid",
 ]
 
 _TAIL = 1e-15
@@ -372,3 +380,198 @@ def argmax_confuser_success(p, m: int) -> float:
     sup = np.all(sub[None] >= sub[:, None], -1)  # sup[U, V]: V ⊇ U
     sign = (-1.0) ** (sub.sum(1)[None] - sub.sum(1)[:, None])
     return float(np.sum((sup * sign * none_in[None]).sum(1) / (1 + sub.sum(1))))
+
+
+# ------------------------------------------------------------------------------------------ exact budgets m(ρ)
+def min_sharpening_N(M: int, delta: float = 0.5) -> int:
+    """The smallest N whose best-of-N closure member is sharpened at all: 1 − (1 − 2/M)^N > 1 − δ."""
+    N = 1
+    while bon_pick_planted_probability(M, N) <= 1.0 - delta:
+        N += 1
+    return N
+
+
+def hard_fixed_grid_budget(n_grid, N_grid, M: int, d: int, Delta: float, epsilon: float, rho: float) -> float:
+    """The grid estimator's functional (:func:`sharpsim.complexity.grid_frontier`: per n the first grid N reaching
+    1 − ρ, log-interpolated; min over n of n·N) applied to the EXACT success probabilities of fixed-N
+    SFT-sharpening on the same (n, N) grid. Success is monotone in N, so per n a bisection finds the crossing."""
+    from sharpsim.complexity import grid_frontier
+
+    target = 1.0 - rho
+    H = len(N_grid)
+    rates = np.zeros((len(n_grid), H))
+    for g, n in enumerate(n_grid):
+        def prob(h, n=n):
+            return hard_fixed_success_probability(n, int(N_grid[h]), M, Delta, d, epsilon)[0]
+
+        if prob(H - 1) < target:
+            continue
+        lo, hi = -1, H - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if prob(mid) >= target:
+                hi = mid
+            else:
+                lo = mid
+        rates[g, hi:] = 1.0  # only the crossing matters to the functional: keep the two bracketing rates exact
+        rates[g, hi] = prob(hi)
+        if hi > 0:
+            rates[g, hi - 1] = prob(hi - 1)
+    return float(grid_frontier(n_grid, N_grid, rates, target)[0])
+
+
+def hard_exact_budgets(n_adaptive, n_fixed, N_max: int, M: int, d: int, Delta: float, epsilon: float,
+                       mu_stop: float, rho: float, delta: float = 0.5) -> dict:
+    """Exact references for adaptive vs fixed-N SFT-sharpening on the hard instance (the estimators' functionals
+    on the exact laws): adaptive — P[success] and E[m] at every n of ``n_adaptive`` and the first E[m] with
+    probability ≥ 1 − ρ (log-interpolated, :func:`sharpsim.complexity.budget_at_rate`); fixed N — per n of
+    ``n_fixed`` the smallest integer N ≤ ``N_max`` with P ≥ 1 − ρ (bisection: monotone in N, and N(n) is
+    non-increasing in n), then the minimum of n·N."""
+    from sharpsim.complexity import budget_at_rate
+
+    target = 1.0 - rho
+    p_ada = np.array([hard_adaptive_success_probability(n, M, Delta, d, epsilon, mu_stop)[0]
+                      for n in n_adaptive[::-1]])[::-1]  # largest n first: one win table per setting
+    em = np.array([hard_adaptive_expected_queries(n, M, Delta, mu_stop) for n in n_adaptive])
+    ada = budget_at_rate(em, p_ada, rho)
+
+    def ok(n, N):
+        return hard_fixed_success_probability(n, N, M, Delta, d, epsilon)[0] >= target
+
+    best, n_at = math.inf, math.nan
+    N_min = min_sharpening_N(M, delta)
+    hi_prev = int(N_max)
+    for n in n_fixed:
+        if n * N_min >= best or not ok(n, hi_prev):
+            continue
+        lo, hi = N_min - 1, hi_prev  # invariant: ok(hi)
+        if ok(n, N_min):
+            hi = N_min
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(n, mid):
+                hi = mid
+            else:
+                lo = mid
+        hi_prev = hi
+        if n * hi < best:
+            best, n_at = float(n * hi), float(n)
+    return {"adaptive_m": float(ada), "fixed_m": best, "fixed_n_at": n_at,
+            "adaptive_success": p_ada.tolist(), "adaptive_expected_queries": em.tolist()}
+
+
+# ------------------------------------------------------------------------------------------ Monte Carlo through
+# the sufficient statistics (the same laws, simulated: tests compare them with the sweeps and the exact laws)
+@dataclasses.dataclass(frozen=True)
+class RareVisits:
+    """The sufficient statistics of SFT-sharpening runs on the hard instance, one draw per trial.
+
+    Only the visits to the rare prompts matter (x_0 is always sharpened and costs a known ⌈μ_stop⌉ draws under
+    Eq. 10). Flat arrays over all rare visits of all trials, in prompt order within a trial: ``trial``, ``pos``
+    (index of the prompt in the trial's sequence of ``n_max`` prompts), ``prompt`` (0..d−1), ``first_planted``
+    (k_0 ~ Geometric(2/M): the draw at which the planted response first appears), ``other`` (the absolute label
+    of the first drawn response, uniform over the M − 1 non-planted labels: best-of-N's pick when k_0 > N and
+    Eq. 10's pick when k_0 > K_q); ``planted [K, d]`` the true index I (uniform over [M]).
+    """
+
+    trial: np.ndarray
+    pos: np.ndarray
+    prompt: np.ndarray
+    first_planted: np.ndarray
+    other: np.ndarray
+    planted: np.ndarray
+    num_trials: int
+    M: int
+    d: int
+
+
+def sample_rare_visits(keys, n_max: int, M: int, Delta: float, d: int) -> RareVisits:
+    """Draw :class:`RareVisits` for every trial key (NumPy generator seeded from the key's data, so the draw does
+    not depend on how the keys are sharded over devices)."""
+    import jax
+
+    kd = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)
+    out = {k: [] for k in ("trial", "pos", "prompt", "first_planted", "other")}
+    planted = np.zeros((len(keys), d), np.int64)
+    p2 = 2.0 / M
+    for t in range(len(keys)):
+        rng = np.random.default_rng([int(v) for v in kd[t]])
+        planted[t] = rng.integers(0, M, d)
+        pos = np.flatnonzero(rng.random(n_max) < Delta)
+        prompt = rng.integers(0, d, pos.size)
+        other = rng.integers(0, M - 1, pos.size)
+        other = other + (other >= planted[t, prompt])  # skip the planted label
+        out["trial"].append(np.full(pos.size, t))
+        out["pos"].append(pos)
+        out["prompt"].append(prompt)
+        out["first_planted"].append(rng.geometric(p2, pos.size))
+        out["other"].append(other)
+    arrs = {k: np.concatenate(v).astype(np.int64) for k, v in out.items()}
+    return RareVisits(**arrs, planted=planted, num_trials=len(keys), M=M, d=d)
+
+
+def _plurality_correct(v: RareVisits, active: np.ndarray, picked_planted: np.ndarray) -> np.ndarray:
+    """[K, d] bool: per trial and rare prompt, is the first-index plurality label of the active picks the planted
+    one (the MLE over the closure of [M]^d; with no active pick the argmax is label 0)."""
+    K, d, M = v.num_trials, v.d, v.M
+    label = np.where(picked_planted, v.planted[v.trial, v.prompt], v.other)
+    cell = v.trial * d + v.prompt
+    counts = np.bincount((cell * M + label)[active], minlength=K * d * M).reshape(K * d, M)
+    return (np.argmax(counts, axis=1) == v.planted.ravel()).reshape(K, d)
+
+
+def simulate_fixed_success_grid(v: RareVisits, n_grid, N_grid, Delta: float, epsilon: float, delta: float = 0.5):
+    """success [G, H, K] of fixed-N SFT-sharpening (MLE over the best-of-N closure) at every (n, N), prefix-coupled
+    (the run at (n, N) uses the first n prompts and the first N draws of each)."""
+    allowed = allowed_failures(epsilon, Delta, v.d)
+    N_arr = np.asarray(N_grid)
+    sharp_N = np.array([bon_pick_planted_probability(v.M, int(N)) > 1.0 - delta for N in N_arr])
+    K = v.num_trials
+    out = np.zeros((len(n_grid), len(N_grid), K), bool)
+    H = len(N_grid)
+    for g, n in enumerate(n_grid):
+        act = v.pos < n
+
+        def succeeds(h_idx):  # per-trial grid index -> success at (n, N_grid[h]) for every trial
+            N_t = N_arr[np.minimum(h_idx, H - 1)]
+            ok = _plurality_correct(v, act, v.first_planted <= N_t[v.trial])
+            return ((~ok).sum(1) <= allowed) & sharp_N[np.minimum(h_idx, H - 1)] & (h_idx < H)
+
+        # success is monotone in N (a pick only switches to the planted label as N grows, and the closure's mode
+        # mass grows with N): per-trial bisection for the first successful grid index (H if none)
+        lo = np.full(K, -1)
+        hi = np.full(K, H)
+        while np.any(hi - lo > 1):
+            mid = (lo + hi) // 2
+            live = hi - lo > 1
+            s = succeeds(np.where(live, mid, H))
+            hi = np.where(live & s, mid, hi)
+            lo = np.where(live & ~s, mid, lo)
+        out[g] = np.arange(H)[:, None] >= hi[None, :]
+    return out
+
+
+def simulate_adaptive_success_grid(v: RareVisits, n_grid, Delta: float, epsilon: float, mu_stop: float,
+                                   delta: float = 0.5):
+    """(success [G, K], queries [G, K]) of adaptive SFT-sharpening (Eq. 10, MLE over the AdaBoN closure) for every
+    n of the grid (prefixes of one draw). A rare visit costs max(k_0, K_2) draws with the planted pick if
+    k_0 ≤ K_q, else K_q draws with the other pick (K_y = Eq. 10's threshold for a response of probability y);
+    a visit to x_0 costs ⌈μ_stop⌉ = K_1."""
+    M = v.M
+    K_q = _first_k_at_least(mu_stop, (M - 2) / (M * (M - 1)))
+    K_2 = _first_k_at_least(mu_stop, 2.0 / M)
+    K_1 = _first_k_at_least(mu_stop, 1.0)
+    picked = v.first_planted <= K_q
+    cost = np.where(picked, np.maximum(v.first_planted, K_2), K_q)
+    sharp = adaptive_pick_planted_probability(M, mu_stop) > 1.0 - delta
+    allowed = allowed_failures(epsilon, Delta, v.d)
+    G, K = len(n_grid), v.num_trials
+    success = np.zeros((G, K), bool)
+    queries = np.zeros((G, K), np.int64)
+    for g, n in enumerate(n_grid):
+        act = v.pos < n
+        ok = _plurality_correct(v, act, picked) if sharp else np.zeros((K, v.d), bool)
+        success[g] = (~ok).sum(1) <= allowed
+        rare_n = np.bincount(v.trial[act], minlength=K)
+        queries[g] = K_1 * (n - rare_n) + np.bincount(v.trial[act], weights=cost[act], minlength=K).astype(np.int64)
+    return success, queries

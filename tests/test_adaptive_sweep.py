@@ -20,7 +20,8 @@ def hard():
 def test_each_grid_point_is_the_prefix_run(hard):
     inst, oracle, cls = hard
     key, delta, n_grid = jax.random.key(7), 0.5, (1, 3, 10, 40)
-    sw = jax.jit(lambda k: adaptive_sft_sharpening_sweep(k, oracle, cls, n_grid, delta=delta, gamma=0.5))(key)
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, delta, 0.5)  # μ_stop = ln(2/δ) by default
+    sw = jax.jit(lambda k: adaptive_sft_sharpening_sweep(k, oracle, cls, n_grid, evaluate=ev))(key)
     # the same draw, by hand: the oracle's adaptive batch, brute-force product MLE (NumPy) on each prefix
     stop = max_likelihood_stopping_rule(np.log(2 / delta))
     batch = jax.jit(lambda k: oracle.sample_adaptive(k, max(n_grid), stop))(key)
@@ -47,7 +48,8 @@ def test_each_grid_point_is_the_prefix_run(hard):
 def test_vmapped_over_trials_with_a_tabular_class_and_explicit_mu_stop():
     pi = instances.planted_mode(jax.random.key(0), 2, 5, 2.5, 0.3)
     oracle = SampleEvaluateOracle(pi.pi_base, pi.mu)
-    fn = lambda k: adaptive_sft_sharpening_sweep(k, oracle, TabularClass(2, 5), (2, 8, 64), delta=0.2, mu_stop=3.0)  # noqa: E731
+    ev = metrics.SharpnessEvaluation.of(pi.pi_base, pi.mu, 0.2)
+    fn = lambda k: adaptive_sft_sharpening_sweep(k, oracle, TabularClass(2, 5), (2, 8, 64), evaluate=ev, mu_stop=3.0)  # noqa: E731
     sw = jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(1), 16))
     q = np.asarray(sw.num_queries)
     assert q.shape == (16, 3) and np.all(np.diff(q, axis=1) > 0) and np.all(q[:, -1] == np.asarray(sw.total_drawn))
@@ -59,9 +61,12 @@ def test_vmapped_over_trials_with_a_tabular_class_and_explicit_mu_stop():
 
 def test_errors(hard):
     inst, oracle, cls = hard
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.5)
     with pytest.raises(ValueError, match="non-empty"):
-        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, cls, (), delta=0.5)
-    with pytest.raises(ValueError, match="delta"):
-        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, cls, (2,), delta=1.5)
+        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, cls, (), evaluate=ev)
+    with pytest.raises(ValueError, match="evaluate must be a metrics.SharpnessEvaluation"):
+        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, cls, (2,), evaluate=0.5)
+    with pytest.raises(ValueError, match="mu_stop"):
+        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, cls, (2,), evaluate=ev, mu_stop=-1.0)
     with pytest.raises(ValueError, match="exact-MLE class"):
-        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, object(), (2,), delta=0.5)
+        adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, object(), (2,), evaluate=ev)

@@ -25,6 +25,7 @@ from sharpsim.algorithms import (
     xpo_sharpening,
 )
 from sharpsim.classes import FiniteClass, ParametricClass, TabularClass
+from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.oracle import BudgetExceededError
 
 from _counting import COUNTER, CountingPolicy  # tests/ is on sys.path (pytest prepend import mode)
@@ -125,7 +126,8 @@ def test_exact_query_accounting_for_every_algorithm():
     assert XPOConfig(T=6, beta=0.5, alpha=0.1, eval_samples=3, eval_stride=2).num_queries == 12 + 4 * 3
     # sweep: one draw of n_max × N_max
     COUNTER.reset()
-    sw = sft_sharpening_sweep(key, oracle, finite, (2, 6), (1, 4), delta=0.5)
+    sw = sft_sharpening_sweep(key, oracle, finite, (2, 6), (1, 4),
+                              evaluate=SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.5))
     jax.effects_barrier()
     assert int(sw.total_drawn) == 24 == COUNTER.draws and COUNTER.evals == 0
     # adaptive with chunk = 1: the base policy serves exactly the counted draws (shapes come from eval_shape)
@@ -169,9 +171,9 @@ def test_nonfinite_loss_names_the_step():
 def test_sweeps_score_with_the_callers_evaluation():
     """The sweeps score their fits with the caller's ``evaluate`` (metrics.SharpnessEvaluation), not with anything
     of their own: with an evaluation against a *different* reference policy, every entry equals
-    metrics.sharpness_error of the returned member against that reference (computed here, independently), and
-    ``delta=`` alone equals ``evaluate=SharpnessEvaluation.of(oracle.pi_base, …)``. Catches a sweep that ignores
-    ``evaluate`` (scores against the oracle's π_base regardless) or mixes the two."""
+    metrics.sharpness_error of the returned member against that reference (computed here, independently), and an
+    evaluation against π_base gives other errors. Catches a sweep that ignores ``evaluate`` (scores against the
+    oracle's π_base regardless), mixes the two, or runs without an evaluation (the removed ``delta=`` path)."""
     from sharpsim import metrics
     from sharpsim.algorithms import rlhf_sharpening_sweep
 
@@ -189,14 +191,41 @@ def test_sweeps_score_with_the_callers_evaluation():
         for h in range(2):
             want = metrics.sharpness_error(finite.member(sw.params[g, h]), other, inst.mu, delta)
             assert float(sw.sharpness_error[g, h]) == pytest.approx(float(want), abs=1e-6)
-    a = sft_sharpening_sweep(key, oracle, finite, (2, 9), (1, 6), delta=delta)
     b = sft_sharpening_sweep(key, oracle, finite, (2, 9), (1, 6), evaluate=ev_base)
-    np.testing.assert_array_equal(np.asarray(a.sharpness_error), np.asarray(b.sharpness_error))
+    for g in range(2):
+        for h in range(2):
+            want = metrics.sharpness_error(finite.member(b.params[g, h]), inst.pi_base, inst.mu, delta)
+            assert float(b.sharpness_error[g, h]) == pytest.approx(float(want), abs=1e-6)
 
     cfg = RLHFConfig(n=12, beta=0.5)
     rw = rlhf_sharpening_sweep(key, oracle, finite, cfg, n_grid=(4, 12), evaluate=ev_other)
     for g in range(2):
         want = metrics.sharpness_error(finite.member(rw.params[g, 0]), other, inst.mu, delta)
         assert float(rw.sharpness_error[g, 0]) == pytest.approx(float(want), abs=1e-6)
-    with pytest.raises(ValueError, match="give delta"):
+    with pytest.raises(TypeError, match="evaluate"):  # no evaluation: the sweeps do not score themselves
         sft_sharpening_sweep(key, oracle, finite, (2,), (1,))
+    with pytest.raises(ValueError, match="evaluate must be a metrics.SharpnessEvaluation"):
+        sft_sharpening_sweep(key, oracle, finite, (2,), (1,), evaluate=0.3)
+
+
+def test_map_trials_is_vmap_over_keys_with_one_compile():
+    """map_trials(trial, keys, *args) equals a plain loop over the keys, batches equal the vmapped path, and a
+    second call with new arrays of the same shapes reuses the compiled program. Catches closing over arrays (a
+    recompile per setting) or a batch path that reorders trials."""
+    from sharpsim.algorithms import _common, map_trials
+
+    def trial(key, table, scale, n: int):
+        return scale * jnp.sum(jax.random.normal(key, (n,)) * table[:n])
+
+    keys = jax.random.split(jax.random.key(0), 10)
+    table = jnp.arange(5.0)
+    got = map_trials(trial, keys, table, jnp.float32(2.0), 3)
+    want = jnp.stack([trial(k, table, jnp.float32(2.0), 3) for k in keys])
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    size = len(_common._TRIALS_CACHE)
+    map_trials(trial, keys, table + 1.0, jnp.float32(3.0), 3)
+    assert len(_common._TRIALS_CACHE) == size
+    batched = map_trials(trial, keys, table, jnp.float32(2.0), 3, batch_size=4)
+    np.testing.assert_allclose(np.asarray(batched), np.asarray(got), rtol=1e-6)
+    with pytest.raises(ValueError, match="keys"):
+        map_trials(trial, keys.reshape(2, 5), table, jnp.float32(2.0), 3)

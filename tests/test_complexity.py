@@ -316,3 +316,53 @@ def test_clopper_pearson_is_the_one_exact_interval():
         assert decoding.clopper_pearson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-10)
         one = float(clopper_pearson(k, n, level=0.95, side="lower")[0])
         assert one == pytest.approx(0.0 if k == 0 else scipy.stats.beta.ppf(0.05, k, n - k + 1), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ (n, N) grids (issue 13)
+def test_geometric_lattice_and_grid_frontier_on_known_tables():
+    from sharpsim.complexity import geometric_lattice, grid_frontier
+
+    # catches: a lattice that is not absolute (depends on lo) or drops/duplicates points
+    assert geometric_lattice(3, 20, 2) == [3, 4, 6, 8, 11, 16, 23]
+    assert geometric_lattice(1, 4, 1) == [1, 2, 4]
+    # success iff N >= 8/n; the 0 -> 1 jump is crossed at 0.9 of the log step: N̂(2) = 2·2^0.9, N̂(4) = 2^0.9, N̂(8) = 1
+    n_grid, N_grid = (2, 4, 8), (1, 2, 4, 8)
+    rates = np.array([[float(N >= 8 / n) for N in N_grid] for n in n_grid])
+    m, n_at = grid_frontier(n_grid, N_grid, rates, 0.9)
+    assert m == pytest.approx(4 * 2**0.9) and n_at in (2.0, 4.0)  # n·N̂ = 4·2^0.9 at n = 2 and at n = 4
+    batch, _ = grid_frontier(n_grid, N_grid, np.stack([rates, np.zeros_like(rates)]), 0.9)
+    assert batch[0] == pytest.approx(m) and batch[1] == np.inf  # never reached -> inf
+
+
+def test_first_budget_at_rate_is_budget_at_rate_row_by_row():
+    from sharpsim.complexity import budget_at_rate, first_budget_at_rate
+
+    # catches: per-row budgets indexed with the wrong row (the adaptive estimator's realised mean queries)
+    rng = np.random.default_rng(0)
+    m = np.cumsum(rng.uniform(1, 5, size=(6, 7)), axis=1)
+    rates = np.sort(rng.uniform(0, 1, size=(6, 7)), axis=1)
+    got = first_budget_at_rate(m, rates, 0.3)
+    want = [budget_at_rate(m[r], rates[r], 0.3) for r in range(6)]
+    np.testing.assert_allclose(got, want)
+
+
+def test_first_stable_index_counts_isolated_successes():
+    import jax.numpy as jnp
+
+    from sharpsim.complexity import first_stable_index
+
+    # catches: taking the first success instead of the first index from which every larger N succeeds
+    s = jnp.array([[False, True, False, True, True], [True, True, True, True, True], [False] * 5])
+    first, violations = first_stable_index(s)
+    assert first.tolist() == [3, 0, 5] and int(violations) == 1
+
+
+def test_reference_coverage_and_binned_counts():
+    from sharpsim.complexity import binned_counts, reference_coverage
+
+    # catches: counting a non-finite reference, or a wrong binomial tail
+    cov = reference_coverage([0, 0, 0, 5], [1, 1, 1, 6], [0.5, 2.0, np.inf, 5.5])
+    assert (cov["covered"], cov["total"]) == (2, 3)
+    assert cov["p_tail"] == pytest.approx(scipy.stats.binom.sf(0, 3, 0.05))
+    n, k = binned_counts([0.0, 0.5, 0.51, 1.0], [1, 0, 1, 1], [0.0, 0.5, 1.0])  # bins (a, b]: 1/2 falls left
+    assert n.tolist() == [2, 2] and k.tolist() == [1.0, 2.0]

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import experiments
-from experiments import _hard
+from experiments import _hard_instance
+from sharpsim.complexity import geometric_lattice, grid_sample_complexity
+from sharpsim.finite_size import adaptive_pick_planted_probability
 from experiments import adaptive_vs_fixed as ADA
 from experiments import bon_vs_n as BON
 from experiments import sft_minimax as SFT
@@ -72,12 +74,12 @@ def test_registry_order():
 def test_padded_hard_class_and_closures_match_the_library():
     M, d, M_max, Delta = 7, 2, 9, 0.5
     inst = hard_instance(jax.random.key(0), d=d, M=M, Delta=Delta)
-    lp, valid, mu = _hard.hard_class_arrays(M, d, M_max, Delta)
+    lp, valid, mu = _hard_instance.hard_class_arrays(M, d, M_max, Delta)
     np.testing.assert_allclose(np.exp(lp[:, :M, :M + 1]), np.exp(np.asarray(inst.class_log_probs)), atol=1e-6)
     assert np.all(np.exp(lp[:, :, M + 1:]) == 0) and valid.sum() == 1 + d * M
     np.testing.assert_allclose(mu, np.asarray(inst.mu), atol=1e-7)
     base = FiniteClass.from_instance(inst)
-    stack = _hard.bon_closure_stack(M, d, M_max, (1, 10))
+    stack = _hard_instance.bon_closure_stack(M, d, M_max, (1, 10))
     for h, N in enumerate((1, 10)):
         ref = np.exp(np.asarray(base.bon_closure(N).log_probs))
         np.testing.assert_allclose(np.exp(stack[h][:, :M, :M + 1]), ref, atol=1e-5)
@@ -85,7 +87,7 @@ def test_padded_hard_class_and_closures_match_the_library():
 
 def test_adaptive_pick_law_matches_a_simulation_of_eq_10():
     M, mu_stop = 8, math.log(4.0)
-    a = _hard.adaptive_pick_mode_probability(M, mu_stop)
+    a = adaptive_pick_planted_probability(M, mu_stop)
     rng = np.random.default_rng(0)
     q = (M - 2) / (M * (M - 1))
     reps, hits = 20000, 0
@@ -109,10 +111,10 @@ def test_grid_sample_complexity_on_a_known_table():
     # success iff N ≥ 8 / n; the rate jumps 0 → 1 between grid points, and the log-interpolated crossing of
     # 1 − ρ = 0.9 sits at 0.9 of the log-step: N̂(2) = 2·2^0.9, N̂(4) = 2^0.9, N̂(8) = 1 (first point)
     table = np.array([[N >= 8 / n for N in N_grid] for n in n_grid])[:, :, None].repeat(20, axis=2)
-    gc = _hard.grid_sample_complexity(n_grid, N_grid, table, 0.1, n_boot=50)
+    gc = grid_sample_complexity(n_grid, N_grid, table, 0.1, n_boot=50)
     assert gc.estimate == pytest.approx(8 * 2**-0.1) and gc.lower == gc.upper == pytest.approx(gc.estimate)
     assert gc.n_at in (2.0, 4.0)
-    assert _hard.lattice(3, 20, 2) == [3, 4, 6, 8, 11, 16, 23]
+    assert geometric_lattice(3, 20, 2) == [3, 4, 6, 8, 11, 16, 23]
 
 
 # ------------------------------------------------------------------------------------------ run_setting

@@ -85,16 +85,17 @@ def test_stopping_rule_expected_draws_matches_simulation():
 def test_fixed_success_matches_library_sft_sweep():
     # catches: an exact law that differs from what sft_sharpening_sweep (best-of-N + exact MLE over the best-of-N
     # closure) actually does on the hard instance. 4000 trials: |z| < 4.5 per grid point (false failure ~1e-4).
-    from experiments._hard import bon_closure_stack, fixed_sweep_program, hard_class_arrays
+    from experiments._hard_instance import DELTA, bon_closure_stack, fixed_sweep_trial, hard_class_arrays
+    from sharpsim.algorithms import map_trials
 
     M, d, Delta, eps = 11, 2, 0.32, 0.02
     n_grid, N_grid = (3, 6, 12), (3, 5, 8)
     lp, valid, mu = hard_class_arrays(M, d, M, Delta)
     stack = bon_closure_stack(M, d, M, N_grid)
     keys = jax.random.split(jax.random.key(3), 4000)
-    first, _ = fixed_sweep_program(n_grid, N_grid)(keys, jnp.asarray(lp, jnp.float32), jnp.asarray(valid),
-                                                   jnp.asarray(stack, jnp.float32), jnp.asarray(mu, jnp.float32),
-                                                   jnp.int32(M), jnp.float32(eps))
+    first, _ = map_trials(fixed_sweep_trial, keys, jnp.asarray(lp, jnp.float32), jnp.asarray(valid),
+                          jnp.asarray(stack, jnp.float32), jnp.asarray(mu, jnp.float32), jnp.int32(M), jnp.float32(eps),
+                          DELTA, n_grid, N_grid)
     first = np.asarray(first)
     for g, n in enumerate(n_grid):
         for h, N in enumerate(N_grid):
@@ -108,16 +109,17 @@ def test_fixed_success_matches_library_sft_sweep():
 def test_adaptive_success_and_queries_match_library_adaptive_sweep():
     # catches: a wrong pick law a = 1 − (1 − 2/M)^{K_q} or a wrong expected cost of Eq. (10) against
     # adaptive_sft_sharpening_sweep itself. 3000 trials, |z| < 4.5 (false failure ~1e-4 per point).
-    from experiments._hard import adaptive_closure_log_probs, adaptive_sweep_program, hard_class_arrays
+    from experiments._hard_instance import adaptive_closure_log_probs, adaptive_sweep_trial, hard_class_arrays
+    from sharpsim.algorithms import map_trials
 
     M, d, Delta, eps, mu_stop = 11, 2, 0.32, 0.02, math.log(4.0)
     n_grid = (3, 6, 12)
     lp, valid, mu = hard_class_arrays(M, d, M, Delta)
     ada = adaptive_closure_log_probs(M, d, M, mu_stop)
     keys = jax.random.split(jax.random.key(4), 3000)
-    err, q, _ = (np.asarray(a) for a in adaptive_sweep_program(n_grid, mu_stop)(
-        keys, jnp.asarray(lp, jnp.float32), jnp.asarray(valid), jnp.asarray(ada, jnp.float32),
-        jnp.asarray(mu, jnp.float32), jnp.int32(M)))
+    err, q, _ = (np.asarray(a) for a in map_trials(
+        adaptive_sweep_trial, keys, jnp.asarray(lp, jnp.float32), jnp.asarray(valid), jnp.asarray(ada, jnp.float32),
+        jnp.asarray(mu, jnp.float32), jnp.int32(M), n_grid, mu_stop))
     for g, n in enumerate(n_grid):
         mc = float(np.mean(err[:, g] <= eps))
         ex = fs.hard_adaptive_success_probability(n, M, Delta, d, eps, mu_stop)[0]
@@ -127,9 +129,11 @@ def test_adaptive_success_and_queries_match_library_adaptive_sweep():
 
 
 def test_sufficient_statistics_simulator_matches_exact_law():
-    # catches: the experiment's fast simulator (experiments._hard.sample_rare_visits + fixed/adaptive grids)
+    # catches: the fast simulator (finite_size.sample_rare_visits + simulate_fixed/adaptive_success_grid)
     # drifting from the exact law it is compared with. 3000 trials, |z| < 4.5.
-    from experiments._hard import adaptive_success_grid, fixed_success_grid, sample_rare_visits
+    from sharpsim.finite_size import sample_rare_visits
+    from sharpsim.finite_size import simulate_adaptive_success_grid as adaptive_success_grid
+    from sharpsim.finite_size import simulate_fixed_success_grid as fixed_success_grid
 
     M, d, Delta, eps, mu_stop = 21, 2, 0.32, 0.02, math.log(4.0)
     keys = jax.random.split(jax.random.key(5), 3000)
@@ -150,7 +154,7 @@ def test_sufficient_statistics_simulator_matches_exact_law():
 def test_simulator_is_device_count_invariant_by_construction():
     # catches: a draw that depends on how keys are laid out (the old sharded path changed rows with 4 devices):
     # the simulator reads each key's data, so a permutation of the trials permutes the draws and nothing else.
-    from experiments._hard import sample_rare_visits
+    from sharpsim.finite_size import sample_rare_visits
 
     keys = jax.random.split(jax.random.key(6), 8)
     a = sample_rare_visits(keys, 50, 11, 0.3, 2)

@@ -148,7 +148,8 @@ def test_example_J1_xpo_beats_sft_at_equal_budget(d, num_responses, sft_wins):
     sft_ok = []
     for n, N in ((10, 50), (1, 500)):
         assert n * N == budget
-        fn = lambda k: sft_sharpening_sweep(k, oracle, cls, (n,), (N,), delta=delta)  # noqa: E731
+        ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, delta)
+        fn = lambda k: sft_sharpening_sweep(k, oracle, cls, (n,), (N,), evaluate=ev)  # noqa: E731
         sw = jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(2), 32))
         sft_ok.append(float(jnp.mean(sw.sharpness_error[:, 0, 0] <= 0.5)))
     if sft_wins:

@@ -24,7 +24,8 @@ def test_sft_on_a_realizable_finite_class_returns_the_bon_policy():
     cands = [inst.pi_base, bon(inst.pi_base, 2), bon(inst.pi_base, N), bon(inst.pi_base, N + 2), bon(inst.pi_base, 12)]
     cls = FiniteClass.stack(cands)
     oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
-    fn = lambda k: sft_sharpening_sweep(k, oracle, cls, (4, 400), (N,), delta=0.5)  # noqa: E731
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.5)
+    fn = lambda k: sft_sharpening_sweep(k, oracle, cls, (4, 400), (N,), evaluate=ev)  # noqa: E731
     sw = jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(1), 32))
     assert np.all(np.asarray(sw.params[:, 1, 0]) == 2)
     assert np.all(np.asarray(sw.num_queries[:, 1, 0]) == 400 * N)
@@ -51,7 +52,8 @@ def test_sweep_matches_independent_runs_on_the_same_draw():
     base = FiniteClass.from_instance(inst)
     n_grid, N_grid = (5, 20, 60), (1, 3, 8)
     key = jax.random.key(5)
-    sweep = jax.jit(lambda k: sft_sharpening_sweep(k, oracle, base.bon_closure, n_grid, N_grid, delta=0.3))(key)
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.3)
+    sweep = jax.jit(lambda k: sft_sharpening_sweep(k, oracle, base.bon_closure, n_grid, N_grid, evaluate=ev))(key)
     batch = jax.jit(lambda k: oracle.sample_and_evaluate(k, 60, 8))(key)
     for g, n in enumerate(n_grid):
         for h, N in enumerate(N_grid):
@@ -70,7 +72,8 @@ def test_sweep_matches_independent_runs_on_the_same_draw():
 def test_sweep_tabular_class_and_trials():
     inst = instances.planted_mode(jax.random.key(4), 3, 6, 3.0, 0.5)
     oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
-    fn = lambda k: sft_sharpening_sweep(k, oracle, TabularClass(3, 6), (10, 400), (1, 30), delta=0.2)  # noqa: E731
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2)
+    fn = lambda k: sft_sharpening_sweep(k, oracle, TabularClass(3, 6), (10, 400), (1, 30), evaluate=ev)  # noqa: E731
     sw = jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(0), 16))
     assert sw.sharpness_error.shape == (16, 2, 2)
     err = np.asarray(sw.sharpness_error).mean(0)
@@ -101,7 +104,8 @@ def test_theorem_4_1_in_miniature(which, c_low):
     n1, N1 = sft_parameters(eps, delta, rho, C_cov, base.log_class_size, c=1.0)
     n0, N0 = sft_parameters(eps, delta, rho, C_cov, base.log_class_size, c=c_low)
     oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
-    fn = lambda k: sft_sharpening_sweep(k, oracle, base.bon_closure, (n0, n1), (N0, N1), delta=delta)  # noqa: E731
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, delta)
+    fn = lambda k: sft_sharpening_sweep(k, oracle, base.bon_closure, (n0, n1), (N0, N1), evaluate=ev)  # noqa: E731
     sw = jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(9), 64))
     ok = np.asarray(sw.sharpness_error) <= eps
     assert ok[:, 1, 1].mean() >= 1 - rho, (n1, N1, ok[:, 1, 1].mean())

@@ -1,11 +1,11 @@
 """Sharpening algorithms: inference-time best-of-N and the amortised SFT / RLHF / XPO sharpening.
 
 Every amortised algorithm is ``algorithm(key, oracle, cls, config) -> SharpeningResult`` (pure; ``vmap``
-over keys for trials, :func:`run_trials` does ``jit(vmap(...))`` with one compile). See docs/algorithms.md.
+over keys for trials, :func:`run_trials` / :func:`map_trials` do ``jit(vmap(...))`` with one compile). See docs/algorithms.md.
 """
 
 from sharpsim.algorithms._best_of_n import BestOfN, best_of_n, select_best
-from sharpsim.algorithms._common import FitConfig, NonFiniteLossError, SharpeningResult, run_trials
+from sharpsim.algorithms._common import FitConfig, NonFiniteLossError, SharpeningResult, map_trials, run_trials
 from sharpsim.algorithms._adaptive_sft import (
     AdaptiveSFTConfig,
     AdaptiveSFTSweep,
@@ -32,6 +32,7 @@ __all__ = [
     "NonFiniteLossError",
     "SharpeningResult",
     "run_trials",
+    "map_trials",
     "THEOREM_4_1_C",
     "SFTConfig",
     "SFTSweep",

@@ -24,7 +24,7 @@ from sharpsim.algorithms._common import (
     raise_if_nonfinite,
     run_core,
 )
-from sharpsim.algorithms._sft import exact_mle_evaluated, sweep_evaluation
+from sharpsim.algorithms._sft import check_evaluation, exact_mle_evaluated
 from sharpsim.classes import check_class_matches, count_table
 from sharpsim.oracle import max_likelihood_stopping_rule
 
@@ -116,36 +116,36 @@ def adaptive_sft_sharpening_sweep(
     cls,
     n_grid: Sequence[int],
     *,
-    delta: float,
+    evaluate: metrics.SharpnessEvaluation,
     mu_stop: Optional[float] = None,
-    gamma: float = 0.0,
     chunk: int = 32,
     max_per_prompt: int = 1 << 20,
-    evaluate: Optional[metrics.SharpnessEvaluation] = None,
 ) -> AdaptiveSFTSweep:
     """Adaptive SFT-sharpening (Theorem D.1) at every n of a grid from ONE adaptive draw, with exact sharpness.
 
     Runs Eq. (10)'s stopping rule on ``n_max = max(n_grid)`` prompts once (``oracle.sample_adaptive``); grid
     point g is exactly the adaptive run on the first ``n_grid[g]`` prompts (the rule acts per prompt, so a
     prefix of prompts is a run of its own): MLE on the masked counts of the kept responses, and
-    ``num_queries[g]`` the cumulative draws of those prompts. ``delta`` is the sharpness threshold (π̂ ≤ 1 − δ
-    counts as an error) and, unless ``mu_stop`` is given, sets μ_stop = ln(2/δ) as in Theorem D.1. ``cls``: a
-    finite or tabular class (exact MLE). Designed for ``jit(vmap(...))`` over trial keys. Scoring: ``evaluate``
-    (a :class:`~sharpsim.metrics.SharpnessEvaluation` built by the caller) or, by default, one built from
-    ``delta``/``gamma`` against the oracle's π_base.
+    ``num_queries[g]`` the cumulative draws of those prompts. Scoring is the caller's ``evaluate`` (a
+    :class:`~sharpsim.metrics.SharpnessEvaluation`: π̂ ≤ 1 − δ counts as an error); the stopping parameter is
+    ``mu_stop``, by default ln(2/δ) with the evaluation's δ as in Theorem D.1. ``cls``: a finite or tabular class
+    (exact MLE). Designed for ``jit(vmap(...))`` over trial keys.
 
     >>> import jax, jax.numpy as jnp
     >>> from sharpsim import SampleEvaluateOracle, TabularPolicy
     >>> from sharpsim.classes import TabularClass
-    >>> oracle = SampleEvaluateOracle(TabularPolicy.from_probs(jnp.array([[0.5, 0.3, 0.2]])), jnp.ones(1))
-    >>> sw = adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, TabularClass(1, 3), (10, 100), delta=0.1)
+    >>> from sharpsim.metrics import SharpnessEvaluation
+    >>> base = TabularPolicy.from_probs(jnp.array([[0.5, 0.3, 0.2]]))
+    >>> oracle = SampleEvaluateOracle(base, jnp.ones(1))
+    >>> ev = SharpnessEvaluation.of(base, jnp.ones(1), delta=0.1)
+    >>> sw = adaptive_sft_sharpening_sweep(jax.random.key(0), oracle, TabularClass(1, 3), (10, 100), evaluate=ev)
     >>> sw.num_queries.shape, bool(sw.num_queries[1] == sw.total_drawn)
     ((2,), True)
     """
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
     if not n_grid:
         raise ValueError("n_grid must be non-empty.")
-    check_open_unit(delta, "delta")
+    evaluate = check_evaluation(evaluate, "adaptive_sft_sharpening_sweep")
     if not getattr(cls, "exact_mle", False):
         raise ValueError(
             "adaptive_sft_sharpening_sweep needs an exact-MLE class (FiniteClass or TabularClass); got "
@@ -154,8 +154,12 @@ def adaptive_sft_sharpening_sweep(
     check_class_matches(cls, oracle.pi_base, "adaptive_sft_sharpening_sweep")
     n_max = max(n_grid)
     oracle.check_budget(n_max, f"adaptive_sft_sharpening_sweep(n_max={n_max})")
-    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "adaptive_sft_sharpening_sweep")
-    mu = math.log(2.0 / delta) if mu_stop is None else float(mu_stop)
+    if mu_stop is None:  # Theorem D.1: μ_stop = ln(2/δ), δ the evaluation's threshold (concrete)
+        if isinstance(evaluate.delta, jax.core.Tracer):
+            raise ValueError("adaptive_sft_sharpening_sweep: give mu_stop when the evaluation's delta is traced.")
+        check_open_unit(evaluate.delta, "evaluate.delta")
+        mu_stop = math.log(2.0 / float(evaluate.delta))
+    mu = float(mu_stop)
     check_positive(mu, "mu_stop")
     batch = oracle.sample_adaptive(key, n_max, max_likelihood_stopping_rule(mu), chunk=chunk,
                                    max_per_prompt=max_per_prompt)
@@ -163,13 +167,13 @@ def adaptive_sft_sharpening_sweep(
     ar = jnp.arange(n_max)
     cum = jnp.cumsum(batch.num_drawn)
 
-    def at(g_n):
-        w = (ar < g_n).astype(jnp.result_type(float))
+    def fit_prefix(n_g):  # the adaptive run on the first n_g prompts
+        w = (ar < n_g).astype(jnp.result_type(float))
         counts = count_table(X, Y, batch.prompts, batch.best_response, w)
         return exact_mle_evaluated(cls, counts, evaluate)
 
     n_arr = jnp.asarray(n_grid, jnp.int32)
-    err, mass, params = jax.vmap(at)(n_arr)
+    err, mass, params = jax.vmap(fit_prefix)(n_arr)
     return AdaptiveSFTSweep(
         sharpness_error=err, num_queries=cum[n_arr - 1].astype(jnp.int32), target_mass=mass, params=params,
         num_drawn=batch.num_drawn, truncated=batch.truncated, total_drawn=as_int(cum[-1]),

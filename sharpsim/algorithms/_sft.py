@@ -14,7 +14,6 @@ compile and never materialises ``[n, N, Y]``.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -159,13 +158,22 @@ def exact_mle_evaluated(cls: PolicyClass, counts: Float[Array, "X Y"], evaluate:
     return err, mass, params
 
 
+def check_evaluation(evaluate, what: str) -> metrics.SharpnessEvaluation:
+    """The sweeps' scorer must be the caller's :class:`~sharpsim.metrics.SharpnessEvaluation`: evaluation stays
+    outside the algorithms, which see π_base only through the oracle's queries."""
+    if not isinstance(evaluate, metrics.SharpnessEvaluation):
+        raise ValueError(
+            f"{what}: evaluate must be a metrics.SharpnessEvaluation (build it with "
+            f"SharpnessEvaluation.of(pi_base, mu, delta, gamma)), got {type(evaluate).__name__}.")
+    return evaluate
+
+
 def sweep_evaluation(evaluate, oracle, delta, gamma, what: str) -> metrics.SharpnessEvaluation:
-    """The sweeps' scorer: the caller's ``evaluate``, or (backward compatible) one built from ``delta``/``gamma``
-    and the oracle's π_base — the one place a sweep touches π_base, and only to hand it to the evaluation."""
+    """The RLHF / XPO sweeps' scorer (``_rlhf.py``, ``_xpo.py`` import it): the caller's ``evaluate``, or one built
+    from ``delta``/``gamma`` and the oracle's π_base. The SFT sweeps no longer take ``delta``/``gamma``
+    (:func:`check_evaluation`); delete this once the RLHF and XPO sweeps require ``evaluate`` too."""
     if evaluate is not None:
-        if not isinstance(evaluate, metrics.SharpnessEvaluation):
-            raise ValueError(f"{what}: evaluate must be a metrics.SharpnessEvaluation, got {type(evaluate).__name__}.")
-        return evaluate
+        return check_evaluation(evaluate, what)
     if delta is None:
         raise ValueError(f"{what}: give delta (the sharpness threshold) or evaluate=SharpnessEvaluation.of(...).")
     check_open_unit(delta, "delta")
@@ -208,10 +216,8 @@ def sft_sharpening_sweep(
     n_grid: Sequence[int],
     N_grid: Sequence[int],
     *,
-    delta: Optional[float] = None,
-    gamma: float = 0.0,
+    evaluate: metrics.SharpnessEvaluation,
     reward: Callable = _rewards.log_prob,
-    evaluate: Optional[metrics.SharpnessEvaluation] = None,
 ) -> SFTSweep:
     """SFT-sharpening over a whole (n, N) grid from ONE draw, with exact sharpness per grid point.
 
@@ -222,21 +228,22 @@ def sft_sharpening_sweep(
     Assumption 4.1). ``reward`` must score each response on its own (log-prob, length-normalised); group
     rewards (majority) are not prefix-consistent. Designed for ``jit(vmap(...))`` over trial keys.
 
-    Scoring is the caller's: ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`), or ``delta`` and
-    ``gamma``, from which one is built against the oracle's π_base (backward compatible).
+    Scoring is the caller's: ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation` built from π_base,
+    μ, the threshold δ and the slack γ, e.g. ``SharpnessEvaluation.of(pi_base, mu, delta, gamma)``; δ and γ may be
+    traced). The algorithm sees π_base only through the oracle's queries.
     """
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
     N_grid = tuple(check_positive_int(v, "N_grid entry") for v in N_grid)
     if not n_grid or not N_grid:
         raise ValueError("n_grid and N_grid must be non-empty.")
-    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "sft_sharpening_sweep")
+    evaluate = check_evaluation(evaluate, "sft_sharpening_sweep")
     n_max, N_max = max(n_grid), max(N_grid)
     classes = [cls(N) for N in N_grid] if callable(cls) and not is_policy_class(cls) else None
-    probe = classes[0] if classes else cls
-    if not getattr(probe, "exact_mle", False):
+    first_class = classes[0] if classes else cls
+    if not getattr(first_class, "exact_mle", False):
         raise ValueError(
             "sft_sharpening_sweep needs an exact-MLE class (FiniteClass or TabularClass, or N -> such a class); "
-            f"got {type(probe).__name__}. Use sft_sharpening per grid point for gradient-fitted classes."
+            f"got {type(first_class).__name__}. Use sft_sharpening per grid point for gradient-fitted classes."
         )
     for c_ in classes or [cls]:
         check_class_matches(c_, oracle.pi_base, "sft_sharpening_sweep")
@@ -249,16 +256,16 @@ def sft_sharpening_sweep(
     picks = jnp.take_along_axis(batch.responses, run_idx[:, cols], 1).T  # [H, n]
     n_arr = jnp.asarray(n_grid, jnp.int32)
     ar = jnp.arange(n_max)
-    X, Y = probe.num_prompts, probe.num_responses
+    X, Y = first_class.num_prompts, first_class.num_responses
 
-    def at(g_n, h):
-        w = (ar < g_n).astype(jnp.result_type(float))
+    def fit_grid_point(n_g, h):  # the run on the first n_g prompts with best of the first N_grid[h] draws
+        w = (ar < n_g).astype(jnp.result_type(float))
         counts = count_table(X, Y, batch.prompts, picks[h], w)
-        c_ = jax.tree_util.tree_map(lambda a: a[h], stacked) if stacked is not None else cls
-        return exact_mle_evaluated(c_, counts, evaluate)
+        cls_h = jax.tree_util.tree_map(lambda a: a[h], stacked) if stacked is not None else cls
+        return exact_mle_evaluated(cls_h, counts, evaluate)
 
     H = len(N_grid)
-    err, mass, params = jax.vmap(lambda g_n: jax.vmap(lambda h: at(g_n, h))(jnp.arange(H)))(n_arr)
+    err, mass, params = jax.vmap(lambda n_g: jax.vmap(lambda h: fit_grid_point(n_g, h))(jnp.arange(H)))(n_arr)
     nq = jnp.asarray(np.outer(n_grid, N_grid), jnp.int32)
     return SFTSweep(sharpness_error=err, num_queries=nq, target_mass=mass, params=params,
                     total_drawn=as_int(batch.num_queries))
