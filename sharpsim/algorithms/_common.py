@@ -31,6 +31,7 @@ __all__ = [
     "NonFiniteLossError",
     "gradient_fit",
     "run_trials",
+    "map_trials",
     "raise_if_nonfinite",
 ]
 
@@ -91,28 +92,60 @@ def check_budget_field(budget: Optional[int], needed: int, what: str) -> None:
 def run_trials(algorithm: Callable, key: PRNGKeyArray, num_trials: int, *args, batch_size: Optional[int] = None):
     """Run ``algorithm(key, *args)`` for ``num_trials`` independent keys: one compile, trials as the batch axis.
 
-    ``jit(vmap(...))`` over split keys; with ``batch_size`` the trials go through ``lax.map`` in vmapped
-    batches of that size (bounded memory, still one compile). The array leaves of ``args`` (instances,
-    oracles, classes) are passed to the compiled function as arguments, shared by all trials; everything
-    else (configs, callables) is static. Arrays are not closed over: XLA would fold them in as constants,
-    which takes minutes for large tables.
+    Splits ``key`` into ``num_trials`` keys and hands them to :func:`map_trials` (``jit(vmap(...))``; with
+    ``batch_size`` the trials go through ``lax.map`` in vmapped batches of that size: bounded memory, still one
+    compile).
     """
     num_trials = check_positive_int(num_trials, "num_trials")
     check_key(key)
-    keys = jax.random.split(key, num_trials)
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    dynamic = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
-    arrays = [leaf for leaf, d in zip(leaves, dynamic) if d]
-    static = [leaf for leaf, d in zip(leaves, dynamic) if not d]
+    return map_trials(algorithm, jax.random.split(key, num_trials), *args, batch_size=batch_size)
 
-    def one(k, arrays):
+
+_TRIALS_CACHE: dict = {}
+
+
+def map_trials(trial: Callable, keys: PRNGKeyArray, *args, batch_size: Optional[int] = None):
+    """``trial(key, *args)`` for every key of ``keys [K]`` (the runner's per-setting trial keys): the trial loop.
+
+    The array leaves of ``args`` (instances, oracles, classes, traced hyper-parameters) are passed to the
+    compiled function as arguments, shared by all trials; every other leaf (grids as tuples of ints, configs,
+    callables) is static. Arrays are not closed over: XLA would fold them in as constants, which takes minutes
+    for large tables. The compiled program is cached per (``trial``, static leaves, ``batch_size``), so a
+    module-level ``trial`` called setting after setting with new arrays of the same shapes compiles once. With
+    ``batch_size`` (< K) the trials go through ``lax.map`` in vmapped batches of that size (bounded memory).
+    """
+    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    if keys.ndim != 1:
+        raise ValueError(f"keys must be a 1-D array of PRNG keys (one per trial), got shape {keys.shape}.")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if batch_size >= keys.shape[0]:
+            batch_size = None
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    dynamic = tuple(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves)
+    arrays = [leaf for leaf, d in zip(leaves, dynamic) if d]
+    static = tuple(leaf for leaf, d in zip(leaves, dynamic) if not d)
+    try:
+        cache_key = (trial, treedef, dynamic, static, batch_size)
+        program = _TRIALS_CACHE.get(cache_key)
+    except TypeError:  # an unhashable static leaf: compile without caching
+        cache_key, program = None, None
+    if program is None:
+        program = _trials_program(trial, treedef, dynamic, static, batch_size)
+        if cache_key is not None:
+            _TRIALS_CACHE[cache_key] = program
+    return program(keys, arrays)
+
+
+def _trials_program(trial, treedef, dynamic, static, batch_size):
+    def trial_on_arrays(key, arrays):
         it_a, it_s = iter(arrays), iter(static)
         rebuilt = treedef.unflatten([next(it_a) if d else next(it_s) for d in dynamic])
-        return algorithm(k, *rebuilt)
+        return trial(key, *rebuilt)
 
-    if batch_size is None or batch_size >= num_trials:
-        return jax.jit(jax.vmap(one, in_axes=(0, None)))(keys, arrays)
-    return jax.jit(lambda ks, arrs: jax.lax.map(lambda k: one(k, arrs), ks, batch_size=batch_size))(keys, arrays)
+    if batch_size is None:
+        return jax.jit(jax.vmap(trial_on_arrays, in_axes=(0, None)))
+    return jax.jit(lambda ks, arrs: jax.lax.map(lambda k: trial_on_arrays(k, arrs), ks, batch_size=batch_size))
 
 
 def as_int(x) -> Int[Array, ""]:
@@ -151,13 +184,6 @@ def run_core(core: Callable, key, oracle, cls, config, *traced):
     if is_eager(key):
         return jit_static(core)(key, oracle, cls, config, *traced)
     return core(key, oracle, cls, config, *traced)
-
-
-def jit_static(fn):
-    """``jit(fn)`` with the 4th argument (a frozen, hashable config dataclass) static; cached per function."""
-    if fn not in _JIT_CACHE:
-        _JIT_CACHE[fn] = jax.jit(fn, static_argnums=(3,))
-    return _JIT_CACHE[fn]
 
 
 def hyper_grid(*points) -> tuple:
