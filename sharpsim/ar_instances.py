@@ -38,6 +38,9 @@ __all__ = [
     "nonclosure_class_sup",
     "nonclosure_best_in_class",
     "nonclosure_fit",
+    "reasoning_task",
+    "reasoning_task_responses",
+    "extract_answer",
 ]
 
 
@@ -346,3 +349,85 @@ def random_markov_tables(keys, scale, *, vocab_size: int, horizon: int):
     ``[K, 1, H, V + 1, V]``; the scale is traced (no re-compile per value)."""
     return jax.vmap(lambda k: random_markov_policy(k, num_prompts=1, vocab_size=vocab_size, horizon=horizon,
                                                    scale=scale).log_probs)(keys)
+# ==================================================================================================
+# Figure 1 analogue (App. A): a task where confident reasoning is both likely and right, with optional
+# short wrong answers that are likelier still (experiment bon_lift)
+# ==================================================================================================
+#: The end-of-sequence token of :func:`reasoning_task` (answer tokens are 1..m, reasoning tokens m+1..m+k).
+REASONING_EOS = 0
+
+
+def reasoning_task(key: PRNGKeyArray, params: dict, *, num_prompts: int, answers: int, reasoning: int, horizon: int):
+    """A random task: ``(MarkovPolicy over X prompts, a* [X] answer token ids)``.
+
+    Vocabulary: EOS = 0, answers 1..m, reasoning tokens m+1..m+k; a response is up to H−2 reasoning tokens,
+    one answer token, then EOS, correct iff its answer is the prompt's hidden a*(x). Per prompt: each reasoning
+    token r has a confidence κ_r ~ U(0, ``kappa_max``); its rows are softmax(κ_r · noise) for the next reasoning
+    token and softmax(κ_r·``bonus``·e_{a*} + noise) for the answer (unit Gaussian noise), so a confident token
+    answers a* with a peaked, likely row; after each reasoning step the answer comes with probability
+    ~ U(``stop_lo``, ``stop_hi``). The first token is a strategy ~ Dirichlet(1) independent of κ (greedy is
+    myopic), or with probability s ~ U(``shortcut_lo``, ``shortcut_hi``) an answer right away (a guess
+    ~ softmax(``guess_kappa`` · noise)) then EOS: short, likely and rarely correct. ``params`` holds those
+    eight (traced) values.
+
+    All randomness comes from ONE uniform draw, transformed (normal by the inverse CDF, Dirichlet(1) by
+    normalised exponentials): every ``jax.random`` call inlines its own counter-based hash, and on CPU
+    compiling nine of them under ``vmap`` costs far more than an experiment with it.
+    """
+    X, m, k, H = num_prompts, answers, reasoning, horizon
+    V, EOS = 1 + m + k, REASONING_EOS
+    sizes = dict(a_star=(X,), kappa=(X, k), strategy=(X, k), s=(X,), guess=(X, m), stop=(X, H, k),
+                 z_ans=(X, H, k, m), z_cont=(X, H, k, k))
+    total = sum(math.prod(v) for v in sizes.values())
+    tiny = jnp.finfo(jnp.result_type(float)).tiny
+    u = jnp.clip(jax.random.uniform(key, (total,)), tiny, 1.0 - 1e-7)
+    parts, offset = {}, 0
+    for name, shape in sizes.items():
+        n = math.prod(shape)
+        parts[name] = u[offset:offset + n].reshape(shape)
+        offset += n
+    normal = jax.scipy.special.ndtri
+    a_star = 1 + jnp.minimum((parts["a_star"] * m).astype(jnp.int32), m - 1)
+    kappa = params["kappa_max"] * parts["kappa"]
+    e = -jnp.log(parts["strategy"])
+    strategy = e / jnp.sum(e, axis=-1, keepdims=True)  # Dirichlet(1, …, 1)
+    s = params["shortcut_lo"] + (params["shortcut_hi"] - params["shortcut_lo"]) * parts["s"]
+    guess = jax.nn.softmax(params["guess_kappa"] * normal(parts["guess"]), axis=-1)
+    stop = params["stop_lo"] + (params["stop_hi"] - params["stop_lo"]) * parts["stop"]
+    z_ans, z_cont = normal(parts["z_ans"]), normal(parts["z_cont"])
+    target = jax.nn.one_hot(a_star - 1, m)[:, None, None, :]
+    # Confidence decides correctness: the bonus for a* grows with κ_r over unit noise, so a confused token
+    # (κ ≈ 0) answers at random and a confident one answers a* with a peaked, high-likelihood row.
+    ans = jax.nn.softmax(kappa[:, None, :, None] * params["bonus"] * target + z_ans, axis=-1)  # [X, H, k, m]
+    cont = jax.nn.softmax(kappa[:, None, :, None] * z_cont, axis=-1)  # [X, H, k, k]
+    h = jnp.arange(H)[None, :, None]
+    stop = jnp.where(h <= H - 3, stop, 1.0)  # the last answer slot is H−2 (EOS must fit at H−1)
+    reason_rows = jnp.concatenate([jnp.zeros((X, H, k, 1)), stop[..., None] * ans, (1 - stop[..., None]) * cont], -1)
+    reason_rows = reason_rows.at[:, H - 1].set(jax.nn.one_hot(EOS, V))  # unreachable; kept a valid row
+    start = jnp.concatenate([jnp.zeros((X, 1)), s[:, None] * guess, (1 - s[:, None]) * strategy], -1)  # [X, V]
+    P = jnp.zeros((X, H, V + 1, V))
+    P = P.at[:, :, : 1 + m, :].set(jax.nn.one_hot(EOS, V))  # after EOS or an answer: EOS
+    P = P.at[:, :, 1 + m: V, :].set(reason_rows)
+    P = P.at[:, :, V, :].set(start[:, None, :])
+    return MarkovPolicy(log_probs=jnp.log(P).astype(jnp.result_type(float)), eos_id=EOS), a_star
+
+
+def reasoning_task_responses(answers: int, reasoning: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every response of :func:`reasoning_task` with positive probability: L ≤ H−2 reasoning tokens, an answer,
+    EOS padding. Returns ``(responses [R, H] int32, answer token [R])``; R = m·Σ_L k^L, far fewer than V^H."""
+    m, k, H = answers, reasoning, horizon
+    seqs, ans = [], []
+    for L in range(H - 1):
+        for steps in itertools.product(range(1 + m, 1 + m + k), repeat=L):
+            for a in range(1, m + 1):
+                seqs.append(list(steps) + [a] + [REASONING_EOS] * (H - L - 1))
+                ans.append(a)
+    return np.asarray(seqs, np.int32), np.asarray(ans, np.int32)
+
+
+def extract_answer(responses: Int[Array, "... H"], answers: int) -> Int[Array, "..."]:
+    """The first answer token (ids 1..m) of each response ``[..., H]`` of :func:`reasoning_task`; −1 when none."""
+    is_ans = (responses >= 1) & (responses <= answers)
+    first = jnp.argmax(is_ans, axis=-1)
+    tok = jnp.take_along_axis(responses, first[..., None], axis=-1)[..., 0]
+    return jnp.where(jnp.any(is_ans, axis=-1), tok, -1)

@@ -27,6 +27,8 @@ __all__ = [
     "SampleComplexity",
     "SlopeFit",
     "proportion_interval",
+    "bootstrap_means",
+    "percentile_interval",
     "tv_concentration_bound",
     "success_curve",
     "empirical_sample_complexity",
@@ -122,6 +124,37 @@ def tv_concentration_bound(p: Any, n: int, delta: float) -> float:
     p = np.asarray(p, np.float64)
     return 0.5 * float(np.sum(np.sqrt(p * (1 - p) / n))) + float(np.sqrt(np.log(1 / delta) / (2 * n)))
 
+
+def bootstrap_means(samples: Any, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the mean over trials (axis 0) of ``samples [T, ...]``: ``[n_boot, ...]``.
+
+    Trials are resampled with replacement, whole rows at a time (paired: every column of a trial moves with
+    it). The resamples are ``numpy.random.default_rng(seed).integers(0, T, (n_boot, T))``, so calls with the
+    same ``seed`` on the same trials resample the same trials, and replicates of several quantities can be
+    combined replicate by replicate (a ratio of two means, a difference of two grid points).
+    """
+    x = np.asarray(samples, float)
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"samples must have at least one trial along axis 0, got shape {x.shape}.")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}.")
+    idx = np.random.default_rng(seed).integers(0, x.shape[0], size=(int(n_boot), x.shape[0]))
+    return x[idx].mean(axis=1)
+
+
+def percentile_interval(replicates: Any, *, level: float = 0.95, ignore_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval over axis 0 of ``replicates [n_boot, ...]``: the (1 ∓ level)/2 percentiles
+    (linear interpolation, as ``numpy.percentile``); ``ignore_nan`` skips NaN replicates (all-NaN: NaN)."""
+    level = _check_level(level)
+    r = np.asarray(replicates, float)
+    q = [50.0 * (1.0 - level), 50.0 * (1.0 + level)]
+    if ignore_nan:
+        if not np.isfinite(r).any():
+            return np.full(r.shape[1:], np.nan), np.full(r.shape[1:], np.nan)
+        lo, hi = np.nanpercentile(r, q, axis=0)
+    else:
+        lo, hi = np.percentile(r, q, axis=0)
+    return lo, hi
 
 def clopper_pearson(k: Any, n: Any, *, level: float = 0.95, side: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:
     """The exact (Clopper–Pearson) interval for a binomial proportion k/n from Beta quantiles, elementwise.

@@ -4,23 +4,45 @@ A self-reward is any callable ``reward(x, responses, log_probs) -> scores`` for 
 are the N sampled responses (``[N]`` ints for tabular policies, ``[N, H]`` tokens for autoregressive
 ones) and ``log_probs`` their base log-likelihoods ``[N]`` as returned by the oracle. Group-level rewards
 (majority vote) see the whole group; per-response rewards ignore it. ``vmap`` over prompts outside.
+
+**This module is the one home of the self-rewards.** :data:`REGISTRY` maps the names used everywhere
+(``"logprob"``, ``"lennorm"``, ``"majority"``; the Hugging Face bridge uses the same names) to factories;
+:func:`make` builds one from the context it needs (``eos_id``/``lengths``, ``answer_of``). Adding a
+self-reward = one function here and one registry entry.
+
+**Prefix consistency (sweeps over N).** A sweep draws N_max responses once and takes best-of-N over the
+first N for every N of a grid (a coupling of the runs; design.md §4). :func:`prefix_scores` returns the
+``[G, N_max]`` scores where row g is the reward applied to the first N_g responses alone (``-inf`` past
+N_g, so an argmax over the row is the best of the first N_g). Per-response rewards are prefix-consistent
+trivially; majority computes every prefix from one ``[G, N] @ [N, N]`` count; any other callable is
+applied to each prefix in turn (correct for every reward, one trace per grid point).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from sharpsim._validation import check_positive_int, is_concrete
 from sharpsim.policies import sequence_lengths
 
-__all__ = ["SelfReward", "log_prob", "length_normalized", "majority", "sequence_lengths"]
+__all__ = ["SelfReward", "REGISTRY", "NAMES", "make", "log_prob", "length_normalized", "majority",
+           "prefix_scores", "prefix_mask", "sequence_lengths"]
 
 SelfReward = Callable[[Int[Array, ""], Any, Float[Array, " N"]], Float[Array, " N"]]
 
 
+def _per_response(reward: Callable) -> Callable:
+    """Mark ``reward`` as scoring each response on its own (its prefix scores are its scores, masked)."""
+    reward.per_response = True
+    return reward
+
+
+@_per_response
 def log_prob(x: Int[Array, ""], responses: Any, log_probs: Float[Array, " N"]) -> Float[Array, " N"]:
     """r_self(y|x) = log π_base(y|x): the maximum-likelihood sharpening self-reward (Eq. 2)."""
     del x, responses
@@ -35,9 +57,10 @@ def length_normalized(eos_id: Optional[int] = None, lengths: Optional[Int[Array,
     """
     if lengths is not None:
         table = jnp.asarray(lengths)
-        if np.any(np.asarray(table) < 1):
+        if is_concrete(table) and np.any(np.asarray(table) < 1):
             raise ValueError("lengths must be >= 1 for every response (a response has at least one token).")
 
+    @_per_response
     def reward(x, responses, log_probs):
         del x
         if responses.ndim == log_probs.ndim:  # one id per response: tabular
@@ -53,18 +76,121 @@ def length_normalized(eos_id: Optional[int] = None, lengths: Optional[Int[Array,
     return reward
 
 
-def majority(answer_of: Any) -> Callable:
-    """Self-consistency: r_self(y|x) = #{j : ans(y_j) = ans(y)} among the group's N samples (App. A.2).
+def _majority_fraction(answers: Int[Array, " N"], live: Any, dtype) -> Float[Array, "G N"]:
+    """Row g: for each response i among the live ones, #{live j : ans_j = ans_i} / #live; 0 without an
+    answer (id < 0); ``-inf`` where not live. ``live`` is a ``[G, N]`` boolean mask of prefixes."""
+    has = answers >= 0
+    same = ((answers[:, None] == answers[None, :]) & has[:, None]).astype(dtype)  # [N, N]; row i: y_i's answer
+    live_f = live.astype(dtype)
+    counts = live_f @ same.T  # counts[g, i] = #{j live in row g : ans_j = ans_i}
+    size = jnp.sum(live_f, axis=-1, keepdims=True)
+    return jnp.where(live, counts / size, -jnp.inf)
 
-    The sample estimate (times N) of Σ_{y′: ans(y′)=ans(y)} π_base(y′|x). ``answer_of`` is a ``[Y]`` integer
-    table (tabular responses) or a callable mapping the responses array to ``[N]`` answer ids.
+
+def majority(answer_of: Any) -> Callable:
+    """Self-consistency: r_self(y|x) = #{j ≤ N : ans(y_j) = ans(y)} / N, a FRACTION of the group (App. A.2).
+
+    The sample estimate of the answer's mass Σ_{y′: ans(y′)=ans(y)} π_base(y′|x) (the bridge's
+    ``"majority"`` has the same scale). ``answer_of`` is a ``[Y]`` integer table (tabular responses) or a
+    callable mapping the responses array to ``[N]`` answer ids; a negative id means "no answer": such a
+    response scores 0 and is not counted for others (it still counts in N).
+
+    Its prefix scores (:func:`prefix_scores`) come from one count matrix: row g is exactly this reward on
+    the first N_g responses.
     """
     table = None if callable(answer_of) else jnp.asarray(answer_of)
 
+    def answers(responses):
+        return answer_of(responses) if table is None else table[responses]
+
     def reward(x, responses, log_probs):
         del x
-        answers = answer_of(responses) if table is None else table[responses]
-        same = answers[:, None] == answers[None, :]
-        return jnp.sum(same, axis=-1).astype(log_probs.dtype)
+        live = jnp.ones((1, log_probs.shape[-1]), bool)
+        return _majority_fraction(answers(responses), live, log_probs.dtype)[0]
 
+    def prefixes(x, responses, log_probs, Ns):
+        del x
+        return _majority_fraction(answers(responses), prefix_mask(Ns, log_probs.shape[-1]), log_probs.dtype)
+
+    reward.prefix_scores = prefixes
     return reward
+
+
+# ------------------------------------------------------------------------------------------ prefix scores
+def _check_grid(Ns, N: int) -> tuple:
+    """The grid of prefix sizes as a tuple of ints in [1, N] (static: the shapes depend on it)."""
+    if isinstance(Ns, jax.core.Tracer):
+        raise ValueError("Ns (the grid of prefix sizes) must be concrete integers, not traced values.")
+    grid = tuple(np.asarray(Ns).ravel().tolist())
+    if not grid:
+        raise ValueError("Ns (the grid of prefix sizes) is empty.")
+    for n in grid:
+        check_positive_int(n, "Ns")
+        if n > N:
+            raise ValueError(f"Ns contains {n}, more than the {N} responses drawn.")
+    return grid
+
+
+def prefix_mask(Ns: Sequence[int], N: int) -> Any:
+    """``[G, N]`` boolean: ``live[g, j] = j < N_g`` (the first N_g responses)."""
+    grid = _check_grid(Ns, N)
+    return jnp.arange(N)[None, :] < jnp.asarray(grid)[:, None]
+
+
+def prefix_scores(reward: Callable, x: Int[Array, ""], responses: Any, log_probs: Float[Array, " N"],
+                  Ns: Sequence[int]) -> Float[Array, "G N"]:
+    """Scores of each response among the first N_g responses, for every N_g of ``Ns``: ``[G, N]``.
+
+    Row g, entries j < N_g, equal ``reward(x, responses[:N_g], log_probs[:N_g])``; entries j ≥ N_g are
+    ``-inf`` (not in the group), so ``argmax(row)`` is best-of-N_g over the first N_g draws with ties to the
+    first (as :func:`sharpsim.algorithms.select_best`). Per-response rewards (:func:`log_prob`,
+    :func:`length_normalized`) and :func:`majority` compute all rows at once; any other callable is applied
+    to each prefix (``Ns`` concrete).
+    """
+    N = log_probs.shape[-1]
+    grid = _check_grid(Ns, N)
+    if hasattr(reward, "prefix_scores"):
+        return reward.prefix_scores(x, responses, log_probs, grid)
+    if getattr(reward, "per_response", False):
+        return jnp.where(prefix_mask(grid, N), reward(x, responses, log_probs)[None, :], -jnp.inf)
+    rows = []
+    for n in grid:  # a user's group reward: one call per prefix (what the definition says)
+        head = reward(x, responses[:n], log_probs[:n])
+        rows.append(jnp.concatenate([head, jnp.full((N - n,), -jnp.inf, head.dtype)]))
+    return jnp.stack(rows)
+
+
+# ------------------------------------------------------------------------------------------ registry
+def _make_logprob(**context) -> Callable:
+    return log_prob
+
+
+def _make_lennorm(*, eos_id: Optional[int] = None, lengths: Any = None, **context) -> Callable:
+    if eos_id is None and lengths is None:
+        raise ValueError("self-reward 'lennorm' needs `eos_id` (token responses) or `lengths` (a [Y] table).")
+    return length_normalized(eos_id=eos_id, lengths=lengths)
+
+
+def _make_majority(*, answer_of: Any = None, **context) -> Callable:
+    if answer_of is None:
+        raise ValueError("self-reward 'majority' needs `answer_of` (a [Y] answer-id table or a callable).")
+    return majority(answer_of)
+
+
+#: name -> factory(**context) -> reward. Context keys: ``eos_id``, ``lengths`` (lennorm), ``answer_of``
+#: (majority); each factory takes what it needs and ignores the rest.
+REGISTRY: dict = {"logprob": _make_logprob, "lennorm": _make_lennorm, "majority": _make_majority}
+NAMES = tuple(REGISTRY)
+
+
+def make(name: str, **context) -> Callable:
+    """The self-reward registered as ``name`` (one of :data:`NAMES`), built from ``context``.
+
+    >>> import jax.numpy as jnp
+    >>> vote = make("majority", answer_of=jnp.array([0, 1, 1]), eos_id=0)  # eos_id: not needed, ignored
+    >>> vote(0, jnp.array([1, 2, 0, 1]), jnp.zeros(4)).tolist()
+    [0.75, 0.75, 0.25, 0.75]
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown self-reward {name!r}; the registered ones are {NAMES}.")
+    return REGISTRY[name](**context)

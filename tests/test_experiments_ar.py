@@ -117,42 +117,20 @@ def test_bon_lift_registered_and_settings(bl):
         assert {"likelihood_correct", "short_wrong"} <= {d["family"] for d in s}
 
 
-def test_bon_law_matches_library():
-    """The N-vectorised law equals sharpsim.exact.bon_log_probs at every N, ties and zeros included."""
+def test_bon_law_grid_matches_library():
+    """The N-vectorised law bon_lift uses equals sharpsim.exact.bon_log_probs at every N, ties and zeros included."""
     import jax
     import jax.numpy as jnp
 
-    from experiments.bon_lift import bon_law
-    from sharpsim.exact import bon_log_probs
+    from sharpsim.exact import bon_log_probs, bon_log_probs_grid
 
     p = jnp.array([0.3, 0.2, 0.2, 0.0, 0.1, 0.1, 0.1])
     lp = jnp.log(p)
     Ns = (1, 2, 5, 50)
-    law = np.asarray(jax.jit(bon_law)(lp, jnp.asarray(Ns)))
+    law = np.exp(np.asarray(jax.jit(bon_log_probs_grid)(lp, jnp.asarray(Ns))))
     for i, N in enumerate(Ns):
         np.testing.assert_allclose(law[i], np.exp(np.asarray(bon_log_probs(lp, N))), atol=1e-6)
     np.testing.assert_allclose(law.sum(axis=1), 1.0, atol=1e-5)
-
-
-def test_first_n_selection_matches_library():
-    """Masked first-N selection = select_best on the first N responses (log-prob and majority)."""
-    import jax
-    import jax.numpy as jnp
-
-    from experiments.bon_lift import first_n_choice, first_n_majority
-    from sharpsim import rewards
-    from sharpsim.algorithms import select_best
-
-    key = jax.random.key(3)
-    scores = jax.random.normal(key, (12,))
-    answers = jax.random.randint(jax.random.fold_in(key, 1), (12,), 0, 3)
-    Ns = jnp.array([1, 2, 5, 12])
-    got = np.asarray(first_n_choice(scores, Ns))
-    maj = np.asarray(jnp.argmax(first_n_majority(answers, Ns), axis=-1))
-    vote = rewards.majority(lambda ys: ys)
-    for i, N in enumerate([1, 2, 5, 12]):
-        assert got[i] == int(select_best(0, scores[:N], scores[:N])[0])
-        assert maj[i] == int(select_best(0, answers[:N], scores[:N], vote)[0])
 
 
 def test_bon_lift_task_is_a_valid_policy():
@@ -160,14 +138,15 @@ def test_bon_lift_task_is_a_valid_policy():
     import jax
     import jax.numpy as jnp
 
-    from experiments.bon_lift import _FAMILIES, canonical_responses, extract_answer, task_policy
+    from experiments.bon_lift import _FAMILIES
+    from sharpsim.ar_instances import extract_answer, reasoning_task, reasoning_task_responses
 
     params = {k: jnp.asarray(v, jnp.float32) for k, v in _FAMILIES["short_wrong"].items()}
-    seqs, ans = canonical_responses(TINY_SHAPE["answers"], TINY_SHAPE["reasoning"], TINY_SHAPE["horizon"])
+    seqs, ans = reasoning_task_responses(TINY_SHAPE["answers"], TINY_SHAPE["reasoning"], TINY_SHAPE["horizon"])
 
     @jax.jit  # one compile instead of one per eager op
     def masses(key):
-        pi, a_star = task_policy(key, params, **TINY_SHAPE)
+        pi, a_star = reasoning_task(key, params, **TINY_SHAPE)
         lp = pi.log_prob(jnp.arange(TINY_SHAPE["num_prompts"])[:, None], jnp.asarray(seqs)[None])
         return jnp.exp(lp).sum(axis=1), jnp.exp(pi.to_tabular().log_probs).sum(axis=1), a_star
 

@@ -107,10 +107,10 @@ def test_self_rewards():
     ys = jnp.array([0, 1, 1, 2])
     lps = jnp.log(jnp.array([0.5, 0.3, 0.3, 0.2]))
     np.testing.assert_array_equal(rewards.log_prob(x, ys, lps), lps)
-    maj = rewards.majority(jnp.array([7, 9, 9, 7]))  # drawn answers: 7, 9, 9, 9
-    np.testing.assert_array_equal(maj(x, ys, lps), [1, 3, 3, 3])
+    maj = rewards.majority(jnp.array([7, 9, 9, 7]))  # drawn answers: 7, 9, 9, 9 (a fraction of the N = 4)
+    np.testing.assert_array_equal(maj(x, ys, lps), [0.25, 0.75, 0.75, 0.75])
     maj2 = rewards.majority(jnp.array([7, 9, 8, 8]))
-    np.testing.assert_array_equal(maj2(x, ys, lps), [1, 2, 2, 1])
+    np.testing.assert_array_equal(maj2(x, ys, lps), [0.25, 0.5, 0.5, 0.25])
     ln = rewards.length_normalized(lengths=jnp.array([1, 2, 4, 8]))
     np.testing.assert_allclose(ln(x, ys, lps), np.asarray(lps) / np.array([1, 2, 2, 4]))
     toks = jnp.array([[3, 1, 0, 0], [3, 3, 3, 3]])  # eos = 1: lengths 2 and 4

@@ -24,10 +24,14 @@ from sharpsim.algorithms._sft import (
     sft_sharpening_sweep,
 )
 
+from sharpsim.algorithms._best_of_n import BestOfNSweep, best_of_n_sweep  # one-draw sweep over N
+
 __all__ = [
     "BestOfN",
     "best_of_n",
     "select_best",
+    "best_of_n_sweep",
+    "BestOfNSweep",
     "FitConfig",
     "NonFiniteLossError",
     "SharpeningResult",

@@ -7,12 +7,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sharpsim import rewards as _rewards
 from sharpsim._validation import check_key, check_positive_int
 
-__all__ = ["BestOfN", "best_of_n", "select_best", "running_best", "best_of_first_n"]
+__all__ = ["BestOfN", "best_of_n", "select_best", "running_best", "best_of_first_n", "BestOfNSweep", "best_of_n_sweep"]
 
 
 def running_best(scores: Float[Array, "... N"]) -> tuple:
@@ -71,3 +72,42 @@ def best_of_n(key: PRNGKeyArray, pi: Any, x: Int[Array, ""], N: int, reward=_rew
     ys, lps = pi.sample_and_log_prob(key, x, N)
     j, score = select_best(x, ys, lps, reward)
     return BestOfN(jax.tree_util.tree_map(lambda a: a[j], ys), score, lps[j], j, N)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BestOfNSweep:
+    """Best-of-N for every N of a grid from one draw: ``index[name]`` ``[n, G]`` (which of the first N_g draws
+    each self-reward picks), the draws ``responses`` ``[n, N_max, ...]`` and ``log_probs`` ``[n, N_max]``, and
+    ``num_queries`` ``[G]`` (n·N_g: what grid point g alone would have cost)."""
+
+    index: dict
+    responses: Any
+    log_probs: Float[Array, "n N"]
+    num_queries: Int[Array, " G"]
+
+    def picked(self, values: Any, name: str) -> Any:
+        """``values[i, index[name][i, g]]`` for per-draw ``values`` ``[n, N_max]``: ``[n, G]``."""
+        return jnp.take_along_axis(values, self.index[name], axis=1)
+
+
+def best_of_n_sweep(key: PRNGKeyArray, oracle: Any, prompts: Int[Array, " n"], N_grid, rewards: dict) -> BestOfNSweep:
+    """Inference-time best-of-N (§6 step 2) at every N of ``N_grid`` under several self-rewards, from ONE draw.
+
+    ``oracle.respond`` draws N_max = max(N_grid) responses per prompt (n·N_max queries); grid point g is
+    exactly best-of-N_g on the first N_g of them (a coupling of the runs), under each reward of ``rewards``
+    (``{name: reward}``, e.g. from :func:`sharpsim.rewards.make`), group rewards (majority) included through
+    :func:`sharpsim.rewards.prefix_scores`. Ties go to the first maximiser, as in :func:`select_best`.
+    ``vmap`` over trial keys outside.
+    """
+    grid = tuple(np.asarray(N_grid).ravel().tolist())
+    N_max = check_positive_int(max(grid, default=0), "max(N_grid)")  # each N_g is checked by prefix_scores
+    batch = oracle.respond(key, prompts, N_max)
+
+    def pick(reward):
+        scores = jax.vmap(lambda x, ys, lps: _rewards.prefix_scores(reward, x, ys, lps, grid))(
+            jnp.asarray(prompts), batch.responses, batch.log_probs)  # [n, G, N_max]
+        return jnp.argmax(scores, axis=-1).astype(jnp.int32)
+
+    queries = jnp.asarray(grid, jnp.int32) * jnp.int32(np.shape(prompts)[0])
+    return BestOfNSweep({name: pick(r) for name, r in rewards.items()}, batch.responses, batch.log_probs, queries)
