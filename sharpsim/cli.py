@@ -92,8 +92,14 @@ def _print_row(r: dict) -> None:
         parts.append(f"jax {_format_rate(jax_rate)} {unit}/s")
     if np_rate is not None:
         parts.append(f"numpy {_format_rate(np_rate)} {unit}/s")
+    for peer in ("torch", "torch_cuda"):
+        if r.get(f"{peer}_per_s") is not None:
+            parts.append(f"{peer.replace('_', ' ')} {_format_rate(r[f'{peer}_per_s'])} {unit}/s")
     if r.get("ratio") is not None:
-        parts.append(f"ratio {r['ratio']:.2f}x")
+        vs = f" (vs {r['peer'].replace('_', ' ')})" if r.get("peer") else ""
+        parts.append(f"ratio {r['ratio']:.2f}x{vs}")
+    if r.get("agree") is not None:
+        parts.append("outputs agree" if r["agree"] else "OUTPUTS DISAGREE")
     if r.get("compile_s") is not None:
         parts.append(f"compile {r['compile_s']:.2f}s")
     if isinstance(r.get("prepare_s"), dict):
@@ -310,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, devices and the x64 flag")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("bench", help="benchmarks against vectorised NumPy (ratios printed)")
+    p = sub.add_parser("bench", help="benchmarks against vectorised NumPy and PyTorch (ratio to the faster peer printed)")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
-    p.add_argument("--full", action="store_true", help="more repetitions and larger shapes")
+    p.add_argument("--full", action="store_true",
+                   help="research sizes (d = M = 64, up to 1e6 queries per trial, XPO with T = 1000) and more "
+                        "repetitions; minutes to hours on CPU")
     p.add_argument("--json", help="also write the rows to this JSON file (refuses an existing file)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     _add_cache_option(p)
