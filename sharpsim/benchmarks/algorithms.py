@@ -113,6 +113,51 @@ def _np_xpo(rng, log_pb, mu, cls_lp, T, beta, alpha, E, cands, trials):
     return np.argmax(J, axis=1)
 
 
+# ------------------------------------------------------------------------------------------- PyTorch XPO
+def _torch_xpo(torch, gen, log_pb, mu, cls_lp, T, beta, alpha, E, cands, trials):
+    """:func:`_np_xpo` in PyTorch, line for line (the same rounds vectorised across trials, a loop over T)."""
+    X, K, Y = cls_lp.shape
+    dev, dt = cls_lp.device, cls_lp.dtype
+    cdf_b = torch.cumsum(torch.exp(log_pb), 1)
+    S = torch.zeros((trials, X, K), dtype=dt, device=dev)
+    idx = torch.zeros((trials, X), dtype=torch.long, device=dev)
+    hist = torch.zeros((T, trials, X), dtype=torch.long, device=dev)
+    ar = torch.arange(trials, device=dev)
+
+    def draw(cdf):  # one inverse-CDF draw per row of a [..., Y] cdf
+        u = torch.rand(cdf.shape[:-1], generator=gen, dtype=dt, device=dev) * cdf[..., -1]
+        return torch.searchsorted(cdf, u[..., None], right=True)[..., 0].clamp_(max=Y - 1)
+
+    def prompts(shape):
+        return torch.multinomial(mu, int(np.prod(shape)), replacement=True, generator=gen).reshape(shape)
+
+    for t in range(T):
+        x = prompts((trials,))
+        y = draw(cdf_b[x]) if t == 0 else draw(torch.cumsum(torch.exp(cls_lp[x, idx[ar, x]]), 1))
+        yt = draw(cdf_b[x])
+        ry, ryt = log_pb[x, y], log_pb[x, yt]
+        lpy, lpt = cls_lp[x, :, y], cls_lp[x, :, yt]
+        res = beta * (lpy - ry[:, None]) - beta * (lpt - ryt[:, None]) - (ry - ryt)[:, None]
+        S[ar, x] += torch.where(torch.isfinite(res), alpha * lpt + res**2, torch.inf)
+        Sx = S[ar, x]
+        idx[ar, x] = torch.where(torch.isnan(Sx), torch.inf, Sx).argmin(1)
+        hist[t] = idx
+    J = torch.zeros((trials, len(cands)), dtype=dt, device=dev)
+    for c, it in enumerate(cands):
+        xs = prompts((trials, E))
+        if it == 0:
+            ys = draw(cdf_b[xs])
+            lp = log_pb[xs, ys]
+        else:
+            tab = cls_lp[torch.arange(X, device=dev)[None, :], hist[it - 1]]  # [trials, X, Y]
+            rows = tab[ar[:, None], xs]  # [trials, E, Y]
+            ys = draw(torch.cumsum(torch.exp(rows), 2))
+            lp = torch.gather(rows, 2, ys[..., None])[..., 0]
+        r = log_pb[xs, ys]
+        J[:, c] = torch.mean(r - beta * (lp - r), 1)
+    return J.argmax(1)
+
+
 def run(quick: bool = True) -> list[dict]:
     rows = []
     d, M = (16, 16) if quick else (64, 64)
@@ -163,8 +208,18 @@ def run(quick: bool = True) -> list[dict]:
     rng = np.random.default_rng(0)
     nt = time_numpy(lambda: _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples,
                                     cfg.candidate_rounds, trials), reps=reps)
+    peers, agree = {"numpy": trials / nt}, None
+    if torch is not None:
+        gen = torch.Generator().manual_seed(0)
+        t_args = (torch.as_tensor(log_pb, dtype=torch.float32), torch.as_tensor(mu, dtype=torch.float32),
+                  torch.as_tensor(cls_lp, dtype=torch.float32), T, beta, cfg.alpha, cfg.eval_samples,
+                  cfg.candidate_rounds, trials)
+        peers["torch"] = trials / time_torch(lambda: _torch_xpo(torch, gen, *t_args), reps=reps)
+        # same computation: the selected candidate round has the same distribution over trials
+        sel_np = _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples, cfg.candidate_rounds, trials)
+        agree = moments_agree(sel_np, _torch_xpo(torch, gen, *t_args).numpy())
     rows.append(_row("xpo_sharpening", dict(d=d, M=M, T=T, queries_per_trial=cfg.num_queries, trials=trials),
-                     compile_s, trials / jt, {"numpy": trials / nt}, None))
+                     compile_s, trials / jt, peers, agree))
     return rows
 
 
