@@ -38,3 +38,18 @@ def test_ratio_is_to_the_faster_peer_and_moments_check_can_fail():
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, 10_000), rng.normal(0, 1, 10_000)
     assert moments_agree(a, b) and not moments_agree(a, b + 0.5)
+
+
+def test_torch_reference_transformer_matches_jax():
+    """Catches a PyTorch peer that samples another model (a layer norm, the KV cache or the prompt embedding
+    wrong): the log-probs it reports for its own samples equal JAX teacher forcing of them."""
+    import jax
+    import jax.numpy as jnp
+
+    from sharpsim.benchmarks.autoregressive import torch_transformer_sample
+    from sharpsim.policies._transformer import TransformerPolicy
+
+    pol = TransformerPolicy.init(jax.random.key(0), num_prompts=3, vocab_size=7, horizon=5, d_model=16, num_heads=2,
+                                 num_layers=2)
+    ys, lps = torch_transformer_sample(torch, pol.params, num_heads=2, x=1, num=32, gen=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(lps.numpy(), pol.log_prob(1, jnp.asarray(ys.numpy())), rtol=1e-4, atol=1e-4)
