@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, devices and the x64 flag")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("bench", help="benchmarks against vectorised NumPy and PyTorch (ratio to the faster peer printed)")
+    p = sub.add_parser("bench",
+                       help="benchmarks against vectorised NumPy and PyTorch (ratio to the faster peer printed)")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--full", action="store_true",
                    help="research sizes (d = M = 64, up to 1e6 queries per trial, XPO with T = 1000) and more "

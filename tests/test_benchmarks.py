@@ -51,5 +51,6 @@ def test_torch_reference_transformer_matches_jax():
 
     pol = TransformerPolicy.init(jax.random.key(0), num_prompts=3, vocab_size=7, horizon=5, d_model=16, num_heads=2,
                                  num_layers=2)
-    ys, lps = torch_transformer_sample(torch, pol.params, num_heads=2, x=1, num=32, gen=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    ys, lps = torch_transformer_sample(torch, pol.params, num_heads=2, x=1, num=32, gen=gen)
     np.testing.assert_allclose(lps.numpy(), pol.log_prob(1, jnp.asarray(ys.numpy())), rtol=1e-4, atol=1e-4)

@@ -45,7 +45,8 @@ def _instance(delta_gap, key=0):
 # recompile every sweep point of an experiment.
 def test_sft_sweep_traces_once_across_instances_and_keys():
     def sweep(key, oracle, cls):
-        return sft_sharpening_sweep(key, oracle, lambda N: cls.bon_closure(N), (2, 8), (1, 4), delta=0.2).sharpness_error
+        sw = sft_sharpening_sweep(key, oracle, lambda N: cls.bon_closure(N), (2, 8), (1, 4), delta=0.2)
+        return sw.sharpness_error
 
     f = jax.jit(assert_max_traces(sweep, n=1))
     for gap, k in [(0.5, 1), (0.3, 2)]:

@@ -177,8 +177,10 @@ def test_bon_law_cpu_sort_path_equals_the_xla_path_with_ties_zeros_and_batches()
         for h, x in zip(host, xla):
             np.testing.assert_array_equal(h, np.asarray(x))
         order, rank = host[0], host[1]
-        np.testing.assert_array_equal(np.take_along_axis(order, rank, -1), np.broadcast_to(np.arange(P.shape[1]), P.shape))
-    rows = np.array([[0.3, 0.3, 0.1, 0.1, 0.1, 0.1], [0.5, 0.25, 0.25, 0.0, 0.0, 0.0], [0.4, 0.25, 0.2, 0.1, 0.05, 0.0]])
+        identity = np.broadcast_to(np.arange(P.shape[1]), P.shape)
+        np.testing.assert_array_equal(np.take_along_axis(order, rank, -1), identity)
+    rows = np.array([[0.3, 0.3, 0.1, 0.1, 0.1, 0.1], [0.5, 0.25, 0.25, 0.0, 0.0, 0.0],
+                     [0.4, 0.25, 0.2, 0.1, 0.05, 0.0]])
     law = np.asarray(bon_policy(TabularPolicy.from_probs(rows), 3).probs)
     for r, got in zip(rows, law):
         np.testing.assert_allclose(got, brute_force_bon(r, 3), atol=2e-6)

@@ -139,8 +139,10 @@ def _bench_transformer(V, H, D, layers, heads, num, reps) -> dict:
     if torch is not None:
         for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
             gen = torch.Generator(device=dev).manual_seed(0)
-            one = lambda: torch_transformer_sample(torch, pol.params, num_heads=heads, x=1, num=num, gen=gen,  # noqa: E731
-                                                   device=dev)
+
+            def one(dev=dev, gen=gen):
+                return torch_transformer_sample(torch, pol.params, num_heads=heads, x=1, num=num, gen=gen, device=dev)
+
             peers["torch" if dev == "cpu" else "torch_cuda"] = tokens / time_torch(one, reps=max(1, reps // 2))
             agree &= moments_agree(jax_lp, one()[1].cpu().numpy())
     row = dict(
