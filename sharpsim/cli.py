@@ -92,8 +92,14 @@ def _print_row(r: dict) -> None:
         parts.append(f"jax {_format_rate(jax_rate)} {unit}/s")
     if np_rate is not None:
         parts.append(f"numpy {_format_rate(np_rate)} {unit}/s")
+    for peer in ("torch", "torch_cuda"):
+        if r.get(f"{peer}_per_s") is not None:
+            parts.append(f"{peer.replace('_', ' ')} {_format_rate(r[f'{peer}_per_s'])} {unit}/s")
     if r.get("ratio") is not None:
-        parts.append(f"ratio {r['ratio']:.2f}x")
+        vs = f" (vs {r['peer'].replace('_', ' ')})" if r.get("peer") else ""
+        parts.append(f"ratio {r['ratio']:.2f}x{vs}")
+    if r.get("agree") is not None:
+        parts.append("outputs agree" if r["agree"] else "OUTPUTS DISAGREE")
     if r.get("compile_s") is not None:
         parts.append(f"compile {r['compile_s']:.2f}s")
     if isinstance(r.get("prepare_s"), dict):
@@ -199,6 +205,14 @@ def _print_summary(folder) -> None:
     print(f"  results in {folder}")
 
 
+def _compile_of(folder) -> dict:
+    """The ``"compile"`` entry of a finished experiment's summary ({} when absent)."""
+    try:
+        return json.loads((folder / "summary.json").read_text()).get("compile") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _cmd_reproduce(args) -> int:
     import time
 
@@ -216,6 +230,7 @@ def _cmd_reproduce(args) -> int:
                   file=sys.stderr)
     t0 = time.perf_counter()
     failed = []
+    totals = {"programs": 0, "cache_hits": 0, "total_s": 0.0}
     for exp in exps:
         folder = out / exp.name
         try:  # one experiment's conflict is reported and the others still run
@@ -223,7 +238,9 @@ def _cmd_reproduce(args) -> int:
                 print(f"[reproduce] {exp.name}: finished results found, reusing them (--force to rerun)",
                       file=sys.stderr)
                 folder = reuse_results(exp, out, mode=mode, trials=args.trials, seed=args.seed)
+                ran = False
             else:
+                ran = True
                 print(f"[reproduce] {exp.name}: {exp.title}", file=sys.stderr)
                 folder = run_experiment(exp, out, mode=mode, trials=args.trials, seed=args.seed, force=args.force)
         except ExperimentSkipped as e:
@@ -234,8 +251,12 @@ def _cmd_reproduce(args) -> int:
             failed.append(exp.name)
             continue
         _print_summary(folder)
+        comp = _compile_of(folder) if ran else {}  # reused results were compiled by an earlier run
+        for k in totals:
+            totals[k] += comp.get(k, 0) or 0
     report = write_report(out, _resolve(None))
-    print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
+    print(f"report: {report}  ({time.perf_counter() - t0:.0f} s; compiled {totals['programs']} programs, "
+          f"{totals['cache_hits']} from the persistent cache, in {totals['total_s']:.0f} s)")
     if failed:
         print(f"error: {len(failed)} experiment(s) not run: {', '.join(failed)} (see the messages above)",
               file=sys.stderr)
@@ -276,6 +297,13 @@ def _add_run_options(p, *, trials=True):
         p.add_argument("--force", action="store_true",
                        help="rerun and replace finished or mismatched results (the old folder is replaced only "
                             "when the new run is complete)")
+        _add_cache_option(p)
+
+
+def _add_cache_option(p):
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache (default: on, in $SHARPSIM_CACHE_DIR or "
+                        "~/.cache/sharpsim/jax; SHARPSIM_NO_COMPILE_CACHE=1 also turns it off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,11 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, devices and the x64 flag")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("bench", help="benchmarks against vectorised NumPy (ratios printed)")
+    p = sub.add_parser("bench",
+                       help="benchmarks against vectorised NumPy and PyTorch (ratio to the faster peer printed)")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
-    p.add_argument("--full", action="store_true", help="more repetitions and larger shapes")
+    p.add_argument("--full", action="store_true",
+                   help="research sizes (d = M = 64, up to 1e6 queries per trial, XPO with T = 1000) and more "
+                        "repetitions; minutes to hours on CPU")
     p.add_argument("--json", help="also write the rows to this JSON file (refuses an existing file)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    _add_cache_option(p)
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("list", help="the experiments, one per paper claim")
@@ -319,12 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_compile_cache(args) -> None:
+    """JAX's persistent compilation cache, on unless ``--no-compile-cache`` or ``SHARPSIM_NO_COMPILE_CACHE=1``."""
+    if args.command not in ("bench", "run", "reproduce") or getattr(args, "no_compile_cache", False):
+        return
+    from sharpsim.runner.compilation import enable_compile_cache
+
+    folder = enable_compile_cache()
+    if folder is not None and args.command == "reproduce":
+        print(f"[reproduce] compilation cache: {folder} (--no-compile-cache to turn it off)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; bad input and unusable folders end in one ``error:`` line (``SHARPSIM_DEBUG=1``
     shows the traceback): exit 2 for bad values, 1 for a folder that cannot be used or a refused run."""
     from sharpsim.runner import ResultExistsError, RunLockedError
 
     args = build_parser().parse_args(argv)
+    _setup_compile_cache(args)
     try:
         return int(args.func(args) or 0)
     except ValueError as e:  # bad input: say what and how to fix it, without a traceback

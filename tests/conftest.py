@@ -6,7 +6,11 @@ rate; the "ci" profile (selected when CI=true) keeps example counts small enough
 
 import os
 
-import jax
+# Tests do not write JAX's persistent compilation cache into the user's home (the CLI turns it on by default);
+# tests/test_compilation.py turns it on explicitly in a temporary folder.
+os.environ.setdefault("SHARPSIM_NO_COMPILE_CACHE", "1")
+
+import jax  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(

@@ -18,7 +18,8 @@ import numpy as np
 
 from sharpsim import SampleEvaluateOracle, instances
 from sharpsim.algorithms import SFTConfig, XPOConfig, sft_sharpening, xpo_sharpening
-from sharpsim.benchmarks._timing import environment, time_jax, time_numpy
+from sharpsim.benchmarks._timing import (environment, moments_agree, time_jax, time_numpy, time_torch,
+                                         torch_or_none, with_peers)
 from sharpsim.classes import FiniteClass
 
 
@@ -46,6 +47,25 @@ def _np_sft_trial(rng, log_pb, mu, cls_lp, n, N):
     ll = np.einsum("xky,xy->xk", np.where(finite, cls_lp, 0.0), counts)
     bad = np.einsum("xky,xy->xk", (~finite).astype(counts.dtype), counts)
     return np.argmax(np.where(bad > 0, -np.inf, ll), axis=1)
+
+
+# ------------------------------------------------------------------------------------------- PyTorch SFT
+def _torch_sft_trials(torch, gen, log_pb, mu, cls_lp, n, N, trials):
+    """The NumPy SFT trial in PyTorch, vectorised over trials too: draws, best-of-N, count table, MLE."""
+    X, K, Y = cls_lp.shape
+    cdf = torch.cumsum(torch.exp(log_pb), 1)
+    x = torch.multinomial(mu, trials * n, replacement=True, generator=gen).reshape(trials, n)
+    u = torch.rand((trials, n, N), generator=gen, dtype=cdf.dtype, device=cdf.device) * cdf[x, -1:]
+    ys = torch.searchsorted(cdf[x], u, right=True).clamp_(max=Y - 1)  # [trials, n, N]
+    lps = torch.gather(log_pb[x], 2, ys)
+    picks = torch.gather(ys, 2, lps.argmax(2, keepdim=True))[..., 0]  # [trials, n]
+    counts = torch.zeros((trials, X * Y), dtype=cdf.dtype, device=cdf.device)
+    counts.scatter_add_(1, x * Y + picks, torch.ones_like(picks, dtype=cdf.dtype)).reshape(trials, X, Y)
+    counts = counts.reshape(trials, X, Y)
+    finite = torch.isfinite(cls_lp)
+    ll = torch.einsum("xky,txy->txk", torch.where(finite, cls_lp, 0.0), counts)
+    bad = torch.einsum("xky,txy->txk", (~finite).to(counts.dtype), counts)
+    return torch.where(bad > 0, -torch.inf, ll).argmax(2)
 
 
 # ------------------------------------------------------------------------------------------- NumPy XPO
@@ -93,6 +113,51 @@ def _np_xpo(rng, log_pb, mu, cls_lp, T, beta, alpha, E, cands, trials):
     return np.argmax(J, axis=1)
 
 
+# ------------------------------------------------------------------------------------------- PyTorch XPO
+def _torch_xpo(torch, gen, log_pb, mu, cls_lp, T, beta, alpha, E, cands, trials):
+    """:func:`_np_xpo` in PyTorch, line for line (the same rounds vectorised across trials, a loop over T)."""
+    X, K, Y = cls_lp.shape
+    dev, dt = cls_lp.device, cls_lp.dtype
+    cdf_b = torch.cumsum(torch.exp(log_pb), 1)
+    S = torch.zeros((trials, X, K), dtype=dt, device=dev)
+    idx = torch.zeros((trials, X), dtype=torch.long, device=dev)
+    hist = torch.zeros((T, trials, X), dtype=torch.long, device=dev)
+    ar = torch.arange(trials, device=dev)
+
+    def draw(cdf):  # one inverse-CDF draw per row of a [..., Y] cdf
+        u = torch.rand(cdf.shape[:-1], generator=gen, dtype=dt, device=dev) * cdf[..., -1]
+        return torch.searchsorted(cdf, u[..., None], right=True)[..., 0].clamp_(max=Y - 1)
+
+    def prompts(shape):
+        return torch.multinomial(mu, int(np.prod(shape)), replacement=True, generator=gen).reshape(shape)
+
+    for t in range(T):
+        x = prompts((trials,))
+        y = draw(cdf_b[x]) if t == 0 else draw(torch.cumsum(torch.exp(cls_lp[x, idx[ar, x]]), 1))
+        yt = draw(cdf_b[x])
+        ry, ryt = log_pb[x, y], log_pb[x, yt]
+        lpy, lpt = cls_lp[x, :, y], cls_lp[x, :, yt]
+        res = beta * (lpy - ry[:, None]) - beta * (lpt - ryt[:, None]) - (ry - ryt)[:, None]
+        S[ar, x] += torch.where(torch.isfinite(res), alpha * lpt + res**2, torch.inf)
+        Sx = S[ar, x]
+        idx[ar, x] = torch.where(torch.isnan(Sx), torch.inf, Sx).argmin(1)
+        hist[t] = idx
+    J = torch.zeros((trials, len(cands)), dtype=dt, device=dev)
+    for c, it in enumerate(cands):
+        xs = prompts((trials, E))
+        if it == 0:
+            ys = draw(cdf_b[xs])
+            lp = log_pb[xs, ys]
+        else:
+            tab = cls_lp[torch.arange(X, device=dev)[None, :], hist[it - 1]]  # [trials, X, Y]
+            rows = tab[ar[:, None], xs]  # [trials, E, Y]
+            ys = draw(torch.cumsum(torch.exp(rows), 2))
+            lp = torch.gather(rows, 2, ys[..., None])[..., 0]
+        r = log_pb[xs, ys]
+        J[:, c] = torch.mean(r - beta * (lp - r), 1)
+    return J.argmax(1)
+
+
 def run(quick: bool = True) -> list[dict]:
     rows = []
     d, M = (16, 16) if quick else (64, 64)
@@ -105,8 +170,9 @@ def run(quick: bool = True) -> list[dict]:
     reps = 2 if quick else 3
 
     sft_shapes = [(100, 100)] if quick else [(1000, 100), (1000, 1000)]
+    torch = torch_or_none()
     for n, N in sft_shapes:
-        trials = 8 if quick else (16 if n * N <= 1e5 else 4)
+        trials = 1024 if n * N <= 1e5 else 64
         cls = base.bon_closure(N)
         cfg = SFTConfig(n=n, N=N)
         f = jax.jit(jax.vmap(lambda k: sft_sharpening(k, oracle, cls, cfg).params))
@@ -114,12 +180,24 @@ def run(quick: bool = True) -> list[dict]:
         compile_s, jt = time_jax(f, keys, reps=reps)
         cls_lp = np.asarray(cls.log_probs, np.float64)
         rng = np.random.default_rng(0)
-        nt = time_numpy(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(trials)], reps=reps)
+        np_trials = min(trials, 64)  # the NumPy loop over trials: timed on a slice, rate per trial
+        nt = time_numpy(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(np_trials)], reps=reps)
+        peers = {"numpy": np_trials / nt}
+        agree = None
+        if torch is not None:
+            gen = torch.Generator().manual_seed(0)
+            t_args = (torch.as_tensor(log_pb, dtype=torch.float32), torch.as_tensor(mu, dtype=torch.float32),
+                      torch.as_tensor(cls_lp, dtype=torch.float32))
+            t_trials = min(trials, 256)  # memory: [trials, n, N, ...] at once
+            tt = time_torch(lambda: _torch_sft_trials(torch, gen, *t_args, n, N, t_trials), reps=reps)
+            peers["torch"] = t_trials / tt
+            # same computation: the chosen member per prompt has the same distribution (mean within 6 s.e.)
+            agree = moments_agree(np.asarray(f(keys)), _torch_sft_trials(torch, gen, *t_args, n, N, t_trials).numpy())
         rows.append(_row("sft_sharpening", dict(d=d, M=M, n=n, N=N, queries_per_trial=n * N, trials=trials),
-                         compile_s, trials / jt, trials / nt))
+                         compile_s, trials / jt, peers, agree))
 
     T = 100 if quick else 1000
-    trials = 8 if quick else 32
+    trials = 1024
     beta = 0.5
     cfg = XPOConfig(T=T, beta=beta, alpha=0.05 * beta, eval_samples=64, eval_stride=max(T // 10, 1))
     cls = base
@@ -130,17 +208,27 @@ def run(quick: bool = True) -> list[dict]:
     rng = np.random.default_rng(0)
     nt = time_numpy(lambda: _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples,
                                     cfg.candidate_rounds, trials), reps=reps)
+    peers, agree = {"numpy": trials / nt}, None
+    if torch is not None:
+        gen = torch.Generator().manual_seed(0)
+        t_args = (torch.as_tensor(log_pb, dtype=torch.float32), torch.as_tensor(mu, dtype=torch.float32),
+                  torch.as_tensor(cls_lp, dtype=torch.float32), T, beta, cfg.alpha, cfg.eval_samples,
+                  cfg.candidate_rounds, trials)
+        peers["torch"] = trials / time_torch(lambda: _torch_xpo(torch, gen, *t_args), reps=reps)
+        # same computation: the selected candidate round has the same distribution over trials
+        sel_np = _np_xpo(rng, log_pb, mu, cls_lp, T, beta, cfg.alpha, cfg.eval_samples, cfg.candidate_rounds, trials)
+        agree = moments_agree(sel_np, _torch_xpo(torch, gen, *t_args).numpy())
     rows.append(_row("xpo_sharpening", dict(d=d, M=M, T=T, queries_per_trial=cfg.num_queries, trials=trials),
-                     compile_s, trials / jt, trials / nt))
+                     compile_s, trials / jt, peers, agree))
     return rows
 
 
-def _row(name, shapes, compile_s, jax_tps, np_tps):
-    return dict(
+def _row(name, shapes, compile_s, jax_tps, peers, agree):
+    row = dict(
         benchmark=name, algorithm=name, shape=" ".join(f"{k}={v}" for k, v in shapes.items()), unit="trials",
-        dtype=str(jnp.result_type(float)), **shapes, compile_s=round(compile_s, 3),
-        jax_per_s=jax_tps, numpy_per_s=np_tps, ratio=jax_tps / np_tps, **environment(),
+        dtype=str(jnp.result_type(float)), **shapes, compile_s=round(compile_s, 3), agree=agree, **environment(),
     )
+    return with_peers(row, jax_tps, peers)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,10 +20,11 @@ import numpy as np
 
 from sharpsim import decoding
 from sharpsim.ar_instances import random_markov_policy
-from sharpsim.benchmarks._timing import environment, time_jax, time_numpy
+from sharpsim.benchmarks._timing import (environment, moments_agree, time_jax, time_numpy, time_torch,
+                                         torch_or_none, with_peers)
 from sharpsim.policies._transformer import TransformerPolicy
 
-__all__ = ["run", "numpy_transformer_sample"]
+__all__ = ["run", "numpy_transformer_sample", "torch_transformer_sample"]
 
 
 # ---------------------------------------------------------------------------------------------------- NumPy
@@ -77,6 +78,51 @@ def numpy_transformer_sample(params: dict, *, num_heads: int, x: int, num: int, 
     return ys, total
 
 
+def torch_transformer_sample(torch, params: dict, *, num_heads: int, x: int, num: int, gen, device="cpu"):
+    """:func:`numpy_transformer_sample` in PyTorch (same model, same KV-cache algorithm, batched over samples)."""
+    p = jax.tree_util.tree_map(lambda a: torch.as_tensor(np.array(a), device=device), params)
+    V = p["unembed"].shape[1]
+    H, D = p["pos_emb"].shape
+    nh = num_heads
+    dh = D // nh
+    L = len(p["layers"])
+    dt = p["pos_emb"].dtype
+
+    def ln(h, s, b, eps=1e-5):
+        mu = h.mean(-1, keepdim=True)
+        var = ((h - mu) ** 2).mean(-1, keepdim=True)
+        return (h - mu) / torch.sqrt(var + eps) * s + b
+
+    def gelu(z):
+        return 0.5 * z * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
+
+    with torch.inference_mode():
+        K = torch.zeros((L, num, H, nh, dh), dtype=dt, device=device)
+        Vc = torch.zeros_like(K)
+        ys = torch.zeros((num, H), dtype=torch.long, device=device)
+        total = torch.zeros(num, dtype=dt, device=device)
+        tok = torch.full((num,), V, dtype=torch.long, device=device)
+        ar = torch.arange(num, device=device)
+        for h in range(H):
+            e = p["tok_emb"][tok] + p["pos_emb"][h] + p["prompt_emb"][x]
+            for l, lp in enumerate(p["layers"]):
+                a = ln(e, lp["ln1_scale"], lp["ln1_bias"])
+                q = (a @ lp["wq"]).reshape(num, nh, dh)
+                K[l, :, h] = (a @ lp["wk"]).reshape(num, nh, dh)
+                Vc[l, :, h] = (a @ lp["wv"]).reshape(num, nh, dh)
+                w = torch.softmax(torch.einsum("bnd,bknd->bnk", q, K[l, :, : h + 1]) / math.sqrt(dh), -1)
+                e = e + torch.einsum("bnk,bknd->bnd", w, Vc[l, :, : h + 1]).reshape(num, D) @ lp["wo"]
+                a = ln(e, lp["ln2_scale"], lp["ln2_bias"])
+                e = e + gelu(a @ lp["w1"] + lp["b1"]) @ lp["w2"] + lp["b2"]
+            logp = torch.log_softmax(ln(e, p["lnf_scale"], p["lnf_bias"]) @ p["unembed"], -1)
+            cdf = torch.cumsum(torch.exp(logp), -1)
+            u = torch.rand(num, generator=gen, dtype=dt, device=device) * cdf[:, -1]
+            tok = torch.searchsorted(cdf, u[:, None], right=True)[:, 0].clamp_(max=V - 1)
+            ys[:, h] = tok
+            total += logp[ar, tok]
+    return ys, total
+
+
 def _bench_transformer(V, H, D, layers, heads, num, reps) -> dict:
     pol = TransformerPolicy.init(jax.random.key(0), num_prompts=4, vocab_size=V, horizon=H, d_model=D,
                                  num_heads=heads, num_layers=layers)
@@ -86,13 +132,26 @@ def _bench_transformer(V, H, D, layers, heads, num, reps) -> dict:
     np_s = time_numpy(lambda: numpy_transformer_sample(pol.params, num_heads=heads, x=1, num=num, rng=rng),
                       reps=max(1, reps // 2))
     tokens = num * H
-    return dict(
+    jax_lp = np.asarray(fn(pol, jax.random.key(2))[1])
+    agree = moments_agree(jax_lp, numpy_transformer_sample(pol.params, num_heads=heads, x=1, num=num, rng=rng)[1])
+    peers = {"numpy": tokens / np_s}
+    torch = torch_or_none()
+    if torch is not None:
+        for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+            gen = torch.Generator(device=dev).manual_seed(0)
+
+            def one(dev=dev, gen=gen):
+                return torch_transformer_sample(torch, pol.params, num_heads=heads, x=1, num=num, gen=gen, device=dev)
+
+            peers["torch" if dev == "cpu" else "torch_cuda"] = tokens / time_torch(one, reps=max(1, reps // 2))
+            agree &= moments_agree(jax_lp, one()[1].cpu().numpy())
+    row = dict(
         name="transformer_sampling_kv_cache", benchmark="transformer sampling (KV cache)",
         shape=f"V={V} H={H} d={D} L={layers} heads={heads} num={num}", unit="tokens", **environment(),
         dtype=str(pol.params["pos_emb"].dtype), V=V, H=H, d_model=D, layers=layers, heads=heads, num=num,
-        compile_s=round(compile_s, 4), jax_s=jax_s, numpy_s=np_s,
-        jax_per_s=tokens / jax_s, numpy_per_s=tokens / np_s, ratio=np_s / jax_s,
+        compile_s=round(compile_s, 4), jax_s=jax_s, numpy_s=np_s, agree=agree,
     )
+    return with_peers(row, tokens / jax_s, peers)
 
 
 def _bench_argmax(V, H, scale, reps) -> dict:

@@ -37,6 +37,9 @@ The runner has three parts, re-exported here (``from sharpsim.runner import …`
   check form (:class:`Check`, :func:`check_slope`, :func:`revise_check`);
 * :mod:`sharpsim.runner.results` — results I/O: :func:`metadata`, :func:`write_atomic`, :func:`read_results`
   (checksummed), :func:`rows_where`, :func:`column` and the one rows → matrix :func:`pivot`;
+* :mod:`sharpsim.runner.compilation` — compilation paid once: the persistent compilation cache the CLI turns
+  on (:func:`enable_compile_cache`), compile statistics per experiment (:func:`compile_stats`, stored in
+  ``summary.json`` under ``"compile"``) and the trace-count guard :func:`assert_max_traces`;
 * :mod:`sharpsim.runner.loop` — the run loop: seeds and keys (:func:`trial_keys`), devices, the folder lock
   (:func:`experiment_lock`), :func:`run_experiment` (run / resume), :func:`reuse_results`, :func:`finalize`.
 
@@ -46,6 +49,8 @@ device with its full batch of trials, so results do not depend on the number of 
 settings ran before).
 """
 
+from sharpsim.runner.compilation import (CompileStats, assert_max_traces, compile_stats, default_cache_dir,
+                                         enable_compile_cache)
 from sharpsim.runner.loop import (MAX_SEED, MIN_TRIALS, ExperimentSkipped, ResultExistsError, ResultMismatchError,
                                   RunLockedError, check_seed, check_trials, experiment_lock, finalize, reuse_results,
                                   run_experiment, shard_trials, trial_keys)
@@ -88,4 +93,9 @@ __all__ = [
     "rows_where",
     "column",
     "pivot",
+    "CompileStats",
+    "compile_stats",
+    "enable_compile_cache",
+    "default_cache_dir",
+    "assert_max_traces",
 ]

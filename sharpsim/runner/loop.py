@@ -27,6 +27,7 @@ import numpy as np
 
 from sharpsim.runner.results import (REUSE_FIELDS, RESUME_FIELDS, ResultFileError, _to_csv, config_differences,
                                      metadata, read_results, write_atomic)
+from sharpsim.runner.compilation import compile_stats
 from sharpsim.runner.spec import Experiment, as_check_dict
 
 try:
@@ -329,32 +330,44 @@ def run_experiment(
                     "start over, or choose another --out folder.")
             meta = {**meta, "resumed_from": old_meta.get("created")}
 
-        if experiment.run_external is not None:
-            _run_external(experiment, work, final, meta, mode=mode, seed=seed, plot=plot)
-        else:
-            settings = experiment.settings(mode)
-            by_setting: dict = {}
-            for r in done_rows:
-                by_setting.setdefault(int(r["setting"]), []).append(r)
-            todo = [(i, s) for i, s in enumerate(settings) if i not in by_setting]
-            if by_setting and progress:
-                print(f"[{experiment.name}] resuming: {len(by_setting)} of {len(settings)} settings already done",
-                      file=sys.stderr)
-
-            def ordered():
-                return [r for i in sorted(by_setting) for r in by_setting[i]]
-
-            for i, new in _run_settings(experiment, todo, seed=seed, trials=trials, mode=mode, progress=progress):
-                by_setting[i] = new
-                write_atomic(partial, _to_csv(meta, ordered()))
-            rows = ordered()
-            write_atomic(final, _to_csv(meta, rows))
-            if partial.exists():
-                partial.unlink()
-            finalize(experiment, work, rows=rows, mode=mode, plot=plot)
+        with compile_stats() as stats:
+            _run_all(experiment, work, final, partial, meta, done_rows, mode=mode, seed=seed, trials=trials,
+                     progress=progress, plot=plot, stats=stats)
         if work != folder:
             _swap_in(out_dir, experiment.name, work)
     return folder
+
+
+def _run_all(experiment, work, final, partial, meta, done_rows, *, mode, seed, trials, progress, plot, stats):
+    """The body of :func:`run_experiment` under the lock: run what is left, write results and summary.
+
+    ``stats`` (a :class:`~sharpsim.runner.compilation.CompileStats` open for the whole run) is reported on stderr
+    and stored in ``summary.json`` under ``"compile"``.
+    """
+    if experiment.run_external is not None:
+        _run_external(experiment, work, final, meta, mode=mode, seed=seed, plot=plot, stats=stats)
+    else:
+        settings = experiment.settings(mode)
+        by_setting: dict = {}
+        for r in done_rows:
+            by_setting.setdefault(int(r["setting"]), []).append(r)
+        todo = [(i, s) for i, s in enumerate(settings) if i not in by_setting]
+        if by_setting and progress:
+            print(f"[{experiment.name}] resuming: {len(by_setting)} of {len(settings)} settings already done",
+                  file=sys.stderr)
+
+        def ordered():
+            return [r for i in sorted(by_setting) for r in by_setting[i]]
+
+        for i, new in _run_settings(experiment, todo, seed=seed, trials=trials, mode=mode, progress=progress):
+            by_setting[i] = new
+            write_atomic(partial, _to_csv(meta, ordered()))
+        rows = ordered()
+        write_atomic(final, _to_csv(meta, rows))
+        if partial.exists():
+            partial.unlink()
+        finalize(experiment, work, rows=rows, mode=mode, plot=plot,
+                 compilation=_report_compile(experiment, stats, progress))
 
 
 def reuse_results(experiment: Experiment, out_dir, *, mode: str = "quick", trials: Optional[int] = None,
@@ -387,7 +400,15 @@ def reuse_results(experiment: Experiment, out_dir, *, mode: str = "quick", trial
     return folder
 
 
-def _run_external(experiment: Experiment, folder, final, meta, *, mode: str, seed: int, plot: bool) -> pathlib.Path:
+def _report_compile(experiment: Experiment, stats, progress: bool) -> dict:
+    """The run's compile statistics as a dict, printed on stderr when ``progress``."""
+    if progress:
+        print(f"[{experiment.name}] {stats.line()}", file=sys.stderr)
+    return stats.as_dict()
+
+
+def _run_external(experiment: Experiment, folder, final, meta, *, mode: str, seed: int, plot: bool,
+                  stats=None) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     out = experiment.run_external(folder, mode, seed)
     if out.get("skipped"):
@@ -398,7 +419,8 @@ def _run_external(experiment: Experiment, folder, final, meta, *, mode: str, see
             rows.append({"experiment": experiment.name, "setting": 0, "trial": 0,
                          "queries": out.get("queries", ""), "metric": key, "value": float(value)})
     write_atomic(final, _to_csv(meta, rows))
-    finalize(experiment, folder, rows=rows, mode=mode, plot=plot)
+    finalize(experiment, folder, rows=rows, mode=mode, plot=plot,
+             compilation=None if stats is None else _report_compile(experiment, stats, True))
     return folder
 
 
@@ -411,9 +433,16 @@ def _flatten(d: dict, prefix: str = ""):
 
 
 def finalize(experiment: Experiment, folder, *, rows: Optional[list] = None, mode: Optional[str] = None,
-             plot: bool = True) -> dict:
-    """Analyse the rows of a finished run, write ``summary.json`` and (optionally) the figures."""
+             plot: bool = True, compilation: Optional[dict] = None) -> dict:
+    """Analyse the rows of a finished run, write ``summary.json`` and (optionally) the figures.
+
+    ``compilation``: the run's compile statistics (:class:`~sharpsim.runner.compilation.CompileStats`), stored
+    under ``"compile"``; when None (re-analysis of finished results), those of the existing summary are kept.
+    """
     folder = pathlib.Path(folder)
+    if compilation is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            compilation = json.loads((folder / "summary.json").read_text()).get("compile")
     if rows is None or mode is None:
         meta, rows = read_results(folder / "results.csv")
         mode = meta.get("mode", "quick")
@@ -429,6 +458,8 @@ def finalize(experiment: Experiment, folder, *, rows: Optional[list] = None, mod
         "predicted": experiment.predicted,
         "figures": figures or summary.get("figures", []),
     })
+    if compilation is not None:
+        summary["compile"] = compilation
     write_atomic(folder / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     return summary
 
