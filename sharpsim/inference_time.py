@@ -39,12 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
 import scipy.special
-import scipy.stats
 from jaxtyping import Array, Float, Int
 
 from sharpsim._validation import check_key, check_positive, check_positive_int, is_concrete
 
-__all__ = ["bon_law", "bon_law_grid", "soft_bon_law", "bop_law", "bom_law", "chi2_optimum", "pessimism_law",
+__all__ = ["bon_law", "bon_law_grid", "soft_bon_law", "soft_bon_law_grid", "bop_law", "bom_law", "chi2_optimum", "pessimism_law",
            "pessimism_envelope", "bon_sample", "soft_bon_sample", "bop_sample", "bom_sample", "pessimism_sample",
            "MAX_COUNT_VECTORS"]
 
@@ -114,8 +113,8 @@ def bop_law(log_probs, reward, mu: float) -> np.ndarray:
         return np.where(p > 0, group * p / G, 0.0)
 
 
-def soft_bon_law(log_probs, reward, N: int, temperature: float) -> np.ndarray:
-    """Exact law of soft best-of-N: draw i of N is returned with probability softmax(r̂(y_i)/τ) (Verdun et al.).
+def soft_bon_law_grid(log_probs, reward, Ns, temperature: float) -> np.ndarray:
+    """Exact law of soft best-of-N for every N in ``Ns`` (``[G, Y]``, one quadrature): draw i of N is returned with probability softmax(r̂(y_i)/τ) (Verdun et al.).
 
     P(y) = N π(y) E[w_y / (w_y + S)], S the sum of the other N − 1 draws' weights w = e^{r̂/τ}; with
     1/a = ∫_0^∞ e^{−ta} dt this is N π(y) w_y ∫_0^∞ e^{−t w_y} φ(t)^{N−1} dt, φ(t) = Σ_z π(z) e^{−t w_z}, a
@@ -124,7 +123,7 @@ def soft_bon_law(log_probs, reward, N: int, temperature: float) -> np.ndarray:
     s ∈ [−60, ln 70] (the rest carries < e^{−60} of each integral) with those breakpoints, to ~1e-12; the law
     must sum to 1 within 1e-8 or a RuntimeError is raised.
     """
-    N = check_positive_int(N, "N")
+    Ns = np.array([check_positive_int(int(n), "N") for n in np.atleast_1d(Ns)])
     check_positive(temperature, "temperature")
     p, r = _row(log_probs, reward)
     supp = np.flatnonzero(p > 0)
@@ -134,16 +133,21 @@ def soft_bon_law(log_probs, reward, N: int, temperature: float) -> np.ndarray:
         u = np.exp(s)
         with np.errstate(over="ignore"):
             phi = np.exp(-u * np.exp(ratio_log)) @ p[supp]
-        return np.exp(s - u) * phi ** (N - 1)  # 0^0 = 1 at N = 1
+        return np.exp(s - u) * phi[None, :] ** (Ns[:, None] - 1)  # [G, S]; 0^0 = 1 at N = 1
 
     kinks = -ratio_log[(ratio_log > 0) & (ratio_log < 60)]
     pts = np.unique(np.round(np.clip(kinks, -59.0, 4.0) * 2) / 2) if kinks.size else None  # a 0.5 grid suffices
     val, _ = scipy.integrate.quad_vec(f, -60.0, math.log(70.0), epsabs=1e-14, epsrel=1e-11, limit=4000, points=pts)
-    law = np.zeros_like(p)
-    law[supp] = N * p[supp] * val
-    if abs(law.sum() - 1.0) > 1e-8:
-        raise RuntimeError(f"soft_bon_law: quadrature lost mass (total {law.sum():.3e}); please report the instance.")
+    law = np.zeros((len(Ns), len(p)))
+    law[:, supp] = Ns[:, None] * p[supp] * val
+    if np.any(np.abs(law.sum(1) - 1.0) > 1e-8):
+        raise RuntimeError(f"soft_bon_law: quadrature lost mass (totals {law.sum(1)}); please report the instance.")
     return law
+
+
+def soft_bon_law(log_probs, reward, N: int, temperature: float) -> np.ndarray:
+    """Exact law of soft best-of-N at one N (:func:`soft_bon_law_grid`)."""
+    return soft_bon_law_grid(log_probs, reward, [check_positive_int(N, "N")], temperature)[0]
 
 
 def chi2_optimum(log_probs, reward, beta: float) -> tuple[np.ndarray, float]:
@@ -255,8 +259,9 @@ def bom_law(log_probs, reward, N: int, min_frequency: float) -> np.ndarray:
     suffix = np.cumsum(p[order][::-1])[::-1]
     for i, y in enumerate(order):
         q = min(1.0, p[y] / suffix[i]) if suffix[i] > 0 else 1.0
-        law[y] = _tail_mass(state, q, t)
-        state = _capped_step(state, q, t - 1)
+        pmf = _binom_pmf(t - 1, N, q)  # [t, N + 1]: P(c | r draws left) for c < t
+        law[y] = float(state @ (1.0 - pmf.sum(0)))  # c ≥ t
+        state = _capped_step(state, pmf)
     p_none = state[0]
     if p_none > 1e-300 and t >= 2:
         for y in order:
@@ -266,24 +271,27 @@ def bom_law(log_probs, reward, N: int, min_frequency: float) -> np.ndarray:
             st[N - 1] = 1.0
             for i, z in enumerate(order):
                 q = min(1.0, p[z] / suffix[i]) if suffix[i] > 0 else 1.0
-                st = _capped_step(st, q, caps[z])
+                st = _capped_step(st, _binom_pmf(caps[z], N - 1, q))
             law[y] += p[y] * st[0]
     return law
 
 
-def _capped_step(state, q, cap):
-    """Remaining-draws law after one response takes c ~ Bin(remaining, q) draws, kept only where c ≤ cap."""
-    n = np.arange(len(state))
+def _binom_pmf(cap, n_max, q):
+    """P(Bin(r, q) = c) for c = 0..cap (rows) and r = 0..n_max (columns), zero where c > r."""
+    c = np.arange(max(cap, -1) + 1)[:, None]
+    r = np.arange(n_max + 1)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log = (scipy.special.gammaln(r + 1) - scipy.special.gammaln(c + 1) - scipy.special.gammaln(np.maximum(r - c, 0) + 1)
+               + scipy.special.xlogy(c, q) + scipy.special.xlog1py(r - c, -q))
+    return np.where(c <= r, np.exp(log), 0.0)
+
+
+def _capped_step(state, pmf):
+    """Law of the draws left after one response takes c ~ Bin(left, q) of them, kept only where c < len(pmf)."""
     new = np.zeros_like(state)
-    for c in range(0, min(cap, len(state) - 1) + 1):
-        pm = scipy.stats.binom.pmf(c, n, q)
-        new[: len(state) - c] += (state * pm)[c:]
+    for c in range(min(len(pmf), len(state))):
+        new[: len(state) - c] += (state * pmf[c])[c:]
     return new
-
-
-def _tail_mass(state, q, t):
-    n = np.arange(len(state))
-    return float(np.sum(state * scipy.stats.binom.sf(t - 1, n, q)))
 
 
 # ------------------------------------------------------------------------------------------ samplers (JAX)
@@ -293,11 +301,11 @@ def _draws(key, log_probs, n):
     return inverse_cdf_sample(key, jax.nn.log_softmax(jnp.asarray(log_probs)), n)
 
 
-def _select_bon(key, r_draws, valid) -> Int[Array, ""]:
-    """Position of the best valid draw; a uniformly random one among tied maxima (law ∝ π_ref in a tie group)."""
-    score = jnp.where(valid, r_draws, -jnp.inf)
-    top = score == jnp.max(score)
-    return jnp.argmax(jnp.where(top, jax.random.gumbel(key, score.shape), -jnp.inf))
+def _select_bon(r_draws, valid) -> Int[Array, ""]:
+    """Position of the first valid draw with the largest reward. The draws are i.i.d., hence exchangeable: given
+    which positions hold the top tie group G, the responses there are i.i.d. from π_ref restricted to G, so the
+    first of them is a draw from π_ref|G — the same law as a uniformly random draw among the tied maxima."""
+    return jnp.argmax(jnp.where(valid, r_draws, -jnp.inf))
 
 
 def _select_soft(key, r_draws, valid, temperature) -> Int[Array, ""]:
@@ -317,25 +325,30 @@ def _chi2_threshold(weights, r, beta):
     return lam[jnp.argmax(ok)]
 
 
-def _select_pessimism(key, r_draws, valid, beta, envelope) -> Int[Array, ""]:
+def _select_pessimism(uniforms, draws, valid, counts, reward, beta, envelope) -> Int[Array, ""]:
+    """Position returned by the pessimism sampler, given one uniform per position and the valid draws' counts
+    per response. λ̂ is solved on the response space with the empirical law counts/n (a sort of the Y rewards
+    instead of the N draws); draw i is accepted iff uniforms[i] < ŵ(y_i)/M; none accepted: the last valid draw."""
     n = jnp.sum(valid)
-    lam = _chi2_threshold(valid / n, r_draws, beta)
-    accept = jnp.clip(jnp.maximum(r_draws - lam, 0.0) / beta / envelope, 0.0, 1.0)
-    hit = valid & (jax.random.uniform(key, r_draws.shape) < accept)
+    lam = _chi2_threshold(counts / n, reward, beta)
+    accept = jnp.clip(jnp.maximum(reward[draws] - lam, 0.0) / beta / envelope, 0.0, 1.0)
+    hit = valid & (uniforms < accept)
     return jnp.where(jnp.any(hit), jnp.argmax(hit), n - 1)
 
 
-def _select_bom(key, draws, valid, reward, min_frequency):
-    """Response (not position) chosen by Best-of-Majority at k = 1; falls back to the first draw."""
-    Y = reward.shape[0]
-    counts = jnp.zeros((Y,), jnp.int32).at[draws].add(valid.astype(jnp.int32))
-    n = jnp.sum(valid)
-    t = jnp.maximum(1, jnp.ceil(min_frequency * n - 1e-6)).astype(jnp.int32)
+def _counts(draws, valid, Y, dtype=jnp.float32):
+    return jnp.zeros((Y,), dtype).at[draws].add(valid.astype(dtype))
+
+
+def _select_bom(key, first_draw, counts, n, reward, min_frequency):
+    """Response chosen by Best-of-Majority at k = 1 from the counts of n draws; falls back to the first draw.
+    Ties in r̂ among candidates: a uniformly random candidate (``bom_law`` needs distinct rewards)."""
+    t = jnp.maximum(1, jnp.ceil(min_frequency * n - 1e-6))
     cand = counts >= t
     score = jnp.where(cand, reward, -jnp.inf)
     top = cand & (score == jnp.max(score))
-    best = jnp.argmax(jnp.where(top, jax.random.gumbel(key, (Y,)), -jnp.inf))
-    return jnp.where(jnp.any(cand), best, draws[0])
+    best = jnp.argmax(jnp.where(top, jax.random.gumbel(key, reward.shape), -jnp.inf))
+    return jnp.where(jnp.any(cand), best, first_draw)
 
 
 def _check(log_probs, reward, key):
@@ -346,12 +359,12 @@ def _check(log_probs, reward, key):
 
 
 def bon_sample(log_probs: Float[Array, " Y"], reward: Float[Array, " Y"], N: int, *, key) -> Int[Array, ""]:
-    """Best-of-N under ``reward``: N draws from π_ref, the largest r̂ (random tie-break). Law: :func:`bon_law`."""
+    """Best-of-N under ``reward``: N draws from π_ref, the largest r̂ (the first such draw, which is a uniformly
+    random one among tied maxima in law; :func:`_select_bon`). Law: :func:`bon_law`."""
     _check(log_probs, reward, key)
     N = check_positive_int(N, "N")
-    k1, k2 = jax.random.split(key)
-    d = _draws(k1, log_probs, N)
-    return d[_select_bon(k2, jnp.asarray(reward)[d], jnp.ones((N,), bool))]
+    d = _draws(key, log_probs, N)
+    return d[_select_bon(jnp.asarray(reward)[d], jnp.ones((N,), bool))]
 
 
 def soft_bon_sample(log_probs, reward, N: int, temperature, *, key) -> Int[Array, ""]:
@@ -372,10 +385,10 @@ def bop_sample(log_probs, reward, mu: float, *, key, max_draws: int | None = Non
     check_positive(mu, "mu") if mu != 0 else None
     m = check_positive_int(max_draws if max_draws is not None else int(math.ceil(1 + mu + 10 * math.sqrt(mu) + 10)),
                            "max_draws")
-    k0, k1, k2 = jax.random.split(key, 3)
+    k0, k1 = jax.random.split(key)
     n = jnp.minimum(1 + jax.random.poisson(k0, mu), m)
     d = _draws(k1, log_probs, m)
-    return d[_select_bon(k2, jnp.asarray(reward)[d], jnp.arange(m) < n)]
+    return d[_select_bon(jnp.asarray(reward)[d], jnp.arange(m) < n)]
 
 
 def bom_sample(log_probs, reward, N: int, min_frequency, *, key) -> Int[Array, ""]:
@@ -385,7 +398,8 @@ def bom_sample(log_probs, reward, N: int, min_frequency, *, key) -> Int[Array, "
     N = check_positive_int(N, "N")
     k1, k2 = jax.random.split(key)
     d = _draws(k1, log_probs, N)
-    return _select_bom(k2, d, jnp.ones((N,), bool), jnp.asarray(reward), min_frequency)
+    r = jnp.asarray(reward)
+    return _select_bom(k2, d[0], _counts(d, jnp.ones((N,), bool), r.shape[0], r.dtype), N, r, min_frequency)
 
 
 def pessimism_sample(log_probs, reward, N: int, beta, *, key, envelope=None) -> Int[Array, ""]:
@@ -399,4 +413,6 @@ def pessimism_sample(log_probs, reward, N: int, beta, *, key, envelope=None) -> 
         envelope = pessimism_envelope(reward, log_probs, float(beta))
     k1, k2 = jax.random.split(key)
     d = _draws(k1, log_probs, N)
-    return d[_select_pessimism(k2, jnp.asarray(reward)[d], jnp.ones((N,), bool), beta, envelope)]
+    r, valid = jnp.asarray(reward), jnp.ones((N,), bool)
+    return d[_select_pessimism(jax.random.uniform(k2, (N,)), d, valid, _counts(d, valid, r.shape[0], r.dtype), r,
+                               beta, envelope)]
