@@ -78,7 +78,7 @@ def _running_first_argmax(v):
 
 
 @functools.lru_cache(maxsize=None)
-def _mc_fn(Ns: tuple):
+def _mc_fn(Ns: tuple, as_bon: bool, tau_factor: float):
     """Responses selected by every method at every N for each trial key, from one set of max(Ns) draws: best-of-n
     is the running first argmax (exact in law, :func:`sharpsim.inference_time._select_bon`), soft best-of-N and
     Best-of-Majority read the counts of the first n draws, pessimism shares one uniform per position over N.
@@ -97,8 +97,8 @@ def _mc_fn(Ns: tuple):
 
         def at(n, c, m, k):
             k2, k4 = jax.random.split(k)
-            soft_logits = jnp.where(c > 0, jnp.log(c) + rh / (TAU * _SOFT_SAMPLER_TAU_FACTOR), -jnp.inf)
-            itp = best[n - 1] if _PESSIMISM_AS_BON else it._select_pessimism(u, d, pos < n, c, rh, BETA, envelope)
+            soft_logits = jnp.where(c > 0, jnp.log(c) + rh / (TAU * tau_factor), -jnp.inf)
+            itp = best[n - 1] if as_bon else it._select_pessimism(u, d, pos < n, c, rh, BETA, envelope)
             return jnp.stack([d[best[n - 1]], jax.random.categorical(k2, soft_logits), d[best[m - 1]],
                               it._select_bom(k4, d[0], c, n, rh, ALPHA), d[itp]])
 
@@ -117,7 +117,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     base = dict(trial=0, family=fam, base_value=float(p @ r_true), pessimism_limit=float(limit @ r_true))
     rows = [dict(base, queries=float(n), N=n, method=m, metric="true_reward_exact", value=float(laws[m][i] @ r_true),
                  proxy_value=float(laws[m][i] @ r_hat), se=0.0, n=0) for m in EXACT_METHODS for i, n in enumerate(Ns)]
-    sel = np.asarray(_mc_fn(tuple(Ns))(keys, jnp.log(jnp.asarray(p, jnp.float32)), jnp.asarray(r_hat, jnp.float32),
+    sel = np.asarray(_mc_fn(tuple(Ns), _PESSIMISM_AS_BON, _SOFT_SAMPLER_TAU_FACTOR)(keys, jnp.log(jnp.asarray(p, jnp.float32)), jnp.asarray(r_hat, jnp.float32),
                                        jnp.float32(it.pessimism_envelope(r_hat, lp, BETA))))
     vals = r_true[sel]  # [trials, G, methods]
     T = vals.shape[0]
