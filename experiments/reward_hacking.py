@@ -51,21 +51,16 @@ def instance(family: str):
     """(π_ref probabilities, r*, standardised r̂), deterministic in INSTANCE_SEED (shared by the families)."""
     rng = np.random.default_rng(INSTANCE_SEED)
     if family == "self_reward":
-        n_correct = 8
-        p = np.concatenate([[0.2], 0.45 / n_correct * rng.uniform(0.6, 1.4, n_correct),
-                            0.35 * rng.dirichlet(np.ones(Y - 1 - n_correct))])
-        p /= p.sum()
-        r_true = np.r_[0.0, np.ones(n_correct), np.zeros(Y - 1 - n_correct)]
+        k = 8  # shortcut (wrong, mass 0.2), k correct answers (0.45 in all), Y − 1 − k rare wrong ones (0.35)
+        p = np.r_[0.2, 0.45 / k * rng.uniform(0.6, 1.4, k), 0.35 * rng.dirichlet(np.ones(Y - 1 - k))]
+        p, r_true = p / p.sum(), np.r_[0.0, np.ones(k), np.zeros(Y - 1 - k)]
         proxy = np.log(p)
     else:
         p = np.exp(2.0 * rng.normal(size=Y))
-        p /= p.sum()
-        r_true = rng.uniform(size=Y)
-        eps = rng.normal(size=Y)
-        sigma = SIGMA if family == "noisy_proxy" else _CONTROL_NOISE
-        proxy = r_true + sigma * eps / np.sqrt(N0 * p)
-    mean = p @ proxy
-    return p, r_true, (proxy - mean) / math.sqrt(p @ (proxy - mean) ** 2)
+        p, r_true, eps = p / p.sum(), rng.uniform(size=Y), rng.normal(size=Y)
+        proxy = r_true + (SIGMA if family == "noisy_proxy" else _CONTROL_NOISE) * eps / np.sqrt(N0 * p)
+    centred = proxy - p @ proxy
+    return p, r_true, centred / math.sqrt(p @ centred**2)
 
 
 def _running_first_argmax(v):
@@ -215,16 +210,13 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         e = summary["families"][f]
         for i, m in enumerate(EXACT_METHODS):
             ax.plot(e[m]["N"], e[m]["true_reward"], "-", color=f"C{i}", label=f"{labels[m]} (exact)")
-            N, v, se = _curve(rows, f, m, "true_reward_mc")
-            ax.plot(N, v, "o", color=f"C{i}", ms=2.5)
+            ax.plot(*_curve(rows, f, m, "true_reward_mc")[:2], "o", color=f"C{i}", ms=2.5)
         p = e["pessimism"]
         ax.errorbar(p["N"], p["true_reward"], yerr=1.96 * np.array(p["se"]), fmt="s", color="C4", ms=3,
                     label=f"pessimism β={BETA} (MC, 95%)")
         ax.axhline(e["pessimism_limit"], color="C4", ls="--", lw=0.8, label="pessimism N→∞ (exact π*_β)")
         ax.axhline(e["base_value"], color="gray", ls=":", lw=0.8, label="π_ref (N = 1)")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("N (draws per prompt; BoP: mean)")
-        ax.set_ylabel("E[r*(selected response)]")
+        ax.set(xscale="log", xlabel="N (draws per prompt; BoP: mean)", ylabel="E[r*(selected response)]")
         ax.set_title(f.replace("_", " "), fontsize=10)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=6)
