@@ -110,7 +110,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     rows = [dict(base, queries=float(n), N=n, method=m, metric="true_reward_exact", value=float(laws[m][i] @ r_true),
                  proxy_value=float(laws[m][i] @ r_hat), se=0.0, n=0) for m in EXACT_METHODS for i, n in enumerate(Ns)]
     sel = np.asarray(_mc_fn(tuple(Ns), _PESSIMISM_AS_BON, _SOFT_SAMPLER_TAU_FACTOR)(keys, jnp.log(jnp.asarray(p, jnp.float32)), jnp.asarray(r_hat, jnp.float32),
-                                       jnp.float32(it.pessimism_envelope(r_hat, lp, BETA))))
+                                       jnp.float32(it.pessimism_envelope(lp, r_hat, BETA))))
     vals = r_true[sel]  # [trials, G, methods]
     T = vals.shape[0]
     for j, m in enumerate(EXACT_METHODS + ("pessimism",)):

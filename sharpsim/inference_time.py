@@ -187,7 +187,7 @@ def _chi2_threshold_np(p, r, beta):
     return float(_chi2_threshold_rows(p[None, :], r, beta)[0])
 
 
-def pessimism_envelope(reward, log_probs, beta: float) -> float:
+def pessimism_envelope(log_probs, reward, beta: float) -> float:
     """Default rejection envelope M = 1 + (max r̂ − min r̂)/β over the support: π*_β/π_ref ≤ M (λ ≥ min r̂ − β)."""
     p, r = _row(log_probs, reward)
     rs = r[p > 0]
@@ -207,7 +207,7 @@ def pessimism_law(log_probs, reward, N: int, beta: float, envelope: float | None
     N = check_positive_int(N, "N")
     check_positive(beta, "beta")
     p, r = _row(log_probs, reward)
-    M = pessimism_envelope(reward, log_probs, beta) if envelope is None else float(envelope)
+    M = pessimism_envelope(log_probs, reward, beta) if envelope is None else float(envelope)
     supp = np.flatnonzero(p > 0)
     S = len(supp)
     size = math.comb(N + S - 1, S - 1)
@@ -410,7 +410,7 @@ def pessimism_sample(log_probs, reward, N: int, beta, *, key, envelope=None) -> 
     if is_concrete(beta):
         check_positive(beta, "beta")
     if envelope is None:
-        envelope = pessimism_envelope(reward, log_probs, float(beta))
+        envelope = pessimism_envelope(log_probs, reward, float(beta))
     k1, k2 = jax.random.split(key)
     d = _draws(k1, log_probs, N)
     r, valid = jnp.asarray(reward), jnp.ones((N,), bool)
