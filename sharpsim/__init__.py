@@ -65,3 +65,10 @@ from sharpsim.algorithms import (
 # --- power distributions π^α (issue 15: Beyond the paper, at inference time) ---------------------------
 from sharpsim import power
 from sharpsim.power import SequenceTablePolicy, power_mh_chain, power_mh_sample, power_policy, power_smc_sample
+
+# --- inference-time alignment beyond best-of-N, and its metrics (issue 15, items 3-4) ----------------------
+from sharpsim import inference_time
+from sharpsim.inference_time import (bom_sample, bon_sample, bop_sample, chi2_optimum, pessimism_sample,
+                                     soft_bon_sample)
+from sharpsim.metrics import (coverage_profile, coverage_profile_from_samples, generation_verification_gap, max_at_k,
+                              max_at_k_estimate)

@@ -14,6 +14,7 @@ from typing import Any, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special as scipy_special
 from jaxtyping import Array, Bool, Float
 
 from sharpsim._validation import (
@@ -272,3 +273,113 @@ def pass_at_n(pi: PolicyLike, correct: Bool[Array, "X Y"], mu, N: int) -> Float[
     # in float32 for p = 1e-9, N = 10), as in exact.bon_success_probability.
     success = -jnp.expm1(N * jnp.log1p(-p_correct))
     return jnp.sum(jnp.asarray(mu, success.dtype) * success)
+
+
+# ----------------------------------------------------------------- inference-time metrics (issue 15, item 4)
+__all__ += ["coverage_profile", "coverage_profile_from_samples", "max_at_k", "max_at_k_estimate",
+            "generation_verification_gap"]
+
+
+def coverage_profile(pi_star: PolicyLike, pi: PolicyLike, mu, Ns) -> Float[Array, " G"]:
+    """P_cov[N](π) = P_{x~μ, y~π*(·|x)}[π*(y|x)/π(y|x) ≥ N] for every N in ``Ns`` (exact, tabular).
+
+    The coverage profile of Chen, Huang, …, Foster (2025, "The Coverage Principle", arXiv:2510.15020): the
+    π*-mass that π covers only at a ratio ≥ N, i.e. that best-of-N from π can miss. At π* = the paper's argmax
+    policy (all mass on y*(x)), P_cov[N] = P_μ[π(y*(x)|x) ≤ 1/N], and Σ_{N≥1} P_cov[N] = E_μ[⌊1/π(y*|x)⌋]
+    ∈ (C_cov − 1, C_cov] with C_cov = E_μ[1/π(y*|x)] (Eq. 6). Computed in log space
+    (log π* − log π ≥ log N, no slack: a ratio equal to N up to rounding may fall either side); y with
+    π(y|x) = 0 < π*(y|x) counts as uncovered at every N.
+    """
+    pi_star, pi = as_policy(pi_star, "pi_star"), as_policy(pi, "pi")
+    _check_shapes(mu, ("pi_star", pi_star), ("pi", pi))
+    log_n = jnp.log(jnp.atleast_1d(jnp.asarray(Ns, pi.log_probs.dtype)))
+    log_ratio = pi_star.log_probs - pi.log_probs  # +inf where π = 0 < π*
+    mass = jnp.where(pi_star.log_probs > -jnp.inf, pi_star.probs, 0.0)  # [X, Y]
+    hit = log_ratio[None] >= log_n[:, None, None]  # [G, X, Y]
+    return jnp.einsum("x,gxy->g", jnp.asarray(mu, mass.dtype), jnp.where(hit, mass[None], 0.0))
+
+
+def coverage_profile_from_samples(log_ratios, Ns) -> np.ndarray:
+    """Unbiased estimate of P_cov[N] from log π*(y_i|x_i) − log π(y_i|x_i) at samples (x_i, y_i) ~ μ × π*:
+    the fraction with log-ratio ≥ log N, for every N in ``Ns`` (NumPy; each entry is a binomial proportion, so
+    :func:`sharpsim.complexity.proportion_interval` gives its interval)."""
+    lr = np.asarray(log_ratios, np.float64).ravel()
+    if lr.size == 0:
+        raise ValueError("log_ratios is empty: give at least one sample.")
+    if np.any(np.isnan(lr)):
+        raise ValueError("log_ratios contains NaN.")
+    return np.mean(lr[None, :] >= np.log(np.asarray(Ns, np.float64))[:, None], axis=1)
+
+
+def _bon_law_under(log_probs: Float[Array, " Y"], proxy: Float[Array, " Y"], N) -> Float[Array, " Y"]:
+    """Law of the best of N draws from exp(log_probs) under ``proxy`` (ties split ∝ π; as
+    :func:`sharpsim.inference_time.bon_law_grid`, in JAX)."""
+    p = jnp.exp(log_probs - jax.nn.logsumexp(log_probs))
+    order = jnp.argsort(proxy)
+    keys, cum = proxy[order], jnp.concatenate([jnp.zeros((1,), p.dtype), jnp.cumsum(p[order])])
+    U = jnp.clip(cum[jnp.searchsorted(keys, proxy, side="right")], 0.0, 1.0)
+    L = jnp.clip(cum[jnp.searchsorted(keys, proxy, side="left")], 0.0, 1.0)
+    G = U - L
+    return jnp.where((p > 0) & (G > 0), (U**N - L**N) * p / jnp.where(G > 0, G, 1.0), 0.0)
+
+
+def max_at_k(pi: PolicyLike, reward: Float[Array, "X Y"], mu, k: int) -> Float[Array, ""]:
+    """max@k = E_{x~μ}[E[max_{i ≤ k} r(x, y_i)]], y_1..y_k i.i.d. ~ π(·|x) (exact, tabular).
+
+    The continuous-reward generalisation of pass@k (at a 0/1 reward it is :func:`pass_at_n`); Σ_j r_(j)
+    (F_j^k − F_{j−1}^k) over responses sorted by reward, F the cumulative π-mass. Its estimator from n ≥ k
+    sampled rewards is :func:`max_at_k_estimate`.
+    """
+    k = check_positive_int(k, "k")
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    r = jnp.asarray(reward, pi.log_probs.dtype)
+    law = jax.vmap(lambda lp, rr: _bon_law_under(lp, rr, k))(pi.log_probs, r)
+    per_prompt = jnp.sum(jnp.where(law > 0, law * r, 0.0), axis=-1)
+    return jnp.sum(jnp.asarray(mu, per_prompt.dtype) * per_prompt)
+
+
+def max_at_k_estimate(rewards, k: int) -> float:
+    """Unbiased estimate of E[max of k i.i.d. rewards] from n ≥ k i.i.d. sampled rewards of one prompt.
+
+    With r_(1) ≤ … ≤ r_(n) sorted, Σ_i r_(i) C(i−1, k−1)/C(n, k): the average of max over all C(n, k) subsets
+    of size k (each r_(i) is the maximum of the C(i−1, k−1) subsets whose other members sit below it). At
+    0/1 rewards it equals the unbiased pass@k 1 − C(n−c, k)/C(n, k) of Chen et al. (2021); for continuous
+    rewards see arXiv:2505.15201 (max@k). Raises ValueError when k > n.
+    """
+    k = check_positive_int(k, "k")
+    r = np.sort(np.asarray(rewards, np.float64).ravel())
+    n = r.size
+    if k > n:
+        raise ValueError(f"k = {k} exceeds the number of samples n = {n}; max@k needs n ≥ k.")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("rewards must be finite.")
+    i = np.arange(1, n + 1)
+    log_w = (scipy_special.gammaln(i) - scipy_special.gammaln(k) - scipy_special.gammaln(np.maximum(i - k, 0) + 1)
+             - (scipy_special.gammaln(n + 1) - scipy_special.gammaln(k + 1) - scipy_special.gammaln(n - k + 1)))
+    return float(np.sum(np.where(i >= k, np.exp(log_w), 0.0) * r))
+
+
+def generation_verification_gap(pi: PolicyLike, true_reward: Float[Array, "X Y"], verifier: Float[Array, "X Y"], mu,
+                                N: int, *, relative: bool = False) -> Float[Array, ""]:
+    """Generation–verification gap of a task family (μ over prompts, π the generator, ``verifier`` its score):
+
+        gap_N = E_{x~μ}[ E_{y ~ BoN_N(π, verifier)}[r*(x, y)] − E_{y~π}[r*(x, y)] ],
+
+    the true-reward gain from re-weighting the generator's own samples by the verification score, here by
+    best-of-N under that score (exact law, ties split ∝ π). Song et al. (2024, "Mind the Gap: Examining the
+    Self-Improvement Capabilities of LLMs", arXiv:2412.02674) define the GV-gap as J(π[verifier]) − J(π) (and
+    a relative version divided by J(π), ``relative=True``); best-of-N is one choice of π[·], fixed here so the
+    number is exact and comparable across N. With the paper's self-reward (verifier = log π, Eq. 2) and
+    r* = 1[y ∈ y*(x)], gap_N = E_μ[1 − (1 − π(y*|x))^N − π(y*|x)] by Proposition C.1's identity.
+    """
+    N = check_positive_int(N, "N")
+    pi = as_policy(pi)
+    _check_shapes(mu, ("pi", pi))
+    r = jnp.asarray(true_reward, pi.log_probs.dtype)
+    v = jnp.asarray(verifier, pi.log_probs.dtype)
+    law = jax.vmap(lambda lp, vv: _bon_law_under(lp, vv, N))(pi.log_probs, v)
+    m = jnp.asarray(mu, r.dtype)
+    selected = jnp.sum(m * jnp.sum(jnp.where(law > 0, law * r, 0.0), axis=-1))
+    base = jnp.sum(m * jnp.sum(jnp.where(pi.probs > 0, pi.probs * r, 0.0), axis=-1))
+    return (selected - base) / base if relative else selected - base
