@@ -21,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "maxcut_hardness": "experiments.maxcut_hardness",
     "bon_lift": "experiments.bon_lift",
     "power_sampling": "experiments.power_sampling",
+    "iterated_sharpening": "experiments.iterated_sharpening",
+    "self_training_collapse": "experiments.self_training_collapse",
     "bridge_tiny": "experiments.bridge_studies:TINY",
     "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
     "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",

@@ -38,7 +38,7 @@ from scipy.special import gammaln
 
 from sharpsim import rewards as _rewards
 from sharpsim._validation import check_positive, check_positive_int
-from sharpsim.algorithms._best_of_n import select_best
+from sharpsim.algorithms._best_of_n import running_best, select_best
 from sharpsim.classes import TabularClass, count_table
 from sharpsim.exact import bon_log_probs
 from sharpsim.metrics import PolicyLike, as_policy
@@ -48,7 +48,7 @@ from sharpsim.power import power_policy
 
 __all__ = ["MEMORIES", "IteratedRun", "exact_iterated_sft", "exact_iterated_rlhf", "exact_accumulated_sft",
            "iterated_sft", "iterated_rlhf", "trajectory_stats", "expected_heterozygosity",
-           "mode_probability"]
+           "mode_probability", "one_shot_sft_sweep", "target_mass"]
 
 #: Training-set rules: a round's own samples only, or every sample so far.
 MEMORIES = ("replace", "accumulate")
@@ -181,7 +181,38 @@ def iterated_rlhf(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, bet
     return IteratedRun(jnp.concatenate([pi_base.log_probs[None], traj]), nq.astype(jnp.int32))
 
 
+def one_shot_sft_sweep(key: PRNGKeyArray, pi_base: PolicyLike, n_grid, N_grid,
+                       reward: Callable = _rewards.log_prob) -> Float[Array, "G H X Y"]:
+    """One-shot SFT-sharpening (Theorem 4.1's algorithm) in the stratified design of :func:`iterated_sft`, at
+    every (n, N) of a grid from ONE draw of [n_max, N_max] per prompt: log π̂ of the tabular MLE on the first
+    n picks per prompt, each the best of its first N draws (prefix-coupled, as ``sft_sharpening_sweep``)."""
+    n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
+    N_grid = tuple(check_positive_int(v, "N_grid entry") for v in N_grid)
+    pi_base = as_policy(pi_base, "pi_base")
+    X, Y = pi_base.log_probs.shape
+    n_max, N_max = max(n_grid), max(N_grid)
+    prompts = _round_prompts(X, n_max)
+    batch = SampleEvaluateOracle(pi_base, jnp.full((X,), 1.0 / X, pi_base.log_probs.dtype)).respond(key, prompts, N_max)
+    scores = jax.vmap(reward)(prompts, batch.responses, batch.log_probs)
+    idx = running_best(scores)[1][:, jnp.asarray(N_grid, jnp.int32) - 1]  # [X·n_max, H]
+    picks = jnp.take_along_axis(batch.responses, idx, 1)
+    rep = jnp.tile(jnp.arange(n_max), X)
+    cls = TabularClass(X, Y)
+
+    def at(n, h):
+        return cls.mle(count_table(X, Y, prompts, picks[:, h], (rep < n).astype(pi_base.log_probs.dtype))).log_probs
+
+    return jax.vmap(lambda n: jax.vmap(lambda h: at(n, h))(jnp.arange(len(N_grid))))(jnp.asarray(n_grid, jnp.int32))
+
+
 # ------------------------------------------------------------------------------------------ statistics
+def target_mass(log_probs: Float[Array, "... X Y"], pi_base: PolicyLike) -> Float[Array, "... X"]:
+    """π(y*(x)|x) per prompt for any stack of tables, y* the argmax set of π_base."""
+    base = as_policy(pi_base, "pi_base").log_probs
+    target = base >= jnp.max(base, axis=-1, keepdims=True)
+    return jnp.sum(jnp.where(target, jnp.exp(log_probs), 0.0), -1)
+
+
 def trajectory_stats(log_probs: Float[Array, "K1 X Y"], pi_base: PolicyLike, mu) -> dict:
     """Per round (μ-weighted means over prompts): ``entropy`` (nats), ``heterozygosity`` 1 − Σ_y π_k(y|x)²,
     ``mass_on_target`` π_k(y*(x)|x) with y* the argmax set of π_base, ``support_lost`` the fraction of
