@@ -115,6 +115,16 @@ def _round_prompts(X: int, n: int) -> Int[Array, " Xn"]:
     return jnp.repeat(jnp.arange(X, dtype=jnp.int32), n)
 
 
+def _draw(key, log_probs, mu, n: int, N: int):
+    """n groups of N evaluated responses per prompt from the oracle wrapping the table ``log_probs``: one
+    ``respond`` call of n·N draws per prompt (the CDF is built once per prompt), reshaped to ``[X·n, N]`` in the
+    order of ``_round_prompts`` (X·n·N queries)."""
+    X = log_probs.shape[0]
+    batch = SampleEvaluateOracle(TabularPolicy(log_probs=log_probs), mu).respond(key, jnp.arange(X, dtype=jnp.int32),
+                                                                                n * N)
+    return batch.responses.reshape(X * n, N), batch.log_probs.reshape(X * n, N)
+
+
 def iterated_sft(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, N: int, memory: str = "replace",
                  n_used=None, reward: Callable = _rewards.log_prob) -> IteratedRun:
     """K rounds of SFT-sharpening with r_self = log π_k: per round and prompt, n best-of-N picks from π_k
@@ -133,9 +143,9 @@ def iterated_sft(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, N: i
 
     def step(carry, k):
         lp, total = carry
-        batch = SampleEvaluateOracle(TabularPolicy(log_probs=lp), mu).respond(k, prompts, N)
-        j = jax.vmap(lambda x, ys, lps: select_best(x, ys, lps, reward)[0])(prompts, batch.responses, batch.log_probs)
-        picks = jnp.take_along_axis(batch.responses, j[:, None], 1)[:, 0]
+        ys, lps = _draw(k, lp, mu, n, N)
+        j = jax.vmap(lambda x, y_, l_: select_best(x, y_, l_, reward)[0])(prompts, ys, lps)
+        picks = jnp.take_along_axis(ys, j[:, None], 1)[:, 0]
         counts = count_table(X, Y, prompts, picks, w)
         total = total + counts if memory == "accumulate" else counts
         nxt = cls.mle(total).log_probs
@@ -166,10 +176,10 @@ def iterated_rlhf(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, bet
     def step(carry, inp):
         lp, seen = carry
         k, r = inp
-        batch = SampleEvaluateOracle(TabularPolicy(log_probs=lp), mu).respond(k, prompts, 2)
+        ys, _ = _draw(k, lp, mu, n, 2)
         now = jnp.zeros((X, Y), bool)
         for c in (0, 1):
-            now = now.at[prompts, batch.responses[:, c]].max(w)
+            now = now.at[prompts, ys[:, c]].max(w)
         seen = seen | now if memory == "accumulate" else now
         nxt = jax.nn.log_softmax(jnp.where(seen, scale * lp, -jnp.inf), axis=-1)
         nq = 2 * X * used * (r if memory == "accumulate" else 1)
@@ -192,10 +202,10 @@ def one_shot_sft_sweep(key: PRNGKeyArray, pi_base: PolicyLike, n_grid, N_grid,
     X, Y = pi_base.log_probs.shape
     n_max, N_max = max(n_grid), max(N_grid)
     prompts = _round_prompts(X, n_max)
-    batch = SampleEvaluateOracle(pi_base, jnp.full((X,), 1.0 / X, pi_base.log_probs.dtype)).respond(key, prompts, N_max)
-    scores = jax.vmap(reward)(prompts, batch.responses, batch.log_probs)
+    ys, lps = _draw(key, pi_base.log_probs, jnp.full((X,), 1.0 / X, pi_base.log_probs.dtype), n_max, N_max)
+    scores = jax.vmap(reward)(prompts, ys, lps)
     idx = running_best(scores)[1][:, jnp.asarray(N_grid, jnp.int32) - 1]  # [X·n_max, H]
-    picks = jnp.take_along_axis(batch.responses, idx, 1)
+    picks = jnp.take_along_axis(ys, idx, 1)
     rep = jnp.tile(jnp.arange(n_max), X)
     cls = TabularClass(X, Y)
 

@@ -98,9 +98,10 @@ def test_one_rlhf_round_is_the_library_eq8_minimiser_on_the_same_draws():
     run = it.iterated_rlhf(jax.random.key(2), P, K=1, n=n, beta=beta)
     prompts = jnp.repeat(jnp.arange(2, dtype=jnp.int32), n)
     pol = TabularPolicy.from_probs(jnp.asarray(P, jnp.float32))
-    b = SampleEvaluateOracle(pol, jnp.array([0.5, 0.5])).respond(jax.random.split(jax.random.key(2), 1)[0], prompts, 2)
-    want = tabular_eq8_minimizer(2, 4, prompts, b.responses[:, 0], b.responses[:, 1], b.log_probs[:, 0],
-                                 b.log_probs[:, 1], beta)
+    b = SampleEvaluateOracle(pol, jnp.array([0.5, 0.5])).respond(jax.random.split(jax.random.key(2), 1)[0],
+                                                                 jnp.arange(2, dtype=jnp.int32), 2 * n)
+    ys, lps = b.responses.reshape(2 * n, 2), b.log_probs.reshape(2 * n, 2)  # n pairs per prompt, in prompt order
+    want = tabular_eq8_minimizer(2, 4, prompts, ys[:, 0], ys[:, 1], lps[:, 0], lps[:, 1], beta)
     np.testing.assert_allclose(np.asarray(run.log_probs[1]), np.asarray(want), rtol=1e-5)
 
 
