@@ -38,7 +38,7 @@ from scipy.special import gammaln
 
 from sharpsim import rewards as _rewards
 from sharpsim._validation import check_positive, check_positive_int
-from sharpsim.algorithms._best_of_n import running_best, select_best
+from sharpsim.algorithms._best_of_n import running_best
 from sharpsim.classes import TabularClass, count_table
 from sharpsim.exact import bon_log_probs
 from sharpsim.metrics import PolicyLike, as_policy
@@ -125,31 +125,35 @@ def _draw(key, log_probs, mu, n: int, N: int):
     return batch.responses.reshape(X * n, N), batch.log_probs.reshape(X * n, N)
 
 
-def iterated_sft(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, N: int, memory: str = "replace",
-                 n_used=None, reward: Callable = _rewards.log_prob) -> IteratedRun:
+def iterated_sft(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, N: int, memory="replace",
+                 n_used=None, N_used=None, reward: Callable = _rewards.log_prob) -> IteratedRun:
     """K rounds of SFT-sharpening with r_self = log π_k: per round and prompt, n best-of-N picks from π_k
     (its oracle, n·N queries per prompt), then the exact tabular MLE on the round's picks (``replace``) or on
-    all picks so far (``accumulate``). ``n_used`` (≤ n, may be traced): keep the first n_used picks per prompt
-    (a sweep over n in one compile). ``reward`` is the self-reward applied to π_k's log-probs (a test hook)."""
+    all picks so far (``accumulate``). ``n_used`` (≤ n) and ``N_used`` (≤ N), both may be traced: keep the first
+    n_used picks per prompt, each the best of its first N_used draws (sweeps in one compile; the queries count
+    X·n_used·N_used). ``memory`` may also be a traced boolean (True: accumulate). ``reward`` is the
+    self-reward applied to π_k's log-probs (a test hook)."""
     K, n, N = check_positive_int(K, "K"), check_positive_int(n, "n"), check_positive_int(N, "N")
-    _check_memory(memory)
+    keep = jnp.asarray(_check_memory(memory) == "accumulate" if isinstance(memory, str) else memory)
     pi_base = as_policy(pi_base, "pi_base")
     X, Y = pi_base.log_probs.shape
     mu = jnp.full((X,), 1.0 / X, pi_base.log_probs.dtype)
     prompts = _round_prompts(X, n)
     used = jnp.asarray(n if n_used is None else n_used, jnp.int32)
+    used_N = jnp.asarray(N if N_used is None else N_used, jnp.int32)
     w = (jnp.tile(jnp.arange(n), X) < used).astype(pi_base.log_probs.dtype)
     cls = TabularClass(X, Y)
 
     def step(carry, k):
         lp, total = carry
         ys, lps = _draw(k, lp, mu, n, N)
-        j = jax.vmap(lambda x, y_, l_: select_best(x, y_, l_, reward)[0])(prompts, ys, lps)
+        score = jax.vmap(reward)(prompts, ys, lps)
+        j = jnp.argmax(jnp.where(jnp.arange(N) < used_N, score, -jnp.inf), axis=1)  # select_best on the prefix
         picks = jnp.take_along_axis(ys, j[:, None], 1)[:, 0]
         counts = count_table(X, Y, prompts, picks, w)
-        total = total + counts if memory == "accumulate" else counts
+        total = jnp.where(keep, total, 0.0) + counts
         nxt = cls.mle(total).log_probs
-        return (nxt, total), (nxt, X * used * N)
+        return (nxt, total), (nxt, X * used * used_N)
 
     init = (pi_base.log_probs, jnp.zeros((X, Y), pi_base.log_probs.dtype))
     _, (traj, nq) = jax.lax.scan(step, init, jax.random.split(key, K))
