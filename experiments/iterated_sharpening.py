@@ -30,15 +30,14 @@ import numpy as np
 from sharpsim import iterated as it
 from sharpsim import rewards
 from sharpsim.complexity import clopper_pearson, fit_loglog_slope
-from sharpsim.exact import bon_policy
-from sharpsim.runner import Check, check_slope
+from sharpsim.runner import Check, Experiment, check_slope
 
 REWARD = rewards.log_prob  # private hook: tests swap in a reward that picks the least likely draw
-EPS, DELTA, RHO, X, Y = 0.25, 0.1, 0.1, 4, 128
+EPS, DELTA, RHO, X, Y, LEVEL = 0.25, 0.1, 0.1, 4, 128, 0.997  # LEVEL: Clopper–Pearson level of the lock-in checks
 N_ONE = (4, 8, 16, 32, 64, 128, 256)
 N_ITER, K_ITER = 2, 10
 LOCK = {"near_tie": (0.30, 0.28, 0.22, 0.20), "clear": (0.45, 0.25, 0.17, 0.13)}
-K_LOCK, N_LOCK = 6, (16, 1024)
+K_LOCK, N_LOCK, REPS = 6, (16, 1024), 4  # REPS independent loops per trial
 _P = {"quick": (2, 4, 8, 16, 32), "full": (2, 4, 8, 16, 32)}
 _N = {"quick": (4, 8, 16, 32), "full": (4, 8, 16, 32, 64)}
 _NI = {"quick": (8, 16, 32, 64, 128, 256), "full": (8, 16, 32, 64, 128, 256, 512)}
@@ -60,7 +59,7 @@ def instance(C_cov: float) -> np.ndarray:
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _queries_trials(keys, P, n_one, n_iter, reward):
     def one(key):
-        k1, k2 = jax.random.split(key)
+        k1, k2 = jax.random.split(key)  # one-shot and iterated arms from independent draws
         one_shot = it.target_mass(it.one_shot_sft_sweep(k1, P, n_one, N_ONE, reward=reward), P)  # [G, H, X]
         runs = jax.vmap(lambda n: it.iterated_sft(k2, P, K=K_ITER, n=max(n_iter), N=N_ITER, n_used=n,
                                                   reward=reward).log_probs)(jnp.asarray(n_iter))
@@ -71,6 +70,8 @@ def _queries_trials(keys, P, n_one, n_iter, reward):
 
 @functools.partial(jax.jit, static_argnums=2)
 def _lock_trials(keys, P, reward):
+    keys = jax.vmap(lambda k: jax.random.split(k, REPS))(keys).reshape(-1)  # REPS chains per runner trial
+
     def one(key):
         runs = jax.vmap(lambda n: it.iterated_sft(key, P, K=K_LOCK, n=max(N_LOCK), N=2, n_used=n,
                                                   reward=reward).log_probs)(jnp.asarray(N_LOCK))
@@ -80,7 +81,7 @@ def _lock_trials(keys, P, reward):
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     rows = []
-    if setting["part"] == "queries":
+    if setting["part"] == "queries":  # success = (ε, δ)-sharpened, per grid point
         P = jnp.asarray(instance(setting["C_cov"]), jnp.float32)
         one, itr = (np.asarray(a) for a in _queries_trials(keys, P, _N[mode], _NI[mode], REWARD))
         for t in range(one.shape[0]):
@@ -91,46 +92,45 @@ def run_setting(keys, setting: dict, mode: str) -> list:
                      for k in range(1, K_ITER + 1)]
         return rows
     wrong = np.asarray(_lock_trials(keys, jnp.asarray([LOCK[setting["instance"]]], jnp.float32), REWARD))
-    for t in range(wrong.shape[0]):
-        rows += [{"trial": t, "arm": "iterated", "n": n, "N": 2, "k": k, "queries": 2 * n * k, "metric": "mode_wrong",
-                  "value": float(wrong[t, g, k])} for g, n in enumerate(N_LOCK) for k in range(1, K_LOCK + 1)]
+    for t in range(wrong.shape[0]):  # trial t // REPS of the runner, chain t % REPS
+        rows += [{"trial": t // REPS, "chain": t % REPS, "arm": "iterated", "n": n, "N": 2, "k": k, "queries": 2 * n * k,
+                  "metric": "mode_wrong", "value": float(wrong[t, g, k])} for g, n in enumerate(N_LOCK)
+                 for k in range(1, K_LOCK + 1)]
     return rows
 
 
 # ------------------------------------------------------------------------------------------ analysis
 def _m_hat(rows, arm):
-    """m̂(ρ) and its interval from the success rates on the grid (Clopper–Pearson crossing of 1 − ρ)."""
-    by = {}
+    """m̂(ρ) and its interval on the grid: the smallest total queries whose success rate (best grid point at that
+    budget) reaches 1 − ρ, and where the Clopper–Pearson 95% interval's upper / lower end first reaches it."""
+    runs = {}
     for r in rows:
         if r["arm"] == arm:
-            by.setdefault(r["queries"], []).append(r["value"])
-    # several grid points can share a budget: keep the best of them (the learner would pick it)
-    best = {}
-    for r in rows:
-        if r["arm"] == arm:
-            best.setdefault((r["queries"], r["n"], r["N"], r["k"]), []).append(r["value"])
+            runs.setdefault((r["queries"], r["n"], r["N"], r["k"]), []).append(r["value"])
     pts = {}
-    for (q, *_), v in best.items():
-        s, T = int(sum(v)), len(v)
-        lo, hi = clopper_pearson(s, T)
-        cur = pts.get(q)
-        if cur is None or s > cur[0]:
-            pts[q] = (s, T, float(lo), float(hi))
+    for (q, *_), v in runs.items():
+        if q not in pts or sum(v) > pts[q][0]:
+            pts[q] = (int(sum(v)), len(v), *map(float, clopper_pearson(int(sum(v)), len(v))))
     qs = sorted(pts)
     first = lambda ok: next((q for q in qs if ok(pts[q])), math.inf)  # noqa: E731
     return (first(lambda p: p[0] / p[1] >= 1 - RHO), first(lambda p: p[3] >= 1 - RHO), first(lambda p: p[2] >= 1 - RHO))
 
 
-def _exact_per_pick(C_cov):
-    p = 1.0 / C_cov
-    N1 = math.ceil(math.log(DELTA) / math.log1p(-p))
+@jax.jit
+def _bon2(P):
+    """The best-of-2 law of each row (the exact one-shot pick law of the lock-in instances)."""
+    return jnp.exp(it.exact_iterated_sft(P, 1, 2)[1])
+
+
+def _exact_per_pick(C_cov):  # one-shot N₁ and the iterated 2·⌈log₂ N₁⌉ responses per pick (exact targets)
+    N1 = math.ceil(math.log(DELTA) / math.log1p(-1.0 / C_cov))
     return N1, 2 * math.ceil(math.log2(N1))
 
 
 def _lock_probs(rows, inst, n, k):
     v = [r["value"] for r in rows if r.get("instance") == inst and r["n"] == n and r["k"] == k]
     s, T = int(sum(v)), len(v)
-    lo, hi = clopper_pearson(s, T)
+    lo, hi = clopper_pearson(s, T, level=LEVEL)
     return s / T, float(lo), float(hi), T
 
 
@@ -142,24 +142,22 @@ def analyze(rows: list, mode: str) -> dict:
         N1, per_iter = _exact_per_pick(c)
         points.append({"C_cov": c, "one_shot": one, "iterated": itr, "exact_N_one": N1, "exact_iterated_per_pick": per_iter})
     reached = [p for p in points if math.isfinite(p["iterated"][0]) and math.isfinite(p["one_shot"][0])]
-    one_ok = [p for p in points if math.isfinite(p["one_shot"][0])]
-    checks.append(Check("every C_cov: one-shot SFT reaches (ε, δ) = (0.25, 0.1) w.p. ≥ 1 − ρ on the grid (Theorem 4.1)",
-                        1.0, len(one_ok) / len(points), len(one_ok) / len(points), len(one_ok) / len(points),
-                        "consistent" if len(one_ok) == len(points) else "inconsistent",
-                        f"{len(one_ok)}/{len(points)} settings (exact count)").as_dict())
-    checks.append(Check("every C_cov: iterated rounds (n ≤ 256 per round, k ≤ 10) reach (ε, δ) w.p. ≥ 1 − ρ", 1.0,
-                        len(reached) / len(points), len(reached) / len(points), len(reached) / len(points),
-                        "consistent" if len(reached) == len(points) else "inconsistent",
-                        f"{len(reached)}/{len(points)} settings (exact count); Y = {Y}").as_dict())
+    for arm, what in (("one_shot", "one-shot SFT (Theorem 4.1)"), ("iterated", "iterated rounds (n ≤ 256, k ≤ 10)")):
+        f = sum(math.isfinite(p[arm][0]) for p in points) / len(points)
+        checks.append(Check(f"every C_cov: {what} reaches (ε, δ) = (0.25, 0.1) w.p. ≥ 1 − ρ on the grid", 1.0, f, f, f,
+                            "consistent" if f == 1 else "inconsistent", "fraction of settings (exact count)").as_dict())
     fits = {}
     for arm in ("one_shot", "iterated"):
         ok = [p for p in reached if math.isfinite(p[arm][2])]
         if len(ok) >= 3:
             fits[arm] = fit_loglog_slope([p["C_cov"] for p in ok], [p[arm][0] for p in ok],
                                          y_lower=[p[arm][1] for p in ok], y_upper=[p[arm][2] for p in ok])
+            cs = np.array([p["C_cov"] for p in ok], float)  # iterated: n ∝ C_cov per round, K* = ⌈log₂ N₁⌉ rounds
+            band = {} if arm == "one_shot" else {"C_cov·K*": float(fit_loglog_slope(
+                cs, cs * [p["exact_iterated_per_pick"] for p in ok]).slope)}
             checks.append(check_slope(f"[queries] slope of m̂ vs C_cov, {arm} (Theorem 4.1 / round-1 retention: 1)",
-                                      1.0, fits[arm], note="m̂ read off a factor-2 grid; interval from the "
-                                      "Clopper–Pearson crossing of 1 − ρ."))
+                                      1.0, fits[arm], log_factor_slopes=band, note="m̂ read off a factor-2 grid; "
+                                      "interval from the Clopper–Pearson crossing of 1 − ρ."))
     ratios = [p["iterated"][0] / p["one_shot"][0] for p in reached]
     if reached:
         below = all(p["iterated"][2] < p["one_shot"][1] for p in reached)
@@ -174,8 +172,8 @@ def analyze(rows: list, mode: str) -> dict:
                             "responses per pick, but every round refits from n picks, and round 1 must keep y*."
                             ).as_dict())
     lock = {}
-    for inst, P in LOCK.items():
-        b2 = np.asarray(bon_policy(jnp.asarray([P], jnp.float32), 2).probs[0], np.float64)
+    laws = np.asarray(_bon2(jnp.asarray(list(LOCK.values()), jnp.float32)), np.float64)
+    for (inst, P), b2 in zip(LOCK.items(), laws):
         r1 = _lock_probs(rows, inst, N_LOCK[0], 1)
         exact_r1 = 1 - it.mode_probability(b2, N_LOCK[0], 0)
         final = _lock_probs(rows, inst, N_LOCK[0], K_LOCK)
@@ -186,7 +184,7 @@ def analyze(rows: list, mode: str) -> dict:
         ok1 = r1[1] <= exact_r1 <= r1[2]
         checks.append(Check(f"[lockin/{inst}] round-1 P(mode wrong) = exact one-shot law (n = {N_LOCK[0]})", exact_r1,
                             r1[0], r1[1], r1[2], "consistent" if ok1 else "inconsistent",
-                            f"Clopper–Pearson 95% over {r1[3]} trials; exact from the multinomial of BoN_2 picks.").as_dict())
+                            f"Clopper–Pearson 99.7% over {r1[3]} loops; exact from the multinomial of BoN_2 picks.").as_dict())
         if inst == "near_tie":
             v = ("finding: early samples lock in a wrong mode" if final[1] > one_shot else "consistent")
             checks.append(Check(f"[lockin/near_tie] P(final mode wrong) after K = {K_LOCK} rounds vs exact one shot with "
@@ -200,7 +198,7 @@ def analyze(rows: list, mode: str) -> dict:
             pred, label, ctrl, why = exact_r1, f"clear margin, n = {N_LOCK[0]}", final, "exact round-1 error"
         checks.append(Check(f"[lockin/control] {label}: P(final mode wrong) not above the {why}", pred,
                             ctrl[0], ctrl[1], ctrl[2], "consistent" if ctrl[1] <= max(pred, 1e-3) else "inconsistent",
-                            "Lock-in must vanish here (mechanism absent); Clopper–Pearson 95%; 1e-3 floor.").as_dict())
+                            "Lock-in must vanish here (mechanism absent); Clopper–Pearson 99.7%; 1e-3 floor.").as_dict())
     return {"checks": checks, "points": points, "lockin": lock,
             "fits": {a: {"slope": f.slope, "lower": f.lower, "upper": f.upper} for a, f in fits.items()}}
 
@@ -214,12 +212,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ok = [p for p in pts if math.isfinite(p[arm][0])]
         x = [p["C_cov"] for p in ok]
         ax.plot(x, [p[arm][0] for p in ok], mk, label=f"{arm.replace('_', ' ')} m̂(ρ)")
-        lo = [p[arm][1] for p in ok]
-        hi = [p[arm][2] if math.isfinite(p[arm][2]) else p[arm][0] for p in ok]
-        ax.fill_between(x, lo, hi, alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("C_cov = 1/π_base(y*)")
+        ax.fill_between(x, [p[arm][1] for p in ok], [min(p[arm][2], 4 * p[arm][0]) for p in ok], alpha=0.2)
+    ax.set(xscale="log", yscale="log", xlabel="C_cov = 1/π_base(y*)")
     ax.set_ylabel("total queries to (ε, δ)-sharpening")
     ax.set_title("Iterated best-of-2 rounds vs one-shot SFT", fontsize=10)
     ax.legend(fontsize=7)
@@ -227,15 +221,11 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         L = summary["lockin"][inst]
         ax2.plot(range(1, K_LOCK + 1), L["per_round"], "o-", color=c, label=f"{inst}: iterated, n = {N_LOCK[0]}/round")
         ax2.axhline(L["one_shot_same_queries"], color=c, ls=":", label=f"{inst}: exact one shot, same queries")
-    ax2.set_xlabel("round k")
-    ax2.set_ylabel("P(mode of π_k ≠ y*)")
-    ax2.set_title("Error lock-in", fontsize=10)
+    ax2.set(xlabel="round k", ylabel="P(mode of π_k ≠ y*)", title="Error lock-in")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, pathlib.Path(out_dir) / "iterated_sharpening")
 
-
-from sharpsim.runner import Experiment  # noqa: E402
 
 EXPERIMENT = Experiment(
     name="iterated_sharpening",
