@@ -107,10 +107,13 @@ def _m_hat(rows, arm):
     for r in rows:
         if r["arm"] == arm:
             runs.setdefault((r["queries"], r["n"], r["N"], r["k"]), []).append(r["value"])
-    pts = {}
+    best = {}
     for (q, *_), v in runs.items():
-        if q not in pts or sum(v) > pts[q][0]:
-            pts[q] = (int(sum(v)), len(v), *map(float, clopper_pearson(int(sum(v)), len(v))))
+        if q not in best or sum(v) > best[q][0]:
+            best[q] = (int(sum(v)), len(v))
+    k, T = (np.array(a) for a in zip(*best.values()))
+    lo, hi = clopper_pearson(k, T)
+    pts = {q: (k[i], T[i], float(lo[i]), float(hi[i])) for i, q in enumerate(best)}
     qs = sorted(pts)
     first = lambda ok: next((q for q in qs if ok(pts[q])), math.inf)  # noqa: E731
     return (first(lambda p: p[0] / p[1] >= 1 - RHO), first(lambda p: p[3] >= 1 - RHO), first(lambda p: p[2] >= 1 - RHO))
@@ -192,8 +195,8 @@ def analyze(rows: list, mode: str) -> dict:
                                 f"one shot: {K_LOCK * N_LOCK[0]} best-of-2 picks; iterated: {N_LOCK[0]} per round. Per round: "
                                 f"{['%.3f' % x for x in lock[inst]['per_round']]}.").as_dict())
         if inst == "near_tie":  # enough picks per round that round 1 finds y*: nothing to lock in
-            pred = 1 - it.mode_probability(b2, K_LOCK * N_LOCK[1], 0)
-            label, ctrl, why = f"n = {N_LOCK[1]} per round", big, "exact one shot with the same queries"
+            pred = 1 - it.mode_probability(b2, N_LOCK[1], 0)
+            label, ctrl, why = f"n = {N_LOCK[1]} per round", big, "exact round-1 error"
         else:  # a clear margin: later rounds must not amplify a runner-up beyond round 1's own errors
             pred, label, ctrl, why = exact_r1, f"clear margin, n = {N_LOCK[0]}", final, "exact round-1 error"
         checks.append(Check(f"[lockin/control] {label}: P(final mode wrong) not above the {why}", pred,

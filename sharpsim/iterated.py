@@ -266,7 +266,7 @@ def mode_probability(probs, n: int, target: int) -> float:
 
     The chance that the MLE of n i.i.d. picks has ``target`` as its unique mode (one-shot SFT's fitted mode).
     Conditioning on C_target = c, the others are Multinomial(n − c, q) with q the renormalised rest, and
-    P[all ≤ c − 1] = (n − c)! [z^{n−c}] ∏_y Σ_{j<c} (q_y z)^j / j! (a polynomial product, in log space).
+    P[all ≤ c − 1] is a truncated convolution of Poisson laws (Poissonisation), normalised by P[Poisson(m) = m].
     """
     n = check_positive_int(n, "n")
     p = np.asarray(probs, np.float64)
@@ -283,17 +283,19 @@ def mode_probability(probs, n: int, target: int) -> float:
     for c in range(1, n + 1):
         m = n - c
         log_pc = lf[n] - lf[c] - lf[m] + c * math.log(pt) + (m * math.log1p(-pt) if m else 0.0)
+        if log_pc < -60.0:  # P[C_target = c] < 1e-26: below float64 resolution of the sum
+            continue
         if m == 0:
             total += math.exp(log_pc)
             continue
         if c * rest.size < m:  # not enough room: some other count must reach c
             continue
-        poly = np.zeros(m + 1)
-        poly[0] = 1.0
+        # Poissonisation: the others are independent Poisson(m q_y) conditioned on their sum being m, so
+        # P[all ≤ c − 1] = P[Σ X_y = m, all X_y ≤ c − 1] / P[Poisson(m) = m] (well scaled for any m).
         j = np.arange(min(c - 1, m) + 1)
-        for qy in q:  # coefficients of Σ_j (q z)^j / j!, truncated at degree m
-            term = np.exp(j * np.log(qy) - lf[j])
-            poly = np.convolve(poly, term)[: m + 1]
-        if poly[m] > 0:
-            total += math.exp(log_pc + lf[m] + math.log(poly[m]))
+        poly = np.ones(1)
+        for qy in q:
+            poly = np.convolve(poly, np.exp(j * math.log(m * qy) - m * qy - lf[j]))[: m + 1]
+        if poly.size > m and poly[m] > 0:
+            total += math.exp(log_pc + math.log(poly[m]) - (m * math.log(m) - m - lf[m]))
     return float(min(max(total, 0.0), 1.0))
