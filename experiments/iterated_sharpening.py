@@ -111,6 +111,8 @@ def _m_hat(rows, arm):
     for (q, *_), v in runs.items():
         if q not in best or sum(v) > best[q][0]:
             best[q] = (int(sum(v)), len(v))
+    if not best:
+        return math.inf, math.inf, math.inf
     k, T = (np.array(a) for a in zip(*best.values()))
     lo, hi = clopper_pearson(k, T)
     pts = {q: (k[i], T[i], float(lo[i]), float(hi[i])) for i, q in enumerate(best)}
@@ -177,6 +179,8 @@ def analyze(rows: list, mode: str) -> dict:
     lock = {}
     laws = np.asarray(_bon2(jnp.asarray(list(LOCK.values()), jnp.float32)), np.float64)
     for (inst, P), b2 in zip(LOCK.items(), laws):
+        if not any(r.get("instance") == inst for r in rows):
+            continue
         r1 = _lock_probs(rows, inst, N_LOCK[0], 1)
         exact_r1 = 1 - it.mode_probability(b2, N_LOCK[0], 0)
         final = _lock_probs(rows, inst, N_LOCK[0], K_LOCK)
