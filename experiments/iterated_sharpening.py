@@ -103,28 +103,21 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 def _m_hat(rows, arm):
     """m̂(ρ) and its interval on the grid: the smallest total queries whose success rate (best grid point at that
     budget) reaches 1 − ρ, and where the Clopper–Pearson 95% interval's upper / lower end first reaches it."""
-    runs = {}
-    for r in rows:
-        if r["arm"] == arm:
-            runs.setdefault((r["queries"], r["n"], r["N"], r["k"]), []).append(r["value"])
-    best = {}
+    runs, best = {}, {}
+    for r in (r for r in rows if r["arm"] == arm):
+        runs.setdefault((r["queries"], r["n"], r["N"], r["k"]), []).append(r["value"])
     for (q, *_), v in runs.items():
-        if q not in best or sum(v) > best[q][0]:
-            best[q] = (int(sum(v)), len(v))
+        best[q] = max(best.get(q, (-1, 0)), (int(sum(v)), len(v)))
     if not best:
         return math.inf, math.inf, math.inf
     k, T = (np.array(a) for a in zip(*best.values()))
-    lo, hi = clopper_pearson(k, T)
-    pts = {q: (k[i], T[i], float(lo[i]), float(hi[i])) for i, q in enumerate(best)}
+    pts = {q: (k[i], T[i], float(lo), float(hi)) for i, (q, lo, hi) in enumerate(zip(best, *clopper_pearson(k, T)))}
     qs = sorted(pts)
     first = lambda ok: next((q for q in qs if ok(pts[q])), math.inf)  # noqa: E731
     return (first(lambda p: p[0] / p[1] >= 1 - RHO), first(lambda p: p[3] >= 1 - RHO), first(lambda p: p[2] >= 1 - RHO))
 
 
-@jax.jit
-def _bon2(P):
-    """The best-of-2 law of each row (the exact one-shot pick law of the lock-in instances)."""
-    return jnp.exp(it.exact_iterated_sft(P, 1, 2)[1])
+_bon2 = jax.jit(lambda P: jnp.exp(it.exact_iterated_sft(P, 1, 2)[1]))  # exact best-of-2 law of each row
 
 
 def _exact_per_pick(C_cov):  # one-shot N₁ and the iterated 2·⌈log₂ N₁⌉ responses per pick (exact targets)
