@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "bon_lift": "experiments.bon_lift",
     "power_sampling": "experiments.power_sampling",
     "reward_hacking": "experiments.reward_hacking",
+    "iterated_sharpening": "experiments.iterated_sharpening",
+    "self_training_collapse": "experiments.self_training_collapse",
     "bridge_tiny": "experiments.bridge_studies:TINY",
     "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
     "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",

@@ -72,3 +72,5 @@ from sharpsim.inference_time import (bom_sample, bon_sample, bop_sample, chi2_op
                                      soft_bon_sample)
 from sharpsim.metrics import (coverage_profile, coverage_profile_from_samples, generation_verification_gap, max_at_k,
                               max_at_k_estimate)
+# --- iterated self-sharpening and collapse (issue 16 items 1–2: Beyond the paper, at training time) -----
+from sharpsim import iterated
