@@ -65,3 +65,6 @@ from sharpsim.algorithms import (
 # --- power distributions π^α (issue 15: Beyond the paper, at inference time) ---------------------------
 from sharpsim import power
 from sharpsim.power import SequenceTablePolicy, power_mh_chain, power_mh_sample, power_policy, power_smc_sample
+
+# --- policy-gradient sharpening with self-rewards (issue 16) ------------------------------------------------
+from sharpsim.algorithms import PGConfig, pg_reward, pg_sharpening
