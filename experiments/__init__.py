@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "maxcut_hardness": "experiments.maxcut_hardness",
     "bon_lift": "experiments.bon_lift",
     "power_sampling": "experiments.power_sampling",
+    "passk_shrinkage": "experiments.passk_shrinkage",
     "bridge_tiny": "experiments.bridge_studies:TINY",
     "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
     "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",

@@ -191,7 +191,7 @@ def _base_token_log_probs(pi_base, x, ys):
 
 # ----------------------------------------------------------------------------------------------- the loop
 def pg_sharpening(key, oracle, cls, config: PGConfig, reward: Callable, *, beta=0.0, learning_rate=0.1,
-                  params0=None) -> PGResult:
+                  params0=None, _center: bool = True) -> PGResult:
     """Policy-gradient sharpening (module docstring): ``config.steps`` on-policy steps from ``params0``
     (default: the class's initial parameters, e.g. π_base's own for ``ParametricClass.from_policy(pi_base)``;
     for a :class:`~sharpsim.TabularClass` pass ``params0=pi_base.log_probs`` to start at π_base).
@@ -199,7 +199,8 @@ def pg_sharpening(key, oracle, cls, config: PGConfig, reward: Callable, *, beta=
     ``reward(x, responses, base_log_probs, policy) -> [G]`` (see :func:`pg_reward`); ``beta`` ≥ 0 and
     ``learning_rate`` > 0 may be traced. Pure and jit/vmap-able over keys, β and the learning rate; queries:
     ``config.num_queries`` evaluate queries. Exact optimum (tabular, r = log π_base, ``kl="reward"``, β > 0):
-    π_base^{1+1/β}; β = 0: the argmax of r (tests/test_pg.py).
+    π_base^{1+1/β}; β = 0: the argmax of r (tests/test_pg.py). ``_center=False`` drops the group baseline
+    (a deliberately broken variant: the tests and the ``passk_shrinkage`` checks show it caught).
     """
     if not is_gradient_class(cls):
         raise ValueError(f"pg_sharpening needs a gradient class (TabularClass, LogLinearClass, ParametricClass), "
@@ -226,7 +227,7 @@ def pg_sharpening(key, oracle, cls, config: PGConfig, reward: Callable, *, beta=
             r_tilde = r - beta * (own_lp - base_lp)
         else:
             r_tilde = r
-        adv = jax.lax.stop_gradient(jax.vmap(lambda g: group_advantages(g, config.loss, config.std_eps))(r_tilde))
+        adv = jax.lax.stop_gradient(jax.vmap(lambda g: group_advantages(g, config.loss, config.std_eps, _center=_center))(r_tilde))
         ref_tok = (jax.vmap(lambda x, y: _base_token_log_probs(oracle.pi_base, x, y))(xs, ys)
                    if config.kl == "k3" else None)
 
