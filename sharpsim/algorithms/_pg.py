@@ -122,7 +122,7 @@ def group_advantages(r, loss: str, std_eps: float = 1e-4, *, _center: bool = Tru
     variant for the tests).
     """
     G = r.shape[-1]
-    mean = jnp.mean(r, axis=-1, keepdims=True) if _center else 0.0
+    mean = jnp.mean(r, axis=-1, keepdims=True) * jnp.asarray(_center, r.dtype)  # _center may be traced
     if loss == "reinforce":
         return r
     if loss == "rloo":
@@ -191,7 +191,7 @@ def _base_token_log_probs(pi_base, x, ys):
 
 # ----------------------------------------------------------------------------------------------- the loop
 def pg_sharpening(key, oracle, cls, config: PGConfig, reward: Callable, *, beta=0.0, learning_rate=0.1,
-                  params0=None, _center: bool = True) -> PGResult:
+                  params0=None, _center=True) -> PGResult:
     """Policy-gradient sharpening (module docstring): ``config.steps`` on-policy steps from ``params0``
     (default: the class's initial parameters, e.g. π_base's own for ``ParametricClass.from_policy(pi_base)``;
     for a :class:`~sharpsim.TabularClass` pass ``params0=pi_base.log_probs`` to start at π_base).
