@@ -70,13 +70,10 @@ def _trial(key, control, mode, brk):
     oracle, cls = SampleEvaluateOracle(base, mu), TabularClass(X, Y)
     named = [pg_reward(n, answer_of=task.answer_of) for n in ("logprob", "majority_vote", "neg_entropy", "self_certainty")]
 
-    def one_pg(k, idx, beta):
-        def reward(x, ys, blp, pol):
-            return jnp.stack([r(x, ys, blp, pol) for r in named])[idx]
-
-        lr = jnp.where(brk[0] == 1, 0.0, LR)
-        res = pg_sharpening(k, oracle, cls, _pg_config(mode), reward, beta=beta, learning_rate=lr,
-                            params0=base.log_probs, _center=1 - brk[3])
+    def one_pg(k, idx, beta):  # the reward is picked by a traced index: one compile for every PG method
+        reward = lambda x, ys, blp, pol: jnp.stack([r(x, ys, blp, pol) for r in named])[idx]  # noqa: E731
+        res = pg_sharpening(k, oracle, cls, _pg_config(mode), reward, beta=beta, learning_rate=jnp.where(
+            brk[0] == 1, 0.0, LR), params0=base.log_probs, _center=1 - brk[3])
         return res.policy.log_probs
 
     idx = jnp.asarray([i for _, i, _ in PG])
