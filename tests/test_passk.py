@@ -99,3 +99,11 @@ def test_passk_shrinkage_checks_pass_and_each_break_turns_its_check_red():
         got = _verdicts(_rows(_break=hook))
         for name in names:
             assert got[name] == "inconsistent", (hook, name, got)
+
+
+def test_registered_under_its_fixed_name():
+    # Catches: the experiment missing from `sharpsim reproduce` (the issue fixes the name).
+    import experiments
+
+    assert experiments.get("passk_shrinkage").name == "passk_shrinkage"
+    assert experiments.get("passk_shrinkage").in_quick
