@@ -101,7 +101,8 @@ def _trial(key, control, mode, brk):
     return exact, estimate, jnp.maximum(var, 0.0), tv
 
 
-_trials = jax.jit(jax.vmap(_trial, in_axes=(0, None, None, None)), static_argnums=(2,))
+_trials = jax.jit(jax.vmap(_trial, in_axes=(0, None, None, None)), static_argnums=(2,),  # LLVM -O0: compile
+                  compiler_options={"xla_backend_optimization_level": 0})  # 19 s -> 6 s, run 0.3 -> 1.5 s, same rows
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
