@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "reward_hacking": "experiments.reward_hacking",
     "iterated_sharpening": "experiments.iterated_sharpening",
     "self_training_collapse": "experiments.self_training_collapse",
+    "passk_shrinkage": "experiments.passk_shrinkage",
     "bridge_tiny": "experiments.bridge_studies:TINY",
     "bridge_smollm2_bon": "experiments.bridge_studies:SMOLLM2_BON",
     "bridge_smollm2_sft": "experiments.bridge_studies:SMOLLM2_SFT",

@@ -74,3 +74,5 @@ from sharpsim.metrics import (coverage_profile, coverage_profile_from_samples, g
                               max_at_k_estimate)
 # --- iterated self-sharpening and collapse (issue 16 items 1–2: Beyond the paper, at training time) -----
 from sharpsim import iterated
+# --- policy-gradient sharpening with self-rewards (issue 16) ------------------------------------------------
+from sharpsim.algorithms import PGConfig, pg_reward, pg_sharpening

@@ -14,6 +14,17 @@ from sharpsim.algorithms._adaptive_sft import (
 )
 from sharpsim.algorithms._rlhf import RLHFConfig, RLHFSweep, rlhf_sharpening, rlhf_sharpening_sweep, tabular_eq8_minimizer
 from sharpsim.algorithms._xpo import XPOConfig, XPOSweep, xpo_sharpening, xpo_sharpening_sweep
+from sharpsim.algorithms._pg import (
+    KL_MODES,
+    PG_LOSSES,
+    PGConfig,
+    PGResult,
+    group_advantages,
+    pg_expected_trajectory,
+    pg_expected_update,
+    pg_reward,
+    pg_sharpening,
+)
 from sharpsim.algorithms._sft import (
     THEOREM_4_1_C,
     SFTConfig,
@@ -57,4 +68,14 @@ __all__ = [
     "xpo_sharpening",
     "XPOSweep",
     "xpo_sharpening_sweep",
+    # policy-gradient sharpening with self-rewards (issue 16)
+    "PG_LOSSES",
+    "KL_MODES",
+    "PGConfig",
+    "PGResult",
+    "group_advantages",
+    "pg_reward",
+    "pg_sharpening",
+    "pg_expected_update",
+    "pg_expected_trajectory",
 ]
