@@ -87,7 +87,7 @@ def test_sft_sharpening_reaches_the_bon_target(trained):
     base = answer_distribution(model, tok, task.prompts, task.answers)
     prompts = [p for p in task.prompts for _ in range(16)]
     correct = {p: c for p, c in zip(task.prompts, task.correct)}
-    res = sft_sharpening(model, tok, prompts, SFTConfig(num_samples=8, max_new_tokens=5, steps=40, batch_size=16,
+    res = sft_sharpening(model, tok, prompts, SFTConfig(N=8, max_new_tokens=5, steps=40, batch_size=16,
                                                         learning_rate=3e-3, seed=0),
                          answers=[correct[p] for p in prompts], check=lambda t, a: t == a)
     assert res.metrics["queries"] == 48 * 8

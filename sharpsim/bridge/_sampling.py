@@ -27,10 +27,10 @@ torch = require_torch()
 __all__ = ["Samples", "check_num_samples", "sample_completions"]
 
 
-def check_num_samples(num_samples, name: str = "N") -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"{name} (number of samples per prompt) must be an integer >= 1, got {num_samples!r}")
-    return num_samples
+def check_num_samples(N, name: str = "N") -> int:
+    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
+        raise ValueError(f"{name} (number of samples per prompt) must be an integer >= 1, got {N!r}")
+    return N
 
 
 @dataclasses.dataclass
@@ -47,7 +47,7 @@ class Samples:
     completion_mask: "torch.Tensor"
     lengths: "torch.Tensor"
     truncated: "torch.Tensor"
-    num_samples: int
+    N: int
     prompts: list[str] | None = None
 
     @property
@@ -57,11 +57,11 @@ class Samples:
     @property
     def prompt_index(self) -> "torch.Tensor":
         """``[B·N]``: the prompt row of each completion row."""
-        return torch.arange(self.num_prompts).repeat_interleave(self.num_samples)
+        return torch.arange(self.num_prompts).repeat_interleave(self.N)
 
     def grouped(self, x):
         """Reshape a ``[B·N, ...]`` tensor to ``[B, N, ...]``."""
-        return x.reshape(self.num_prompts, self.num_samples, *x.shape[1:])
+        return x.reshape(self.num_prompts, self.N, *x.shape[1:])
 
     def texts(self, tokenizer, *, skip_special_tokens: bool = True) -> list[str]:
         """Decoded completions (only the masked tokens, so padding never leaks in)."""
@@ -73,7 +73,7 @@ class Samples:
     def select(self, rows: "torch.Tensor") -> "Samples":
         """A ``Samples`` with one completion per prompt: ``rows[i]`` in ``[0, N)`` picks prompt i's sample."""
         rows = torch.as_tensor(rows, device=self.completion_ids.device)
-        flat = torch.arange(self.num_prompts, device=rows.device) * self.num_samples + rows
+        flat = torch.arange(self.num_prompts, device=rows.device) * self.N + rows
         return Samples(self.prompt_ids, self.prompt_mask, self.completion_ids[flat], self.completion_mask[flat],
                        self.lengths[flat.to(self.lengths.device)], self.truncated[flat.to(self.truncated.device)],
                        1, self.prompts)
@@ -83,7 +83,7 @@ def sample_completions(
     model,
     tokenizer,
     prompts: Sequence[str],
-    num_samples: int,
+    N: int,
     *,
     max_new_tokens: int = 64,
     temperature: float = 1.0,
@@ -95,18 +95,18 @@ def sample_completions(
     add_special_tokens: bool = True,
     share_prompt_cache: bool = True,
 ) -> Samples:
-    """Draw ``num_samples`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
+    """Draw ``N`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
 
     Generation runs in chunks of at most ``max_batch_rows`` rows (prompts × samples) to bound memory; a prompt
     whose N exceeds the chunk is split over several calls. ``do_sample=False`` gives greedy decoding (use
-    ``num_samples=1``). ``seed`` seeds torch's global RNG before sampling.
+    ``N=1``). ``seed`` seeds torch's global RNG before sampling.
 
     ``share_prompt_cache=True`` pre-fills each prompt's KV cache once and repeats it for its N rows (instead of
     letting ``num_return_sequences`` pre-fill N copies of the prompt): with long prompts this divides the
     pre-fill cost by N. Rows and the sampling law are unchanged; it falls back to the plain call when the model's
     cache does not support it.
     """
-    check_num_samples(num_samples)
+    check_num_samples(N)
     prompts = check_prompts(prompts)
     check_count("max_new_tokens", max_new_tokens)
     check_count("max_batch_rows", max_batch_rows)
@@ -114,7 +114,7 @@ def sample_completions(
         check_count("seed", seed, minimum=0, hint="or seed=None to leave torch's RNG as it is")
     if do_sample:
         check_float("temperature", temperature, low=0.0,
-                    hint="temperature=0 is greedy decoding: pass do_sample=False (with num_samples=1) instead")
+                    hint="temperature=0 is greedy decoding: pass do_sample=False (with N=1) instead")
         check_count("top_k", top_k, minimum=0, hint="top_k=0 turns top-k filtering off")
         check_float("top_p", top_p, low=0.0, high=1.0, hint="top_p=1.0 turns nucleus filtering off")
     pad_id, eos_ids = resolve_special_ids(tokenizer, model)
@@ -139,7 +139,7 @@ def sample_completions(
         gen_kwargs.update(temperature=None, top_k=None, top_p=None)
 
     pieces: list[torch.Tensor] = []  # completion ids, prompt-major, each [rows, T_chunk]
-    per_chunk = max(1, max_batch_rows // num_samples)
+    per_chunk = max(1, max_batch_rows // N)
     was_training = model.training
     model.eval()
     try:
@@ -147,7 +147,7 @@ def sample_completions(
             for start in range(0, len(p_ids), per_chunk):
                 sl = slice(start, min(start + per_chunk, len(p_ids)))
                 ids, mask = _trim_left(prompt_ids[sl], prompt_mask[sl])
-                remaining = num_samples
+                remaining = N
                 while remaining > 0:
                     k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
                     if do_sample:
@@ -172,7 +172,7 @@ def sample_completions(
         valid[row: row + p.shape[0], : p.shape[1]] = True
         row += p.shape[0]
     completion_mask, lengths, truncated = completion_mask_from_ids(completion_ids, eos_ids, valid)
-    return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, num_samples,
+    return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, N,
                    list(prompts))
 
 
