@@ -845,8 +845,6 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
     """SFT-sharpening (§6) with LoRA: BoN (log-prob) picks of N samples per train prompt, fine-tuned for
     ``epochs`` epochs; held-out greedy accuracy after each epoch (training curve), then held-out metrics."""
     _skip_without_smollm2()
-    import torch
-
     from sharpsim.bridge._algorithms import apply_lora, fine_tune
     from sharpsim.bridge._tasks import chat_prompt, check_answer
 
