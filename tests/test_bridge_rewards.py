@@ -33,7 +33,7 @@ def test_majority_reward():
     assert r.tolist() == [0.5, 0.25, 0.5, 0.0, 0.75, 0.75, 0.75, 0.25]
 
 
-@pytest.mark.parametrize("reward", ["logprob", "mean_logprob", "majority", "callable"])
+@pytest.mark.parametrize("reward", ["logprob", "lennorm", "majority", "callable"])
 def test_best_of_n_picks_argmax_of_the_reward(reward):
     tok = char_tokenizer("ab")
     model = tiny_gpt2(tok, seed=4)
@@ -47,7 +47,7 @@ def test_best_of_n_picks_argmax_of_the_reward(reward):
         assert res.all_rewards[i, res.indices[i]] == res.all_rewards[i].max()
         assert res.texts[i] == res.all_texts[i * 6 + int(res.indices[i])]
         assert res.lengths[i] == res.all_lengths[i, res.indices[i]]
-    if reward == "mean_logprob":
+    if reward == "lennorm":
         torch.testing.assert_close(res.all_rewards, res.all_logps / res.all_lengths)
 
 

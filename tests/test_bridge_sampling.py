@@ -74,3 +74,33 @@ def test_sampling_is_seeded_and_scores_finite(model_tok):
     assert torch.equal(a.completion_ids, b.completion_ids)
     sc = score_ids(model, a.prompt_ids, a.prompt_mask, a.completion_ids, a.completion_mask)
     assert torch.isfinite(sc.logps).all() and (sc.logps < 0).all()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("share", [True, False])
+def test_generation_logps_equal_teacher_forcing(arch, share):
+    """Issue 14: log-probs read from the generation pass's raw temperature-1 logits (float32) equal teacher-forced
+    scoring. Catches: processed scores (temperature / top-k applied), an off-by-one between logits and tokens, EOS
+    dropped when pad == eos, padding positions counted."""
+    from sharpsim.bridge import char_tokenizer, sample_completions, score_ids, tiny_gpt2, tiny_llama
+
+    tok = char_tokenizer("ab", pad="$")  # pad == eos, as in SmolLM2
+    model = (tiny_gpt2 if arch == "gpt2" else tiny_llama)(tok, seed=3)
+    s = sample_completions(model, tok, ["a", "ab", "bab"], 5, max_new_tokens=6, seed=0, return_logps=True,
+                           max_batch_rows=8, share_prompt_cache=share)
+    sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
+    assert s.token_logps.dtype == torch.float32
+    torch.testing.assert_close(s.logps, sc.logps.float(), atol=1e-4, rtol=0)
+    assert (s.token_logps[~s.completion_mask.bool()] == 0).all()
+
+
+def test_generation_logps_refused_when_the_law_is_not_pi():
+    from sharpsim.bridge import char_tokenizer, sample_completions, tiny_gpt2
+
+    tok = char_tokenizer("ab")
+    model = tiny_gpt2(tok, seed=3)
+    with pytest.raises(ValueError, match="return_logps"):
+        sample_completions(model, tok, ["a"], 2, max_new_tokens=3, temperature=0.7, return_logps=True)
+    s = sample_completions(model, tok, ["a"], 2, max_new_tokens=3, seed=0)
+    with pytest.raises(ValueError, match="return_logps=True"):
+        s.logps

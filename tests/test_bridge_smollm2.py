@@ -49,3 +49,15 @@ def test_best_of_n_on_smollm2(smol):
                     reward="majority", extract_answer=extract_number)
     assert res.all_rewards.shape == (2, 4) and len(res.texts) == 2
     assert all(isinstance(check_answer(t, p.answer), bool) for t, p in zip(res.texts, probs))
+
+
+def test_generation_logps_equal_teacher_forcing_on_smollm2(smol):
+    """The studies read log π_base from the generation pass (issue 14): equal to float32 teacher forcing on the
+    real model too (pad == eos, left padding, shared prompt cache). Catches processed or misaligned logits."""
+    from sharpsim.bridge import sample_completions, score_ids
+
+    model, tok = smol
+    prompts = [chat_prompt(tok, p) for p in arithmetic_problems(2, seed=1)]
+    s = sample_completions(model, tok, prompts, 3, max_new_tokens=8, seed=0, return_logps=True)
+    sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
+    torch.testing.assert_close(s.logps, sc.logps.float(), atol=2e-3, rtol=1e-4)

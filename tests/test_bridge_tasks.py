@@ -40,3 +40,30 @@ def test_extractors():
     assert extract_number("7 + 5 = 12") == 12 and extract_number("no") is None
     assert extract_number("It is 1,024.") == 1024
     assert extract_bool("So the answer is False.") is False and extract_bool("maybe") is None
+
+
+def test_lookup_answers_are_the_asked_keys_value():
+    from sharpsim.bridge._tasks import lookup_problems
+
+    for pr in lookup_problems(40, seed=2, num_pairs=5):
+        pairs = dict((k, int(v)) for k, v in re.findall(r"(\w+) = (\d+)", pr.question))
+        key = re.search(r"value of (\w+)\?", pr.question).group(1)
+        assert len(pairs) == 5 and pairs[key] == pr.answer  # catches: answer taken from the wrong pair
+
+
+def test_task_families_sizes_levels_and_extractors():
+    from sharpsim.bridge._tasks import TASK_FAMILIES, extractor, task_problems
+
+    assert set(TASK_FAMILIES) == {"arithmetic", "entailment", "lookup"}
+    for fam in TASK_FAMILIES:
+        for level in (1, 2, 3):
+            probs = task_problems(fam, 256, seed=0, level=level)
+            assert len(probs) == 256 and len({p.question for p in probs}) > 64  # enough distinct prompts
+            ex = extractor(fam)
+            assert all(ex(str(p.answer).lower()) == p.answer for p in probs[:20])  # the extractor reads answers
+        # the 1-shot demonstration answers in a few tokens (so max_new_tokens can stay small)
+        assert len(probs[0].demo[1]) <= 8
+    with pytest.raises(ValueError, match="family"):
+        task_problems("nope", 4)
+    with pytest.raises(ValueError, match="level"):
+        task_problems("lookup", 4, level=7)

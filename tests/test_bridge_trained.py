@@ -87,7 +87,7 @@ def test_sft_sharpening_reaches_the_bon_target(trained):
     base = answer_distribution(model, tok, task.prompts, task.answers)
     prompts = [p for p in task.prompts for _ in range(16)]
     correct = {p: c for p, c in zip(task.prompts, task.correct)}
-    res = sft_sharpening(model, tok, prompts, SFTConfig(num_samples=8, max_new_tokens=5, steps=40, batch_size=16,
+    res = sft_sharpening(model, tok, prompts, SFTConfig(N=8, max_new_tokens=5, steps=40, batch_size=16,
                                                         learning_rate=3e-3, seed=0),
                          answers=[correct[p] for p in prompts], check=lambda t, a: t == a)
     assert res.metrics["queries"] == 48 * 8
@@ -218,8 +218,9 @@ def test_xpo_grows_dataset_and_sharpens(trained):
     cfg = XPOConfig(beta=1.0, alpha=0.01, num_iterations=6, prompts_per_iteration=6, steps_per_iteration=4,
                     batch_size=16, learning_rate=1e-3, max_new_tokens=5, seed=0)
     res = xpo_sharpening(model, tok, list(task.prompts) * 4, cfg)
-    assert res.metrics["dataset_size"] == 36 and res.metrics["queries"] == 72
-    assert len(res.history) == 24
+    # queries counted: 2 per triple, plus Ĵ_β's selection draws (6 validation prompts × 1 draw × 7 iterates)
+    assert res.metrics["dataset_size"] == 36 and res.metrics["queries"] == 72 + 6 * 7
+    assert len(res.history) == 24 and len(res.metrics["j_beta_estimates"]) == 7
     after = answer_distribution(res.model, tok, task.prompts, task.answers)
     assert (after - kl_optimum(base, 1.0)).abs().max() < 0.12, (after, kl_optimum(base, 1.0))
 

@@ -82,7 +82,7 @@ BAD_FIELDS = [
     (SFTConfig, "max_new_tokens", 0, "max_new_tokens must be an integer >= 1"),
     (SFTConfig, "weight_decay", NAN, "weight_decay must be finite"),
     (SFTConfig, "max_grad_norm", NAN, "max_grad_norm must be finite"),
-    (SFTConfig, "num_samples", 0, "num_samples"),
+    (SFTConfig, "N", 0, "N"),
     (SFTConfig, "reward", "logprobs", "reward must be one of"),
     (XPOConfig, "num_iterations", 0, "num_iterations must be an integer >= 1"),
     (XPOConfig, "steps_per_iteration", 0, "steps_per_iteration must be an integer >= 1"),  # old: no training
@@ -254,9 +254,9 @@ def test_callable_reward_returning_nan_is_named():
         return [0.0, float("nan")]
 
     with pytest.raises(ValueError, match="reward judge returned NaN for completion 1"):
-        compute_self_reward(judge, sc, num_samples=2, texts=["a", "b"], prompts=["p"])
+        compute_self_reward(judge, sc, N=2, texts=["a", "b"], prompts=["p"])
     with pytest.raises(ValueError, match="returned \\(1,\\) values for 2 completions"):
-        compute_self_reward(lambda **kw: [0.0], sc, num_samples=2, texts=["a", "b"], prompts=["p"])
+        compute_self_reward(lambda **kw: [0.0], sc, N=2, texts=["a", "b"], prompts=["p"])
 
 
 # --- every numeric field of every config, against values that are invalid for all of them ------------------

@@ -47,6 +47,9 @@ _LAZY = {
     # synthetic tasks (pure Python)
     "Problem": "_tasks", "arithmetic_problems": "_tasks", "prontoqa_problems": "_tasks",
     "extract_number": "_tasks", "extract_bool": "_tasks", "check_answer": "_tasks", "chat_prompt": "_tasks",
+    "lookup_problems": "_tasks", "task_problems": "_tasks", "TASK_FAMILIES": "_tasks", "extractor": "_tasks",
+    # training convergence rule
+    "converged": "_algorithms", "convergence_record": "_algorithms",
 }
 
 __all__ = sorted(_LAZY)

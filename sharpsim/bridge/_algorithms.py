@@ -1,10 +1,18 @@
 """Sharpening real causal LMs: SFT-sharpening (§6), RLHF-sharpening with the Eq. 8 squared loss or the logistic
 DPO loss (§9), and reward-based XPO (Algorithm 1, §10). The bridge owns its losses (TRL has no BoN/XPO).
 
-Conventions shared with the simulated algorithms: ``num_samples`` is N (responses per prompt), ``beta`` the KL
-coefficient, ``alpha`` XPO's optimism coefficient, ``num_iterations`` T; every result reports ``queries`` (the
-number of sample-and-evaluate queries to π_base, m = n·N), the self-reward ``self_reward`` (mean
-log π_base(y|x)), and ``pass_at_n`` / ``accuracy`` when a ground-truth checker is given.
+Conventions shared with the simulated algorithms: ``N`` (responses per prompt), ``beta`` the KL coefficient,
+``alpha`` XPO's optimism coefficient, ``num_iterations`` T, reward names ``"logprob"`` / ``"lennorm"`` /
+``"majority"`` (a fraction). Every result is shaped like the simulator's ``SharpeningResult``: ``policy`` (the
+trained model), ``params`` (its trainable tensors), ``num_queries`` (sample-and-evaluate queries to π_base,
+COUNTED from the completions actually drawn and scored, not from a formula) and ``diagnostics`` (the metrics,
+the loss history, the convergence record); ``metrics`` also holds ``queries`` (= ``num_queries``), the
+self-reward ``self_reward`` (mean log π_base(y|x)) and ``pass_at_n`` / ``accuracy`` when a checker is given.
+
+Convergence: with ``stop_tol`` set, training stops when the mean loss over the last ``stop_window`` steps is at
+most ``stop_loss`` or improved by less than ``stop_tol`` (relative) on the previous window, or at ``steps`` (a
+cap); the result
+records ``converged``, ``steps_run`` and ``final_loss`` (the mean loss over the last window).
 
 Training works on the sampled *token ids* (never re-tokenised text) and uses float32 teacher forcing.
 """
@@ -108,7 +116,7 @@ def _rows_from_samples(samples: Samples) -> tuple[list[list[int]], list[list[int
     p_ids, p_mask = samples.prompt_ids.cpu(), samples.prompt_mask.cpu()
     c_ids, c_mask = samples.completion_ids.cpu(), samples.completion_mask.cpu()
     prompts = [p_ids[i][p_mask[i]].tolist() for i in range(p_ids.shape[0])]
-    rows_p = [prompts[i // samples.num_samples] for i in range(c_ids.shape[0])]
+    rows_p = [prompts[i // samples.N] for i in range(c_ids.shape[0])]
     rows_c = [c_ids[i][c_mask[i]].tolist() for i in range(c_ids.shape[0])]
     return rows_p, rows_c
 
@@ -138,18 +146,51 @@ def _optimizer(model, learning_rate, weight_decay):
 
 def _train_loop(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_size: int, learning_rate: float,
                 weight_decay: float, max_grad_norm: float | None, lr_schedule: str, seed: int,
-                log_every: int = 0) -> list[dict]:
+                log_every: int = 0, stop_tol: float | None = None, stop_window: int = 25,
+                stop_loss: float = 0.0) -> list[dict]:
     """Shared AdamW loop: ``loss_fn(row_indices) -> scalar loss``; epochs of shuffled mini-batches (run under the
-    bridge's ``"training"`` thread count, see ``_runtime``)."""
+    bridge's ``"training"`` thread count, see ``_runtime``). ``stop_tol``: stop early once converged (see
+    :func:`converged`)."""
     with bridge_threads(model, "training"):
         return _train_loop_body(model, num_rows, loss_fn, steps=steps, batch_size=batch_size,
                                 learning_rate=learning_rate, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-                                lr_schedule=lr_schedule, seed=seed, log_every=log_every)
+                                lr_schedule=lr_schedule, seed=seed, log_every=log_every, stop_tol=stop_tol,
+                                stop_window=stop_window, stop_loss=stop_loss)
+
+
+def converged(losses: Sequence[float], tol: float, window: int, floor: float = 0.0) -> bool:
+    """The stopping rule: at least ``window`` losses whose mean is ≤ ``floor`` (the loss is as small as asked),
+    or at least two windows and the mean of the last window is lower than the mean of the window before by less
+    than ``tol`` relative to it (``(prev − last) < tol·max(|prev|, 1e-8)``; a rising loss also stops). Pure
+    function of the loss history."""
+    if tol is None or len(losses) < window:
+        return False
+    last = sum(losses[-window:]) / window
+    if last <= floor:
+        return True
+    if len(losses) < 2 * window:
+        return False
+    prev = sum(losses[-2 * window:-window]) / window
+    return (prev - last) < tol * max(abs(prev), 1e-8)
+
+
+def convergence_record(history: Sequence[dict], cap: int, tol: float | None, window: int,
+                       floor: float = 0.0) -> dict:
+    """``steps_run``, ``final_loss`` (mean of the last ``window`` losses), ``first_loss``, ``converged`` (the rule
+    of :func:`converged` held at the last step; ``False`` when training hit the cap ``cap`` first)."""
+    losses = [h["loss"] for h in history]
+    w = max(1, min(window, len(losses)))
+    return {"steps_run": len(losses), "step_cap": int(cap), "stop_tol": tol, "stop_window": window,
+            "stop_loss": floor,
+            "first_loss": losses[0] if losses else float("nan"),
+            "final_loss": sum(losses[-w:]) / w if losses else float("nan"),
+            "converged": bool(tol is not None and converged(losses, tol, window, floor))}
 
 
 def _train_loop_body(model, num_rows: int, loss_fn: Callable, *, steps: int, batch_size: int, learning_rate: float,
                      weight_decay: float, max_grad_norm: float | None, lr_schedule: str, seed: int,
-                     log_every: int = 0) -> list[dict]:
+                     log_every: int = 0, stop_tol: float | None = None, stop_window: int = 25,
+                stop_loss: float = 0.0) -> list[dict]:
     opt = _optimizer(model, learning_rate, weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, steps))
     gen = torch.Generator().manual_seed(seed)
@@ -170,6 +211,8 @@ def _train_loop_body(model, num_rows: int, loss_fn: Callable, *, steps: int, bat
         history.append({"step": step, "loss": float(loss.detach())})
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"  step {step:4d}  loss {history[-1]['loss']:.4f}", flush=True)
+        if stop_tol is not None and converged([h["loss"] for h in history], stop_tol, stop_window, stop_loss):
+            break
     model.eval()
     return history
 
@@ -203,7 +246,8 @@ def _check_training_args(*, batch_size, learning_rate, weight_decay, max_grad_no
 def fine_tune(model, tokenizer, prompts, completions, *, steps: int | None = None, epochs: int | None = None,
               batch_size: int = 8, learning_rate: float = 1e-4, weight_decay: float = 0.0,
               max_grad_norm: float | None = 1.0, lr_schedule: str = "linear", seed: int = 0,
-              add_eos: bool = False, log_every: int = 0) -> list[dict]:
+              add_eos: bool = False, log_every: int = 0, stop_tol: float | None = None,
+              stop_window: int = 25, stop_loss: float = 0.0) -> list[dict]:
     """MLE fine-tuning on (prompt, completion) pairs, given as texts or as lists of token ids.
 
     Maximises Σ log π(c|p) (sequence-level NLL averaged over the mini-batch) with AdamW; returns the loss
@@ -234,7 +278,8 @@ def fine_tune(model, tokenizer, prompts, completions, *, steps: int | None = Non
 
     return _train_loop(model, len(prompts), loss_fn, steps=total, batch_size=batch_size,
                        learning_rate=learning_rate, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-                       lr_schedule=lr_schedule, seed=seed, log_every=log_every)
+                       lr_schedule=lr_schedule, seed=seed, log_every=log_every, stop_tol=stop_tol,
+                       stop_window=stop_window, stop_loss=stop_loss)
 
 
 def apply_lora(model, *, r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
@@ -260,7 +305,7 @@ def _maybe_lora(model, lora):
 # --- evaluation -----------------------------------------------------------------------------------------
 
 
-def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None, num_samples: int = 4,
+def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None, N: int = 4,
                     answers: Sequence | None = None, check: Callable[[str, object], bool] | None = None,
                     max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0,
                     max_batch_rows: int = 64) -> dict:
@@ -270,10 +315,10 @@ def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None,
     for π̂'s greedy completion. With ``answers`` and ``check(text, answer) -> bool``: ``accuracy`` (sampled),
     ``greedy_accuracy`` and ``pass_at_n`` (share of prompts with a correct answer among the N samples).
     """
-    check_num_samples(num_samples)
+    check_num_samples(N)
     prompts = check_prompts(prompts)
     ref = reference if reference is not None else model
-    s = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens,
+    s = sample_completions(model, tokenizer, prompts, N, max_new_tokens=max_new_tokens,
                            temperature=temperature, seed=seed, max_batch_rows=max_batch_rows)
     sc = score_ids(ref, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
     g = sample_completions(model, tokenizer, prompts, 1, max_new_tokens=max_new_tokens, do_sample=False,
@@ -288,10 +333,10 @@ def evaluate_policy(model, tokenizer, prompts: Sequence[str], *, reference=None,
     }
     if answers is not None and check is not None:
         texts = s.texts(tokenizer)
-        ok = torch.tensor([check(t, answers[i // num_samples]) for i, t in enumerate(texts)], dtype=torch.float32)
+        ok = torch.tensor([check(t, answers[i // N]) for i, t in enumerate(texts)], dtype=torch.float32)
         g_ok = torch.tensor([check(t, a) for t, a in zip(g.texts(tokenizer), answers)], dtype=torch.float32)
         out.update(accuracy=float(ok.mean()), greedy_accuracy=float(g_ok.mean()),
-                   pass_at_n=float(ok.view(len(prompts), num_samples).amax(1).mean()))
+                   pass_at_n=float(ok.view(len(prompts), N).amax(1).mean()))
     return out
 
 
@@ -312,6 +357,9 @@ class _TrainConfig:
     seed: int = 0
     max_batch_rows: int = 64
     log_every: int = 0
+    stop_tol: float | None = None
+    stop_window: int = 25
+    stop_loss: float = 0.0
 
     def __post_init__(self):
         self.validate()
@@ -339,12 +387,16 @@ class _TrainConfig:
         check_count("seed", self.seed, minimum=0)
         check_count("max_batch_rows", self.max_batch_rows)
         check_count("log_every", self.log_every, minimum=0, hint="0 disables logging")
+        if self.stop_tol is not None:
+            check_float("stop_tol", self.stop_tol, low=0.0, hint="e.g. stop_tol=0.01, or None to run all steps")
+        check_count("stop_window", self.stop_window)
+        check_float("stop_loss", self.stop_loss, low=0.0, low_open=False, hint="an absolute loss floor, e.g. 1e-4")
 
 
 def _check_reward(reward) -> None:
-    from sharpsim.bridge._rewards import REWARDS
+    from sharpsim.bridge._rewards import REWARD_ALIASES, REWARDS
 
-    if not callable(reward) and reward not in REWARDS:
+    if not callable(reward) and reward not in REWARDS and reward not in REWARD_ALIASES:
         raise ValueError(f"reward must be one of {REWARDS} or a callable, got {reward!r}")
 
 
@@ -352,12 +404,12 @@ def _check_reward(reward) -> None:
 class SFTConfig(_TrainConfig):
     """SFT-sharpening: N samples per prompt, keep the best by ``reward``, fine-tune by MLE (§6)."""
 
-    num_samples: int = 8
+    N: int = 8
     reward: str | Callable = "logprob"
 
     def validate(self) -> None:
         super().validate()
-        check_num_samples(self.num_samples, "num_samples")
+        check_num_samples(self.N, "N")
         _check_reward(self.reward)
 
 
@@ -388,6 +440,8 @@ class XPOConfig(_TrainConfig):
     num_iterations: int = 8
     prompts_per_iteration: int = 4
     steps_per_iteration: int = 4
+    select: str = "j_beta"
+    selection_samples: int = 1
 
     def validate(self) -> None:
         super().validate()
@@ -397,18 +451,43 @@ class XPOConfig(_TrainConfig):
         check_count("num_iterations", self.num_iterations)
         check_count("prompts_per_iteration", self.prompts_per_iteration)
         check_count("steps_per_iteration", self.steps_per_iteration)
+        if self.select not in ("j_beta", "last"):
+            raise ValueError(f"select must be 'j_beta' (Algorithm 1's argmax of estimated J_β) or 'last', "
+                             f"got {self.select!r}")
+        check_count("selection_samples", self.selection_samples)
         _check_reward(self.reward)
 
 
 @dataclasses.dataclass
 class SharpeningResult:
-    """``model`` (trained in place; a peft wrapper if LoRA was used), ``metrics`` (``queries``,
-    ``self_reward`` …), the loss ``history`` and the exportable ``data`` (SFT rows or DPO pairs)."""
+    """Shaped like the simulator's :class:`sharpsim.algorithms.SharpeningResult`: ``policy`` (the trained model,
+    trained in place; a peft wrapper if LoRA was used), ``params`` (its trainable tensors by name),
+    ``num_queries`` (sample-and-evaluate queries to π_base, counted from what was drawn and scored) and
+    ``diagnostics`` (``metrics``, ``history``, ``convergence``). The bridge's own fields stay: ``metrics``
+    (``queries`` = ``num_queries``, ``self_reward`` …), the loss ``history``, the exportable ``data`` (SFT rows or
+    DPO pairs); ``model`` is ``policy``."""
 
     model: object
     metrics: dict
     history: list[dict]
     data: dict
+    convergence: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def policy(self):
+        return self.model
+
+    @property
+    def params(self) -> dict:
+        return {k: v for k, v in self.model.named_parameters() if v.requires_grad}
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.metrics["queries"])
+
+    @property
+    def diagnostics(self) -> dict:
+        return {"metrics": self.metrics, "history": self.history, "convergence": self.convergence}
 
 
 def _config(config, cls):
@@ -420,11 +499,11 @@ def _config(config, cls):
     return cfg
 
 
-def _truth_metrics(texts, num_samples, answers, check, picks=None) -> dict:
+def _truth_metrics(texts, N, answers, check, picks=None) -> dict:
     if answers is None or check is None:
         return {}
-    ok = torch.tensor([check(t, answers[i // num_samples]) for i, t in enumerate(texts)],
-                      dtype=torch.float32).view(-1, num_samples)
+    ok = torch.tensor([check(t, answers[i // N]) for i, t in enumerate(texts)],
+                      dtype=torch.float32).view(-1, N)
     out = {"base_accuracy": float(ok.mean()), "pass_at_n": float(ok.amax(1).mean())}
     if picks is not None:
         out["bon_accuracy"] = float(ok.gather(1, picks[:, None]).mean())
@@ -448,37 +527,41 @@ def sft_sharpening(model, tokenizer, prompts: Sequence[str], config: SFTConfig |
     cfg = _config(config, SFTConfig)
     prompts = check_prompts(prompts)
     resolve_special_ids(tokenizer, model)
-    samples = sample_completions(model, tokenizer, prompts, cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
+    samples = sample_completions(model, tokenizer, prompts, cfg.N, max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, seed=cfg.seed, max_batch_rows=cfg.max_batch_rows)
     scores = score_ids(model, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
                        samples.completion_mask, truncated=samples.truncated)
     texts = samples.texts(tokenizer)
-    rewards = compute_self_reward(cfg.reward, scores, num_samples=cfg.num_samples, texts=texts,
+    rewards = compute_self_reward(cfg.reward, scores, N=cfg.N, texts=texts,
                                   prompts=list(prompts), extract_answer=extract_answer)
-    picks, _ = select_best(rewards.view(len(prompts), cfg.num_samples))
-    flat = (torch.arange(len(prompts)) * cfg.num_samples + picks).tolist()
+    picks, _ = select_best(rewards.view(len(prompts), cfg.N))
+    flat = (torch.arange(len(prompts)) * cfg.N + picks).tolist()
     rows_p, rows_c = _rows_from_samples(samples)
     kept_p, kept_c = [rows_p[i] for i in flat], [rows_c[i] for i in flat]
     metrics = {
-        "algorithm": "sft_sharpening", "num_prompts": len(prompts), "num_samples": cfg.num_samples,
-        "queries": len(prompts) * cfg.num_samples,
+        "algorithm": "sft_sharpening", "num_prompts": len(prompts), "N": cfg.N,
+        "queries": int(samples.completion_ids.shape[0]),  # counted: rows drawn from and scored under π_base
         "self_reward": float(scores.logps.mean()),
         "selected_self_reward": float(scores.logps[flat].mean()),
         "selected_mean_length": float(scores.lengths[flat].float().mean()),
         "truncated_rate": float(samples.truncated.float().mean()),
     }
-    metrics.update(_truth_metrics(texts, cfg.num_samples, answers, check, picks))
-    kept_prompts = [prompts[i // cfg.num_samples] for i in flat]
+    metrics.update(_truth_metrics(texts, cfg.N, answers, check, picks))
+    kept_prompts = [prompts[i // cfg.N] for i in flat]
     exported = export_completions(model, tokenizer, kept_prompts, kept_p, kept_c,  # under π_base: before training
                                   [float(scores.logps[i]) for i in flat])
     model = _maybe_lora(model, lora)
     history = fine_tune(model, tokenizer, kept_p, kept_c, steps=cfg.steps, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                         max_grad_norm=cfg.max_grad_norm, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
-                        log_every=cfg.log_every)
+                        log_every=cfg.log_every, stop_tol=cfg.stop_tol, stop_window=cfg.stop_window,
+                        stop_loss=cfg.stop_loss)
+    conv = convergence_record(history, _num_steps(cfg.steps, cfg.epochs, len(kept_p), cfg.batch_size), cfg.stop_tol,
+                              cfg.stop_window, cfg.stop_loss)
+    metrics.update(final_loss=conv["final_loss"], steps_run=conv["steps_run"], converged=conv["converged"])
     data = sft_rows(kept_prompts, exported["text"], exported["base_logps"], truncated=exported["truncated"],
                     exact=exported["exact"])
-    return SharpeningResult(model, metrics, history, data)
+    return SharpeningResult(model, metrics, history, data, conv)
 
 
 # --- RLHF-sharpening (DPO / REBEL) ---------------------------------------------------------------------
@@ -514,7 +597,7 @@ def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig
     scores = score_ids(model, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
                        samples.completion_mask, truncated=samples.truncated)
     texts = samples.texts(tokenizer)
-    rewards = compute_self_reward(cfg.reward, scores, num_samples=2, texts=texts, prompts=list(prompts),
+    rewards = compute_self_reward(cfg.reward, scores, N=2, texts=texts, prompts=list(prompts),
                                   extract_answer=extract_answer).view(-1, 2)
     ref = scores.logps.view(-1, 2)
     rows_p, rows_c = _rows_from_samples(samples)
@@ -535,17 +618,21 @@ def rlhf_sharpening(model, tokenizer, prompts: Sequence[str], config: RLHFConfig
     history = _train_loop(model, len(P), loss_fn, steps=steps, batch_size=cfg.batch_size,
                           learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                           max_grad_norm=cfg.max_grad_norm, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
-                          log_every=cfg.log_every)
-    metrics = {"algorithm": f"rlhf_sharpening_{cfg.loss}", "num_prompts": len(prompts), "num_samples": 2,
-               "queries": 2 * len(prompts), "beta": cfg.beta, "self_reward": float(scores.logps.mean()),
-               "truncated_rate": float(samples.truncated.float().mean())}
+                          log_every=cfg.log_every, stop_tol=cfg.stop_tol, stop_window=cfg.stop_window,
+                          stop_loss=cfg.stop_loss)
+    conv = convergence_record(history, steps, cfg.stop_tol, cfg.stop_window, cfg.stop_loss)
+    metrics = {"algorithm": f"rlhf_sharpening_{cfg.loss}", "num_prompts": len(prompts), "N": 2,
+               "queries": int(samples.completion_ids.shape[0]),  # counted: rows drawn and scored
+               "beta": cfg.beta, "self_reward": float(scores.logps.mean()),
+               "truncated_rate": float(samples.truncated.float().mean()),
+               "final_loss": conv["final_loss"], "steps_run": conv["steps_run"], "converged": conv["converged"]}
     metrics.update(_truth_metrics(texts, 2, answers, check))
     ex = exported
     data = dpo_pairs(list(prompts), ex["text"][0::2], ex["text"][1::2], rewards[:, 0].tolist(),
                      rewards[:, 1].tolist(), ex["base_logps"][0::2], ex["base_logps"][1::2],
                      truncated_a=ex["truncated"][0::2], truncated_b=ex["truncated"][1::2],
                      exact_a=ex["exact"][0::2], exact_b=ex["exact"][1::2])
-    return SharpeningResult(model, metrics, history, data)
+    return SharpeningResult(model, metrics, history, data, conv)
 
 
 # --- XPO ------------------------------------------------------------------------------------------------
@@ -558,10 +645,16 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
     Iteration t draws ``prompts_per_iteration`` prompts (cycling through a seeded shuffle), y ~ π^(t) from the
     current ``model`` and ỹ ~ π_base from ``reference`` (default: a frozen deep copy of ``model`` taken before
     training), scores both under π_base, appends the triples to D, and takes ``steps_per_iteration`` AdamW steps
-    on ``α·mean log π(ỹ) + mean squared loss`` over mini-batches of D. Returns the last iterate (the paper's
-    argmax_t J_β(π^(t)) needs validation data; ``history`` records the loss per step).
+    on ``α·mean log π(ỹ) + mean squared loss`` over mini-batches of D.
 
-    ``queries`` counts sample-and-evaluate calls to π_base: 2 per triple (ỹ sampled and scored, y scored).
+    Returns, as Algorithm 1 does, the iterate with the largest estimated J_β (``config.select="j_beta"``, the
+    default; ``"last"`` returns the last iterate): for every iterate π^(0) = π_base, π^(1), …, π^(T),
+    ``Ĵ_β(π) = mean over y ~ π of r(y) − β (log π(y|x) − log π_base(y|x))`` on a fixed validation set (the
+    first ``min(len(prompts), prompts_per_iteration)`` prompts of the shuffle, ``selection_samples`` draws each;
+    the same r as training). ``metrics``: ``j_beta_estimates`` (per iterate), ``selected_iteration``.
+
+    ``queries`` counts sample-and-evaluate calls to π_base, from what was drawn and scored: 2 per triple (ỹ
+    sampled and scored, y scored) plus one per selection draw scored under π_base.
 
     ``data`` holds D: texts exactly as sampled (special tokens and the final EOS kept, so
     ``score_completions(reference, tok, prompts, texts)`` re-scores them to ``ref_*_logps``), and
@@ -585,6 +678,27 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
     opt = _optimizer(model, cfg.learning_rate, cfg.weight_decay)
     fn = _pair_loss(model, pad_id, "xpo", cfg.beta, cfg.alpha)
     cursor = 0
+    val_prompts = [prompts[i] for i in order[: min(len(prompts), cfg.prompts_per_iteration)]]
+    selection_queries = 0
+
+    def estimate_j(t):
+        """Ĵ_β of the current iterate on the validation prompts (fixed seed per iterate)."""
+        nonlocal selection_queries
+        v = sample_completions(model, tokenizer, val_prompts, cfg.selection_samples,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                               seed=cfg.seed + 1_000_003 + t, max_batch_rows=cfg.max_batch_rows)
+        sv_ref = score_ids(reference, v.prompt_ids, v.prompt_mask, v.completion_ids, v.completion_mask)
+        sv_pol = score_ids(model, v.prompt_ids, v.prompt_mask, v.completion_ids, v.completion_mask)
+        selection_queries += int(v.completion_ids.shape[0])
+        rv = compute_self_reward(cfg.reward, sv_ref, N=cfg.selection_samples, texts=v.texts(tokenizer),
+                                 prompts=val_prompts, extract_answer=extract_answer)
+        return float((rv - cfg.beta * (sv_pol.logps.float() - sv_ref.logps.float())).mean())
+
+    def trainable_state():
+        return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    j_hat = [estimate_j(0)] if cfg.select == "j_beta" else []
+    best_state, best_t = (trainable_state(), 0) if cfg.select == "j_beta" else (None, None)
     for t in range(cfg.num_iterations):
         batch = []
         for _ in range(cfg.prompts_per_iteration):
@@ -599,9 +713,9 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
         sy = score_ids(reference, y.prompt_ids, y.prompt_mask, y.completion_ids, y.completion_mask)
         sb = score_ids(reference, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
         ty, tb = y.texts(tokenizer), b.texts(tokenizer)
-        ry = compute_self_reward(cfg.reward, sy, num_samples=1, texts=ty, prompts=batch,
+        ry = compute_self_reward(cfg.reward, sy, N=1, texts=ty, prompts=batch,
                                  extract_answer=extract_answer)
-        rb = compute_self_reward(cfg.reward, sb, num_samples=1, texts=tb, prompts=batch,
+        rb = compute_self_reward(cfg.reward, sb, N=1, texts=tb, prompts=batch,
                                  extract_answer=extract_answer)
         rp, rc = _rows_from_samples(y)
         _, rcb = _rows_from_samples(b)
@@ -628,14 +742,31 @@ def xpo_sharpening(model, tokenizer, prompts: Sequence[str], config: XPOConfig |
                 history.append({"iteration": t, "step": s, "loss": float(loss.detach()),
                                 "self_reward_policy_samples": float(sy.logps.mean())})
         model.eval()
+        if cfg.select == "j_beta":
+            j_hat.append(estimate_j(t + 1))
+            if j_hat[-1] > j_hat[best_t]:
+                best_state, best_t = trainable_state(), t + 1
         if cfg.log_every:
             print(f"  xpo iteration {t}: |D|={len(D_p)} loss {history[-1]['loss']:.4f} "
-                  f"log π_base(y~π^(t)) {float(sy.logps.mean()):.3f}", flush=True)
+                  f"log π_base(y~π^(t)) {float(sy.logps.mean()):.3f}"
+                  + (f" Ĵ_β {j_hat[-1]:.3f}" if j_hat else ""), flush=True)
+    if cfg.select == "j_beta":
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for k, v in best_state.items():
+                params[k].copy_(v)
     metrics = {"algorithm": "xpo", "num_iterations": cfg.num_iterations, "dataset_size": len(D_p),
-               "queries": 2 * len(D_p), "beta": cfg.beta, "alpha": cfg.alpha,
+               "queries": 2 * len(D_p) + selection_queries, "beta": cfg.beta, "alpha": cfg.alpha,
                "self_reward": float(torch.tensor(D_ref_b).mean()),
-               "policy_self_reward_last": float(torch.tensor(D_ref_y[-cfg.prompts_per_iteration:]).mean())}
+               "policy_self_reward_last": float(torch.tensor(D_ref_y[-cfg.prompts_per_iteration:]).mean()),
+               "select": cfg.select, "selected_iteration": best_t if cfg.select == "j_beta" else cfg.num_iterations,
+               "j_beta_estimates": j_hat}
     data = {"prompt": D_x, "policy_completion": texts_y, "base_completion": texts_b,
             "ref_policy_logps": D_ref_y, "ref_base_logps": D_ref_b, "policy_truncated": trunc_y,
             "base_truncated": trunc_b}
-    return SharpeningResult(model, metrics, history, data)
+    losses = [h["loss"] for h in history]
+    w = max(1, min(cfg.steps_per_iteration, len(losses)))
+    conv = {"steps_run": len(losses), "first_loss": losses[0], "final_loss": sum(losses[-w:]) / w,
+            "selected_iteration": metrics["selected_iteration"], "j_beta_estimates": j_hat}
+    metrics["final_loss"] = conv["final_loss"]
+    return SharpeningResult(model, metrics, history, data, conv)

@@ -38,10 +38,10 @@ def load_smollm2(device: str | None = None, *, verbose: bool = True):
     return model, tok
 
 
-def plan_from_model(model, tokenizer, prompts: Sequence[str], *, num_samples: int = 16, rho: float = 0.1,
+def plan_from_model(model, tokenizer, prompts: Sequence[str], *, N: int = 16, rho: float = 0.1,
                     epsilon: float = 0.1, delta: float = 0.1, confidence: float = 0.95, max_new_tokens: int = 64,
                     extract_answer=None, level: str = "sequence", seed: int = 0):
-    """Pilot ``num_samples`` responses per prompt from a real model and run :func:`plan_n` on them.
+    """Pilot ``N`` responses per prompt from a real model and run :func:`plan_n` on them.
 
     ``level="sequence"``: the mode is the most likely sequence seen, whose mass is its exact likelihood
     exp(log π(ŷ|x)) (observed in the sample-and-evaluate query, so no confidence interval is needed);
@@ -59,12 +59,12 @@ def plan_from_model(model, tokenizer, prompts: Sequence[str], *, num_samples: in
         raise ValueError("level='answer' needs extract_answer")
     for name, v in (("rho", rho), ("epsilon", epsilon), ("delta", delta), ("confidence", confidence)):
         check_float(name, v, low=0.0, high=1.0, high_open=True)
-    s = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens, seed=seed)
+    s = sample_completions(model, tokenizer, prompts, N, max_new_tokens=max_new_tokens, seed=seed)
     sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
     texts = s.texts(tokenizer)
-    groups = [texts[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+    groups = [texts[i * N:(i + 1) * N] for i in range(len(prompts))]
     if level == "sequence":
-        logps = sc.logps.view(len(prompts), num_samples).numpy()
+        logps = sc.logps.view(len(prompts), N).numpy()
         return plan_n(groups, logps=logps, rho=rho, epsilon=epsilon, delta=delta, confidence=confidence)
     if level == "answer":
         if extract_answer is None:

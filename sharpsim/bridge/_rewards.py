@@ -1,9 +1,13 @@
 """Self-rewards (§1 of the paper) and inference-time best-of-N.
 
 * ``"logprob"``: r_self(y|x) = log π_base(y|x) (Eq. 2, maximum-likelihood sharpening);
-* ``"mean_logprob"``: log π_base(y|x) / |y| (length-normalised; |y| counts tokens, EOS included);
-* ``"majority"``: the fraction of the N samples whose extracted answer equals y's (self-consistency, the
-  sample approximation of Σ_{y': ans(y') = ans(y)} π_base(y'|x)); responses without an answer get 0;
+* ``"lennorm"``: log π_base(y|x) / |y| (length-normalised; |y| counts tokens, EOS included);
+* ``"majority"``: the FRACTION of the N samples whose extracted answer equals y's (count / N, the sample
+  approximation of Σ_{y': ans(y') = ans(y)} π_base(y'|x)); responses without an answer get 0;
+
+The names and scales are those of the simulator's reward registry (``sharpsim.rewards``: ``"logprob"``,
+``"lennorm"``, ``"majority"`` as a fraction). ``"mean_logprob"`` is accepted as a deprecated alias of
+``"lennorm"``.
 * any callable ``f(prompts=[...], completions=[...], logps=..., lengths=...) -> list[float]``.
 """
 
@@ -22,20 +26,35 @@ torch = require_torch()
 
 __all__ = ["BestOfN", "best_of_n", "compute_self_reward", "majority_reward", "select_best"]
 
-REWARDS = ("logprob", "mean_logprob", "majority")
+REWARDS = ("logprob", "lennorm", "majority")
+#: Deprecated reward names and what they mean now.
+REWARD_ALIASES = {"mean_logprob": "lennorm"}
 
 
-def majority_reward(answers: Sequence[Hashable | None], num_samples: int) -> "torch.Tensor":
-    """Per-response share of its prompt's N samples that have the same extracted answer (``None`` → 0)."""
-    check_num_samples(num_samples)
-    if len(answers) % num_samples:
-        raise ValueError(f"{len(answers)} answers is not a multiple of N={num_samples}")
+def canonical_reward(reward):
+    """``reward`` with a deprecated alias replaced by its registry name (callables pass through)."""
+    if isinstance(reward, str) and reward in REWARD_ALIASES:
+        import warnings
+
+        warnings.warn(f"reward {reward!r} is deprecated; use {REWARD_ALIASES[reward]!r}", DeprecationWarning,
+                      stacklevel=3)
+        return REWARD_ALIASES[reward]
+    return reward
+
+
+def majority_reward(answers: Sequence[Hashable | None], N: int) -> "torch.Tensor":
+    """Per-response share (a fraction in [0, 1], count / N) of its prompt's N samples with the same extracted
+    answer (``None`` → 0). Prefix-consistent with the simulator's ``"majority"``: for the first n samples of a
+    draw, pass those n answers (and N = n)."""
+    check_num_samples(N)
+    if len(answers) % N:
+        raise ValueError(f"{len(answers)} answers is not a multiple of N={N}")
     out = torch.zeros(len(answers), dtype=torch.float32)
-    for start in range(0, len(answers), num_samples):
-        group = answers[start: start + num_samples]
+    for start in range(0, len(answers), N):
+        group = answers[start: start + N]
         counts = Counter(a for a in group if a is not None)
         for j, a in enumerate(group):
-            out[start + j] = counts[a] / num_samples if a is not None else 0.0
+            out[start + j] = counts[a] / N if a is not None else 0.0
     return out
 
 
@@ -43,7 +62,7 @@ def compute_self_reward(
     reward: str | Callable,
     scores: Scores,
     *,
-    num_samples: int,
+    N: int,
     texts: Sequence[str] | None = None,
     prompts: Sequence[str] | None = None,
     extract_answer: Callable[[str], Hashable | None] | None = None,
@@ -52,7 +71,7 @@ def compute_self_reward(
     if callable(reward):
         if texts is None or prompts is None:
             raise ValueError("a callable reward needs the prompts and completion texts")
-        rows = [prompts[i // num_samples] for i in range(len(texts))]
+        rows = [prompts[i // N] for i in range(len(texts))]
         vals = reward(prompts=rows, completions=list(texts), logps=scores.logps, lengths=scores.lengths)
         out = torch.as_tensor(list(vals), dtype=torch.float32)
         name = getattr(reward, "__name__", repr(reward))
@@ -62,14 +81,15 @@ def compute_self_reward(
             raise ValueError(f"reward {name} returned NaN for completion {int(torch.isnan(out).nonzero()[0, 0])}: "
                              "best-of-N would silently rank it last; return -inf for 'never pick this'")
         return out
+    reward = canonical_reward(reward)
     if reward == "logprob":
         return scores.logps.float()
-    if reward == "mean_logprob":
+    if reward == "lennorm":
         return scores.logps.float() / scores.lengths.clamp(min=1)
     if reward == "majority":
         if texts is None or extract_answer is None:
             raise ValueError("reward='majority' needs the completion texts and an extract_answer function")
-        return majority_reward([extract_answer(t) for t in texts], num_samples)
+        return majority_reward([extract_answer(t) for t in texts], N)
     raise ValueError(f"unknown self-reward {reward!r}; use one of {REWARDS} or a callable")
 
 
@@ -125,7 +145,7 @@ def best_of_n(
     model,
     tokenizer,
     prompts: Sequence[str],
-    num_samples: int,
+    N: int,
     *,
     reward: str | Callable = "logprob",
     extract_answer: Callable[[str], Hashable | None] | None = None,
@@ -143,25 +163,25 @@ def best_of_n(
     ``reference`` (default: ``model`` itself, i.e. π_base), and returns the argmax of the self-reward with its
     index, score and length.
     """
-    check_num_samples(num_samples)
+    check_num_samples(N)
     prompts = check_prompts(prompts)
     check_count("score_batch_size", score_batch_size)
     if tie_break not in ("first", "random"):
         raise ValueError(f"tie_break must be 'first' or 'random', got {tie_break!r}")
-    samples = sample_completions(model, tokenizer, prompts, num_samples, max_new_tokens=max_new_tokens,
+    samples = sample_completions(model, tokenizer, prompts, N, max_new_tokens=max_new_tokens,
                                  temperature=temperature, seed=seed, max_batch_rows=max_batch_rows)
     scorer = reference if reference is not None else model
     scores = score_ids(scorer, samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
                        samples.completion_mask, batch_size=score_batch_size, truncated=samples.truncated)
     texts = samples.texts(tokenizer)
-    rewards = compute_self_reward(reward, scores, num_samples=num_samples, texts=texts, prompts=list(prompts),
+    rewards = compute_self_reward(reward, scores, N=N, texts=texts, prompts=list(prompts),
                                   extract_answer=extract_answer)
-    table = rewards.view(len(prompts), num_samples)
+    table = rewards.view(len(prompts), N)
     idx, best = select_best(table, tie_break=tie_break)
-    flat = torch.arange(len(prompts)) * num_samples + idx
+    flat = torch.arange(len(prompts)) * N + idx
     return BestOfN(
         indices=idx, scores=best, lengths=scores.lengths[flat], truncated=samples.truncated.cpu()[flat],
         texts=[texts[i] for i in flat.tolist()], samples=samples, all_texts=texts, all_rewards=table,
-        all_logps=scores.logps.view(len(prompts), num_samples),
-        all_lengths=scores.lengths.view(len(prompts), num_samples),
+        all_logps=scores.logps.view(len(prompts), N),
+        all_lengths=scores.lengths.view(len(prompts), N),
     )

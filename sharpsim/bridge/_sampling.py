@@ -27,10 +27,10 @@ torch = require_torch()
 __all__ = ["Samples", "check_num_samples", "sample_completions"]
 
 
-def check_num_samples(num_samples, name: str = "N") -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"{name} (number of samples per prompt) must be an integer >= 1, got {num_samples!r}")
-    return num_samples
+def check_num_samples(N, name: str = "N") -> int:
+    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
+        raise ValueError(f"{name} (number of samples per prompt) must be an integer >= 1, got {N!r}")
+    return N
 
 
 @dataclasses.dataclass
@@ -39,6 +39,9 @@ class Samples:
 
     ``prompt_ids``/``prompt_mask``: ``[B, P]`` left-padded. ``completion_ids``/``completion_mask``:
     ``[B·N, T]`` right-padded, mask up to and including the first EOS. ``lengths``/``truncated``: ``[B·N]``.
+    ``token_logps`` (only with ``sample_completions(..., return_logps=True)``): ``[B·N, T]`` float32
+    log π(token | prefix) from the generation pass's raw temperature-1 logits, 0 outside the mask; ``logps`` is
+    their sum (equal to teacher-forced :func:`~sharpsim.bridge.score_ids`, tested).
     """
 
     prompt_ids: "torch.Tensor"
@@ -47,8 +50,16 @@ class Samples:
     completion_mask: "torch.Tensor"
     lengths: "torch.Tensor"
     truncated: "torch.Tensor"
-    num_samples: int
+    N: int
     prompts: list[str] | None = None
+    token_logps: "torch.Tensor | None" = None
+
+    @property
+    def logps(self) -> "torch.Tensor":
+        """``[B·N]`` summed log π(y|x) of each completion (needs ``return_logps=True`` when sampling)."""
+        if self.token_logps is None:
+            raise ValueError("these samples carry no log-probs: sample with return_logps=True, or use score_ids")
+        return self.token_logps.sum(-1)
 
     @property
     def num_prompts(self) -> int:
@@ -57,11 +68,11 @@ class Samples:
     @property
     def prompt_index(self) -> "torch.Tensor":
         """``[B·N]``: the prompt row of each completion row."""
-        return torch.arange(self.num_prompts).repeat_interleave(self.num_samples)
+        return torch.arange(self.num_prompts).repeat_interleave(self.N)
 
     def grouped(self, x):
         """Reshape a ``[B·N, ...]`` tensor to ``[B, N, ...]``."""
-        return x.reshape(self.num_prompts, self.num_samples, *x.shape[1:])
+        return x.reshape(self.num_prompts, self.N, *x.shape[1:])
 
     def texts(self, tokenizer, *, skip_special_tokens: bool = True) -> list[str]:
         """Decoded completions (only the masked tokens, so padding never leaks in)."""
@@ -73,7 +84,7 @@ class Samples:
     def select(self, rows: "torch.Tensor") -> "Samples":
         """A ``Samples`` with one completion per prompt: ``rows[i]`` in ``[0, N)`` picks prompt i's sample."""
         rows = torch.as_tensor(rows, device=self.completion_ids.device)
-        flat = torch.arange(self.num_prompts, device=rows.device) * self.num_samples + rows
+        flat = torch.arange(self.num_prompts, device=rows.device) * self.N + rows
         return Samples(self.prompt_ids, self.prompt_mask, self.completion_ids[flat], self.completion_mask[flat],
                        self.lengths[flat.to(self.lengths.device)], self.truncated[flat.to(self.truncated.device)],
                        1, self.prompts)
@@ -83,7 +94,7 @@ def sample_completions(
     model,
     tokenizer,
     prompts: Sequence[str],
-    num_samples: int,
+    N: int,
     *,
     max_new_tokens: int = 64,
     temperature: float = 1.0,
@@ -94,19 +105,25 @@ def sample_completions(
     seed: int | None = None,
     add_special_tokens: bool = True,
     share_prompt_cache: bool = True,
+    return_logps: bool = False,
 ) -> Samples:
-    """Draw ``num_samples`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
+    """Draw ``N`` completions per prompt (pure temperature sampling by default: no top-k/top-p).
 
     Generation runs in chunks of at most ``max_batch_rows`` rows (prompts × samples) to bound memory; a prompt
     whose N exceeds the chunk is split over several calls. ``do_sample=False`` gives greedy decoding (use
-    ``num_samples=1``). ``seed`` seeds torch's global RNG before sampling.
+    ``N=1``). ``seed`` seeds torch's global RNG before sampling.
 
     ``share_prompt_cache=True`` pre-fills each prompt's KV cache once and repeats it for its N rows (instead of
     letting ``num_return_sequences`` pre-fill N copies of the prompt): with long prompts this divides the
     pre-fill cost by N. Rows and the sampling law are unchanged; it falls back to the plain call when the model's
     cache does not support it.
+
+    ``return_logps=True`` also returns each sampled token's log-probability, taken from the generation pass's raw
+    (unprocessed) logits in float32: with temperature 1 and no top-k / top-p these ARE log π(y_t | x, y_<t), so no
+    second (teacher-forcing) pass is needed. Refused for other temperatures or filters, where the sampling law is
+    not π.
     """
-    check_num_samples(num_samples)
+    check_num_samples(N)
     prompts = check_prompts(prompts)
     check_count("max_new_tokens", max_new_tokens)
     check_count("max_batch_rows", max_batch_rows)
@@ -114,9 +131,12 @@ def sample_completions(
         check_count("seed", seed, minimum=0, hint="or seed=None to leave torch's RNG as it is")
     if do_sample:
         check_float("temperature", temperature, low=0.0,
-                    hint="temperature=0 is greedy decoding: pass do_sample=False (with num_samples=1) instead")
+                    hint="temperature=0 is greedy decoding: pass do_sample=False (with N=1) instead")
         check_count("top_k", top_k, minimum=0, hint="top_k=0 turns top-k filtering off")
         check_float("top_p", top_p, low=0.0, high=1.0, hint="top_p=1.0 turns nucleus filtering off")
+    if return_logps and not (do_sample and float(temperature) == 1.0 and top_k == 0 and float(top_p) == 1.0):
+        raise ValueError("return_logps=True needs pure sampling from π (do_sample=True, temperature=1.0, top_k=0, "
+                         "top_p=1.0); score other samples with score_ids")
     pad_id, eos_ids = resolve_special_ids(tokenizer, model)
     dev = model_device(model)
     p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
@@ -133,13 +153,16 @@ def sample_completions(
         torch.manual_seed(seed)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=list(eos_ids),
                       do_sample=do_sample)
+    if return_logps:
+        gen_kwargs.update(output_logits=True, return_dict_in_generate=True)
     if do_sample:
         gen_kwargs.update(temperature=float(temperature), top_k=top_k, top_p=float(top_p))
     else:
         gen_kwargs.update(temperature=None, top_k=None, top_p=None)
 
     pieces: list[torch.Tensor] = []  # completion ids, prompt-major, each [rows, T_chunk]
-    per_chunk = max(1, max_batch_rows // num_samples)
+    lp_pieces: list[torch.Tensor] = []  # with return_logps: log π of each generated token, [rows, T_chunk]
+    per_chunk = max(1, max_batch_rows // N)
     was_training = model.training
     model.eval()
     try:
@@ -147,7 +170,7 @@ def sample_completions(
             for start in range(0, len(p_ids), per_chunk):
                 sl = slice(start, min(start + per_chunk, len(p_ids)))
                 ids, mask = _trim_left(prompt_ids[sl], prompt_mask[sl])
-                remaining = num_samples
+                remaining = N
                 while remaining > 0:
                     k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
                     if do_sample:
@@ -159,7 +182,13 @@ def sample_completions(
                     else:  # generate refuses num_return_sequences > 1 for greedy: repeat rows ourselves
                         out = model.generate(input_ids=ids.repeat_interleave(k, 0),
                                              attention_mask=mask.long().repeat_interleave(k, 0), **gen_kwargs)
-                    pieces.append(out[:, ids.shape[1]:])
+                    if return_logps:
+                        seq = out.sequences[:, ids.shape[1]:]
+                        steps = torch.stack([x.float() for x in out.logits], 1)[:, : seq.shape[1]]
+                        lp_pieces.append(torch.log_softmax(steps, -1).gather(-1, seq[..., None]).squeeze(-1))
+                        pieces.append(seq)
+                    else:
+                        pieces.append(out[:, ids.shape[1]:])
                     remaining -= k
     finally:
         model.train(was_training)
@@ -172,8 +201,16 @@ def sample_completions(
         valid[row: row + p.shape[0], : p.shape[1]] = True
         row += p.shape[0]
     completion_mask, lengths, truncated = completion_mask_from_ids(completion_ids, eos_ids, valid)
-    return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, num_samples,
-                   list(prompts))
+    token_logps = None
+    if return_logps:
+        token_logps = torch.zeros(completion_ids.shape, dtype=torch.float32, device=dev)
+        row = 0
+        for lp in lp_pieces:
+            token_logps[row: row + lp.shape[0], : lp.shape[1]] = lp
+            row += lp.shape[0]
+        token_logps = token_logps.masked_fill(~completion_mask.bool(), 0.0)
+    return Samples(prompt_ids, prompt_mask, completion_ids, completion_mask, lengths, truncated, N,
+                   list(prompts), token_logps)
 
 
 _CACHE_FALLBACK: set[str] = set()

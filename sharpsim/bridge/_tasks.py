@@ -2,7 +2,12 @@
 
 * :func:`arithmetic_problems`: "What is 23 + 58?"-style sums/differences, integer answers;
 * :func:`prontoqa_problems`: ProntoQA-style syllogism chains over made-up concepts ("Every wumpus is a
-  yumpus. ... Max is a wumpus. True or false: Max is bright."), boolean answers, exact by construction.
+  yumpus. ... Max is a wumpus. True or false: Max is bright."), boolean answers, exact by construction;
+* :func:`lookup_problems`: a short key–value list and a question about one key (copy/lookup), integer answers.
+
+:data:`TASK_FAMILIES` and :func:`task_problems` give the three families of the SmolLM2 studies by name, each
+with a difficulty ``level`` and its answer extractor (:func:`extractor`); every prompt asks for a short answer
+(the 1-shot demonstration answers in a few tokens), so ``max_new_tokens`` can stay small.
 
 :func:`chat_prompt` renders a problem with a 1-shot demonstration (the paper's protocol) through the tokenizer's
 chat template when it has one.
@@ -14,8 +19,8 @@ import dataclasses
 import random
 import re
 
-__all__ = ["Problem", "arithmetic_problems", "chat_prompt", "check_answer", "extract_bool", "extract_number",
-           "prontoqa_problems"]
+__all__ = ["Problem", "TASK_FAMILIES", "arithmetic_problems", "chat_prompt", "check_answer", "extract_bool",
+           "extract_number", "extractor", "lookup_problems", "prontoqa_problems", "task_problems"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +61,15 @@ def check_answer(text: str, answer) -> bool:
     return text.strip() == str(answer)
 
 
-def arithmetic_problems(num: int, *, seed: int = 0, max_value: int = 20, ops: str = "+-") -> list[Problem]:
-    """``num`` problems ``a op b`` with ``0 <= a, b <= max_value``; differences are kept non-negative."""
+_ARITH_TEMPLATES = ("What is {a} {op} {b}? Answer with just the number.",
+                    "Compute {a} {op} {b}. Reply with the number only.",
+                    "{a} {op} {b} = ? Give only the number.")
+
+
+def arithmetic_problems(num: int, *, seed: int = 0, max_value: int = 20, ops: str = "+-",
+                        templates: int = 1) -> list[Problem]:
+    """``num`` problems ``a op b`` with ``0 <= a, b <= max_value``; differences are kept non-negative.
+    ``templates``: how many of the question wordings to draw from (1 = the first only)."""
     rng = random.Random(seed)
     out = []
     demo = ("What is 3 + 4? Answer with just the number.", "7")
@@ -66,7 +78,8 @@ def arithmetic_problems(num: int, *, seed: int = 0, max_value: int = 20, ops: st
         if op == "-" and b > a:
             a, b = b, a
         ans = a + b if op == "+" else a - b
-        out.append(Problem(f"What is {a} {op} {b}? Answer with just the number.", ans, "arithmetic", demo))
+        tpl = _ARITH_TEMPLATES[rng.randrange(max(1, min(templates, len(_ARITH_TEMPLATES))))]
+        out.append(Problem(tpl.format(a=a, op=op, b=b), ans, "arithmetic", demo))
     return out
 
 
@@ -80,7 +93,8 @@ def _plural(c: str) -> str:
     return c + "es"
 
 
-def prontoqa_problems(num: int, *, seed: int = 0, hops: int = 2, distractors: int = 1) -> list[Problem]:
+def prontoqa_problems(num: int, *, seed: int = 0, hops: int = 2, distractors: int = 1,
+                      short_demo: bool = False) -> list[Problem]:
     """ProntoQA-style problems: a chain ``c0 ⊂ c1 ⊂ … ⊂ c_hops``, a property (or its negation) of the last
     concept, an entity of ``c0``, and a query about the property; the answer follows by modus ponens.
     Distractor facts about unrelated concepts are shuffled in."""
@@ -88,6 +102,8 @@ def prontoqa_problems(num: int, *, seed: int = 0, hops: int = 2, distractors: in
     demo = ("Every gorpus is a lempus. Lempuses are not cold. Fae is a gorpus. True or false: Fae is cold. "
             "Answer with true or false.", "Fae is a gorpus. Every gorpus is a lempus. Lempuses are not cold. "
             "So Fae is not cold. The answer is false.")
+    if short_demo:  # a one-word answer, so the response fits in a few tokens
+        demo = (demo[0], "false")
     out = []
     for _ in range(num):
         concepts = rng.sample(_CONCEPTS[:12], hops + 1 + distractors)
@@ -121,3 +137,52 @@ def chat_prompt(tokenizer, problem: Problem, *, one_shot: bool = True) -> str:
     for t in turns:
         lines.append(("Q: " if t["role"] == "user" else "A: ") + t["content"])
     return "\n".join(lines) + "\nA:"
+
+
+_KEYS = ["apple", "pear", "plum", "fig", "lime", "kiwi", "date", "peach", "grape", "mango", "lemon", "melon",
+         "berry", "olive", "cherry", "guava"]
+
+
+def lookup_problems(num: int, *, seed: int = 0, num_pairs: int = 4, max_value: int = 99) -> list[Problem]:
+    """Copy/lookup: ``num_pairs`` distinct ``key = value`` pairs (values in [0, max_value]) and a question about
+    one key; the answer is its value (exact by construction)."""
+    rng = random.Random(seed)
+    demo = ("Values: lime = 12, fig = 5, kiwi = 40. What is the value of fig? Answer with just the number.", "5")
+    out = []
+    for _ in range(num):
+        keys = rng.sample(_KEYS, num_pairs)
+        vals = [rng.randint(0, max_value) for _ in keys]
+        k = rng.randrange(num_pairs)
+        listing = ", ".join(f"{a} = {v}" for a, v in zip(keys, vals))
+        out.append(Problem(f"Values: {listing}. What is the value of {keys[k]}? Answer with just the number.",
+                           vals[k], "lookup", demo))
+    return out
+
+
+#: The task families of the SmolLM2 studies: name → (generator(num, seed, level), extractor). ``level`` is the
+#: difficulty (1 = easiest); the chosen levels put SmolLM2-135M-Instruct's greedy accuracy inside [0.1, 0.9]
+#: (measured: docs/bridge.md).
+TASK_FAMILIES = {
+    "arithmetic": (lambda num, seed, level: arithmetic_problems(
+        num, seed=seed, max_value={1: 9, 2: 20, 3: 50}[level], ops="+-", templates=3), extract_number),
+    "entailment": (lambda num, seed, level: prontoqa_problems(num, seed=seed, hops=level, distractors=1,
+                                                              short_demo=True), extract_bool),
+    "lookup": (lambda num, seed, level: lookup_problems(num, seed=seed, num_pairs={1: 3, 2: 5, 3: 8}[level]),
+               extract_number),
+}
+
+
+def task_problems(family: str, num: int, *, seed: int = 0, level: int = 1) -> list[Problem]:
+    """``num`` problems of a family of :data:`TASK_FAMILIES` at difficulty ``level`` ∈ {1, 2, 3}."""
+    if family not in TASK_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(TASK_FAMILIES)}, got {family!r}")
+    if level not in (1, 2, 3):
+        raise ValueError(f"level must be 1, 2 or 3, got {level!r}")
+    return TASK_FAMILIES[family][0](num, seed, level)
+
+
+def extractor(family: str):
+    """The answer extractor of a family (text → answer or ``None``)."""
+    if family not in TASK_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(TASK_FAMILIES)}, got {family!r}")
+    return TASK_FAMILIES[family][1]
