@@ -218,7 +218,9 @@ def test_monotone(name, var):
         else:
             assert f_hi <= f_lo * (1 + 1e-12)
         if hi > lo * (1 + 1e-6) and direction > 0 and not (name == "thm_4_2_prime" and var == "beta"):
-            assert f_hi > f_lo  # strictly (β log C_conc vanishes at C_conc = 1, hence the exclusion)
+            # strictly (β log C_conc vanishes at C_conc = 1, hence the exclusion), unless the variable's term is
+            # absorbed by float64 rounding next to a much larger one (seen: γ added to a ~1e9 sum)
+            assert f_hi > f_lo or abs(f_hi - f_lo) <= 1e-9 * abs(f_lo)
 
     check()
 

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sharpsim import metrics
+
 from sharpsim import SampleEvaluateOracle, instances
 from sharpsim.algorithms import (RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep,
                                  xpo_sharpening_sweep)
@@ -45,7 +47,8 @@ def _instance(delta_gap, key=0):
 # recompile every sweep point of an experiment.
 def test_sft_sweep_traces_once_across_instances_and_keys():
     def sweep(key, oracle, cls):
-        sw = sft_sharpening_sweep(key, oracle, lambda N: cls.bon_closure(N), (2, 8), (1, 4), delta=0.2)
+        ev = metrics.SharpnessEvaluation.of(oracle.pi_base, oracle.mu, 0.2)
+        sw = sft_sharpening_sweep(key, oracle, lambda N: cls.bon_closure(N), (2, 8), (1, 4), evaluate=ev)
         return sw.sharpness_error
 
     f = jax.jit(assert_max_traces(sweep, n=1))
