@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from sharpsim.bridge.experiments import pair_graph_diameter  # noqa: E402
 from sharpsim.bridge import (  # noqa: E402
     RLHFConfig,
     SFTConfig,
@@ -108,30 +109,6 @@ def kl_optimum(p, beta):
     return q / q.sum(-1, keepdim=True)
 
 
-def _pair_graph_diameter(strings, pairs):
-    """Largest shortest-path length between strings of the pair graph (``None`` if it is not connected)."""
-    adj = {y: set() for y in strings}
-    for y, y2 in pairs:
-        if y != y2:
-            adj[y].add(y2)
-            adj[y2].add(y)
-    diam = 0
-    for src in strings:
-        dist, frontier = {src: 0}, [src]
-        while frontier:
-            nxt = []
-            for u in frontier:
-                for v in adj[u]:
-                    if v not in dist:
-                        dist[v] = dist[u] + 1
-                        nxt.append(v)
-            frontier = nxt
-        if len(dist) < len(strings):
-            return None
-        diam = max(diam, max(dist.values()))
-    return diam
-
-
 @pytest.mark.slow  # ~30 s on one core: 200 full-batch steps to the convergence criterion
 def test_rlhf_squared_loss_reaches_the_kl_optimum(trained, record_property):
     """Eq. 8 trained to convergence gives π ∝ π_base^{1+1/β} **on the sampled support** (theory.md §9).
@@ -182,7 +159,7 @@ def test_rlhf_squared_loss_reaches_the_kl_optimum(trained, record_property):
     for p in task.prompts:
         P = [(a, b) for q, a, b in pairs if q == p]
         S = sorted({y for pr in P for y in pr})
-        diam = _pair_graph_diameter(S, P)
+        diam = pair_graph_diameter(S, P)
         assert diam is not None, f"prompt {p}: the sampled pairs do not connect {S}; their law is not identified"
         after, base = logps(res.model, p, S), logps(model0, p, S)
         log_q = after - torch.logsumexp(after, 0)
