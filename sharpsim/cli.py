@@ -108,8 +108,8 @@ def _print_row(r: dict) -> None:
 
 
 def _get(name: str):
-    """``experiments.get`` with one-line errors for a module or attribute that is not there."""
-    import experiments
+    """``sharpsim_experiments.get`` with one-line errors for a module or attribute that is not there."""
+    import sharpsim_experiments
     from sharpsim.runner import Experiment
 
     if ":" in name:
@@ -117,7 +117,7 @@ def _get(name: str):
         if not module or not attr:
             raise ValueError(f"experiment {name!r}: use a registered name (`sharpsim list`) or module:ATTRIBUTE.")
         try:
-            exp = experiments.get(name)
+            exp = sharpsim_experiments.get(name)
         except ModuleNotFoundError as e:
             raise ValueError(f"experiment {name!r}: cannot import module {module!r} ({e}).") from None
         except AttributeError:
@@ -125,13 +125,13 @@ def _get(name: str):
         if not isinstance(exp, Experiment):
             raise ValueError(f"experiment {name!r} is a {type(exp).__name__}, not a sharpsim.runner.Experiment.")
         return exp
-    return experiments.get(name)
+    return sharpsim_experiments.get(name)
 
 
 def _resolve(names):
-    import experiments
+    import sharpsim_experiments
 
-    return [_get(n) for n in names] if names else experiments.all_experiments()
+    return [_get(n) for n in names] if names else sharpsim_experiments.all_experiments()
 
 
 def _mode(args) -> str:

@@ -60,7 +60,7 @@ def test_smollm2_studies_skip_without_the_wheel(fn, monkeypatch):
 
 @pytest.mark.slow  # ~60 s on one shared core: trains the tiny model and runs every part through the runner
 def test_bridge_tiny_through_the_runner(tmp_path):
-    from experiments.bridge_studies import TINY
+    from sharpsim_experiments.bridge_studies import TINY
     from sharpsim.runner import run_experiment
 
     folder = run_experiment(TINY, tmp_path, mode="quick", progress=False)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-import experiments
+import sharpsim_experiments
 from sharpsim.runner import is_verdict, run_experiment, trial_keys
 
 REQUIRED = ("trial", "queries", "metric", "value")
@@ -40,11 +40,11 @@ def _check_checks(summary):
 # ------------------------------------------------------------------------------------------ greedy_vs_argmax
 @pytest.fixture(scope="module")
 def gva():
-    return experiments.get("greedy_vs_argmax")
+    return sharpsim_experiments.get("greedy_vs_argmax")
 
 
 def test_greedy_vs_argmax_registered_and_settings(gva):
-    assert "greedy_vs_argmax" in experiments.REGISTRY
+    assert "greedy_vs_argmax" in sharpsim_experiments.REGISTRY
     for mode in ("quick", "full"):
         s = gva.settings(mode)
         assert s and all(_json_scalars(d) for d in s)
@@ -97,20 +97,20 @@ def test_greedy_vs_argmax_end_to_end(gva, tmp_path):
 # ------------------------------------------------------------------------------------------ bon_lift
 @pytest.fixture(scope="module")
 def bl():
-    return experiments.get("bon_lift")
+    return sharpsim_experiments.get("bon_lift")
 
 
 TINY_SHAPE = dict(num_prompts=4, answers=2, reasoning=2, horizon=4)
 
 
 def _tiny_bl_settings(mode="quick"):
-    from experiments.bon_lift import _FAMILIES
+    from sharpsim_experiments.bon_lift import _FAMILIES
 
     return [dict(family=f, **TINY_SHAPE, **_FAMILIES[f]) for f in ("likelihood_correct", "short_wrong")]
 
 
 def test_bon_lift_registered_and_settings(bl):
-    assert list(experiments.REGISTRY).index("bon_lift") > list(experiments.REGISTRY).index("greedy_vs_argmax")
+    assert list(sharpsim_experiments.REGISTRY).index("bon_lift") > list(sharpsim_experiments.REGISTRY).index("greedy_vs_argmax")
     for mode in ("quick", "full"):
         s = bl.settings(mode)
         assert s and all(_json_scalars(d) for d in s)
@@ -138,7 +138,7 @@ def test_bon_lift_task_is_a_valid_policy():
     import jax
     import jax.numpy as jnp
 
-    from experiments.bon_lift import _FAMILIES
+    from sharpsim_experiments.bon_lift import _FAMILIES
     from sharpsim.ar_instances import extract_answer, reasoning_task, reasoning_task_responses
 
     params = {k: jnp.asarray(v, jnp.float32) for k, v in _FAMILIES["short_wrong"].items()}

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments import dpo_margin_beta as dpo
-from experiments import xpo_vs_sft_j1 as j1
+from sharpsim_experiments import dpo_margin_beta as dpo
+from sharpsim_experiments import xpo_vs_sft_j1 as j1
 from sharpsim import exact, metrics
 from sharpsim.runner import is_verdict, run_experiment, trial_keys
 
@@ -203,7 +203,7 @@ def _with_settings(exp, tiny):
 
 
 # ------------------------------------------------------------------------------------------ xpo_exploration
-from experiments import xpo_exploration as xe  # noqa: E402
+from sharpsim_experiments import xpo_exploration as xe  # noqa: E402
 
 
 def _tiny_xe(Ms=(16, 64), num_T=2):
@@ -254,7 +254,7 @@ def test_xpo_exploration_end_to_end_control_and_broken(tmp_path, monkeypatch, si
 _DEVICE_SCRIPT = """
 import json, sys
 sys.path.insert(0, '.')
-from experiments import xpo_exploration as xe
+from sharpsim_experiments import xpo_exploration as xe
 from sharpsim.runner import shard_trials, trial_keys
 import jax
 s = [dict(s, M=16, y_pad=19, T_max=16, num_T=2) for s in xe.settings('quick')][0]
@@ -289,7 +289,7 @@ def test_xpo_exploration_rows_identical_on_1_and_4_devices():
 _DPO_DEVICE_SCRIPT = """
 import json, sys
 sys.path.insert(0, '.')
-from experiments import dpo_margin_beta as dpo
+from sharpsim_experiments import dpo_margin_beta as dpo
 from sharpsim.runner import shard_trials, trial_keys
 import jax
 ss = [dict(s, n_max=64, grid_points=5) for s in dpo.settings('quick') if s['sweep'] in ('margin', 'noisy')]

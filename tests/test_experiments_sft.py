@@ -8,13 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-import experiments
-from experiments import _hard_instance
+import sharpsim_experiments
+from sharpsim_experiments import _hard_instance
 from sharpsim.complexity import geometric_lattice, grid_sample_complexity
 from sharpsim.finite_size import adaptive_pick_planted_probability
-from experiments import adaptive_vs_fixed as ADA
-from experiments import bon_vs_n as BON
-from experiments import sft_minimax as SFT
+from sharpsim_experiments import adaptive_vs_fixed as ADA
+from sharpsim_experiments import bon_vs_n as BON
+from sharpsim_experiments import sft_minimax as SFT
 from sharpsim.classes import FiniteClass
 from sharpsim.instances import hard_instance
 from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
@@ -51,7 +51,7 @@ def _keys(i=0):
 @pytest.mark.parametrize("name", NAMES + ("sft_delta", "sft_class_size", "sft_gamma", "realizability", "maxcut_hardness"))
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_settings_are_well_formed(name, mode):
-    exp = experiments.get(name)
+    exp = sharpsim_experiments.get(name)
     assert exp.name == name and exp.claim and exp.how_to_read and exp.predicted
     import bounds
 
@@ -66,7 +66,7 @@ def test_settings_are_well_formed(name, mode):
 
 
 def test_registry_order():
-    names = [n for n in experiments.REGISTRY if n in NAMES]
+    names = [n for n in sharpsim_experiments.REGISTRY if n in NAMES]
     assert names == list(NAMES)
 
 
@@ -165,7 +165,7 @@ def test_adaptive_rows_count_the_realised_draws(tiny):
 
 # ------------------------------------------------------------------------------------------ end to end
 def test_end_to_end_bon_vs_n(tiny, tmp_path):
-    exp = dataclasses.replace(experiments.get("bon_vs_n"), settings=BON.settings)
+    exp = dataclasses.replace(sharpsim_experiments.get("bon_vs_n"), settings=BON.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS, progress=False)
     meta, rows = read_results(folder / "results.csv")
     assert meta["trials"] == TRIALS and rows
@@ -202,7 +202,7 @@ def test_end_to_end_adaptive_vs_fixed_known_verdict(tmp_path, monkeypatch, broke
     monkeypatch.setattr(ADA, "settings", _tiny_ada_settings)
     monkeypatch.setattr(ADA, "EPS_ASYMPTOTIC", 0.05)
     monkeypatch.setitem(ADA._BREAK, "ignore_best_of_n", broken)
-    exp = dataclasses.replace(experiments.get("adaptive_vs_fixed"), settings=ADA.settings)
+    exp = dataclasses.replace(sharpsim_experiments.get("adaptive_vs_fixed"), settings=ADA.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=300, progress=False)
     summary = json.loads((folder / "summary.json").read_text())
     assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
@@ -218,7 +218,7 @@ def test_end_to_end_sft_minimax_known_verdict(tiny, tmp_path, monkeypatch, broke
     # N" is the first draw): the runs never sharpen, m̂ = ∞ everywhere while the exact reference is finite:
     # "inconsistent". Catches an experiment whose checks cannot fail when best-of-N selection is lost.
     monkeypatch.setitem(SFT._BREAK, "ignore_best_of_n", broken)
-    exp = dataclasses.replace(experiments.get("sft_minimax"), settings=SFT.settings)
+    exp = dataclasses.replace(sharpsim_experiments.get("sft_minimax"), settings=SFT.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=200, progress=False)
     summary = json.loads((folder / "summary.json").read_text())
     assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
@@ -234,7 +234,7 @@ def test_end_to_end_bon_vs_n_known_verdict(tiny, tmp_path, monkeypatch, broken):
     # False-failure rate of the positive control: the coverage check allows the misses a 99% binomial bound
     # permits, so about 1% at most per seed; the seed is fixed.
     monkeypatch.setitem(BON._BREAK, "drop_pick", broken)
-    exp = dataclasses.replace(experiments.get("bon_vs_n"), settings=BON.settings)
+    exp = dataclasses.replace(sharpsim_experiments.get("bon_vs_n"), settings=BON.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=64, progress=False)
     checks = json.loads((folder / "summary.json").read_text())["checks"]
     exact = next(c for c in checks if c["quantity"].startswith("exact N(ρ)"))

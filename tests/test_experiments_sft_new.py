@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import experiments
-from experiments import _scaling as S
-from experiments import maxcut_hardness as MC
-from experiments import realizability as RE
-from experiments import sft_class_size as CS
-from experiments import sft_delta as SD
-from experiments import sft_gamma as SG
+import sharpsim_experiments
+from sharpsim_experiments import _scaling as S
+from sharpsim_experiments import maxcut_hardness as MC
+from sharpsim_experiments import realizability as RE
+from sharpsim_experiments import sft_class_size as CS
+from sharpsim_experiments import sft_delta as SD
+from sharpsim_experiments import sft_gamma as SG
 from sharpsim import metrics
 from sharpsim.complexity import fit_loglog_slope
 from sharpsim.instances import near_max_group
@@ -50,7 +50,7 @@ def _greedy_search(pol):
 
 # ------------------------------------------------------------------------------------------ registry
 def test_registry_order():
-    names = list(experiments.REGISTRY)
+    names = list(sharpsim_experiments.REGISTRY)
     # catches: a new experiment registered in the wrong place of the report
     assert names[names.index("adaptive_vs_fixed") + 1: names.index("adaptive_vs_fixed") + 5] == list(NEW[:4])
     assert names[names.index("greedy_vs_argmax") + 1] == "maxcut_hardness"
@@ -153,7 +153,7 @@ TRIALS = {"sft_delta": 48, "sft_class_size": 24, "sft_gamma": 48, "realizability
 
 
 def _run(name, tmp_path):
-    exp = experiments.get(name)
+    exp = sharpsim_experiments.get(name)
     mod = MODULES[name]
     exp = dataclasses.replace(exp, settings=mod.settings)
     folder = run_experiment(exp, tmp_path, mode="quick", trials=TRIALS[name], progress=False)
@@ -202,8 +202,8 @@ _DEVICE_SCRIPT = r"""
 import json, sys
 import jax
 from sharpsim.runner import shard_trials, trial_keys
-import experiments
-from experiments import sft_delta as SD, sft_class_size as CS, sft_gamma as SG, realizability as RE, maxcut_hardness as MC
+import sharpsim_experiments
+from sharpsim_experiments import sft_delta as SD, sft_class_size as CS, sft_gamma as SG, realizability as RE, maxcut_hardness as MC
 picks = {"sft_delta": (SD, 6), "sft_class_size": (CS, 0), "sft_gamma": (SG, 0), "realizability": (RE, 0),
          "maxcut_hardness": (MC, 0)}
 out = {"devices": jax.device_count()}

@@ -85,7 +85,7 @@ def test_stopping_rule_expected_draws_matches_simulation():
 def test_fixed_success_matches_library_sft_sweep():
     # catches: an exact law that differs from what sft_sharpening_sweep (best-of-N + exact MLE over the best-of-N
     # closure) actually does on the hard instance. 4000 trials: |z| < 4.5 per grid point (false failure ~1e-4).
-    from experiments._hard_instance import DELTA, bon_closure_stack, fixed_sweep_trial, hard_class_arrays
+    from sharpsim_experiments._hard_instance import DELTA, bon_closure_stack, fixed_sweep_trial, hard_class_arrays
     from sharpsim.algorithms import map_trials
 
     M, d, Delta, eps = 11, 2, 0.32, 0.02
@@ -109,7 +109,7 @@ def test_fixed_success_matches_library_sft_sweep():
 def test_adaptive_success_and_queries_match_library_adaptive_sweep():
     # catches: a wrong pick law a = 1 − (1 − 2/M)^{K_q} or a wrong expected cost of Eq. (10) against
     # adaptive_sft_sharpening_sweep itself. 3000 trials, |z| < 4.5 (false failure ~1e-4 per point).
-    from experiments._hard_instance import adaptive_closure_log_probs, adaptive_sweep_trial, hard_class_arrays
+    from sharpsim_experiments._hard_instance import adaptive_closure_log_probs, adaptive_sweep_trial, hard_class_arrays
     from sharpsim.algorithms import map_trials
 
     M, d, Delta, eps, mu_stop = 11, 2, 0.32, 0.02, math.log(4.0)

@@ -4,9 +4,9 @@ mechanism, and turn red when a private hook breaks it. (Same rows on 1 and 4 dev
 
 import pytest
 
-import experiments
-from experiments import iterated_sharpening as IS
-from experiments import self_training_collapse as SC
+import sharpsim_experiments
+from sharpsim_experiments import iterated_sharpening as IS
+from sharpsim_experiments import self_training_collapse as SC
 from sharpsim import rewards
 from sharpsim.runner import is_verdict, trial_keys, verdict_kind
 
@@ -27,7 +27,7 @@ def _least_likely(x, responses, log_probs):  # a self-reward that picks the leas
 
 
 def test_registered_with_named_settings():
-    assert {"iterated_sharpening", "self_training_collapse"} <= set(experiments.REGISTRY)
+    assert {"iterated_sharpening", "self_training_collapse"} <= set(sharpsim_experiments.REGISTRY)
     assert {s["part"] for s in IS.settings("quick")} == {"queries", "lockin"}
     assert {(s["memory"], s["N"]) for s in SC.settings("quick")} == {(m, N) for m in ("replace", "accumulate")
                                                                      for N in (1, 4)}

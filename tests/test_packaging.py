@@ -26,7 +26,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_every_source_package(wheel):
     names = set(wheel.namelist())
-    for pkg in ["sharpsim", "bounds", "experiments"]:
+    for pkg in ["sharpsim", "bounds", "sharpsim_experiments"]:
         for src in (ROOT / pkg).rglob("*.py"):
             rel = src.relative_to(ROOT).as_posix()
             if "__pycache__" not in rel:
@@ -36,3 +36,10 @@ def test_wheel_contains_every_source_package(wheel):
 def test_wheel_declares_the_console_script(wheel):
     (ep,) = [n for n in wheel.namelist() if n.endswith("entry_points.txt")]
     assert "sharpsim = sharpsim.cli:main" in wheel.read(ep).decode()
+
+
+def test_wheel_installs_no_generic_top_level_experiments_package(wheel):
+    """Issue 13: the experiments install as ``sharpsim_experiments``, not as a site-packages-wide ``experiments``."""
+    tops = {n.split("/", 1)[0] for n in wheel.namelist() if "/" in n and ".dist-info" not in n}
+    assert "experiments" not in tops
+    assert "sharpsim_experiments" in tops

@@ -64,7 +64,7 @@ def test_task_families():
 
 # ------------------------------------------------------------------------------------------ experiment
 def _rows(**setting_extra):
-    import experiments.passk_shrinkage as E
+    import sharpsim_experiments.passk_shrinkage as E
     from sharpsim.runner.loop import trial_keys
 
     rows = []
@@ -103,7 +103,7 @@ def test_passk_shrinkage_checks_pass_and_each_break_turns_its_check_red():
 
 def test_registered_under_its_fixed_name():
     # Catches: the experiment missing from `sharpsim reproduce` (the issue fixes the name).
-    import experiments
+    import sharpsim_experiments
 
-    assert experiments.get("passk_shrinkage").name == "passk_shrinkage"
-    assert experiments.get("passk_shrinkage").in_quick
+    assert sharpsim_experiments.get("passk_shrinkage").name == "passk_shrinkage"
+    assert sharpsim_experiments.get("passk_shrinkage").in_quick

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import experiments
+import sharpsim_experiments
 from sharpsim.runner import is_verdict, run_experiment, trial_keys, verdict_kind
 
 SETTINGS = [dict(horizon=3, alpha=4.0)]
@@ -14,7 +14,7 @@ SETTINGS = [dict(horizon=3, alpha=4.0)]
 
 @pytest.fixture(scope="module")
 def exp():
-    return experiments.get("power_sampling")
+    return sharpsim_experiments.get("power_sampling")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def rows(exp):
 
 
 def test_registered_with_quick_settings(exp):
-    assert "power_sampling" in experiments.REGISTRY
+    assert "power_sampling" in sharpsim_experiments.REGISTRY
     quick = exp.settings("quick")
     assert {s["alpha"] for s in quick} >= {2.0, 4.0}
     assert {s["horizon"] for s in exp.settings("full")} >= {3, 4, 6}  # H varies in the full run

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import experiments
-from experiments import reward_hacking as rh
+import sharpsim_experiments
+from sharpsim_experiments import reward_hacking as rh
 from sharpsim.runner import is_verdict, run_experiment, trial_keys, verdict_kind
 
 TRIALS = 512
@@ -44,7 +44,7 @@ def _kinds(rows):
 
 
 def test_registered_and_settings():
-    assert experiments.REGISTRY["reward_hacking"] == "experiments.reward_hacking"
+    assert sharpsim_experiments.REGISTRY["reward_hacking"] == "sharpsim_experiments.reward_hacking"
     assert {s["family"] for s in rh.settings("quick")} == {"exact_proxy", "noisy_proxy", "self_reward"}
 
 

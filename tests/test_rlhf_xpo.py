@@ -248,14 +248,14 @@ def test_rlhf_sweep_equals_per_point_runs(loss):
 
 
 def test_optimism_sign_is_pinned():
-    """On the exploration instance (experiments/_exploration.py: the argmax-deciding features sit on responses
+    """On the exploration instance (sharpsim_experiments/_exploration.py: the argmax-deciding features sit on responses
     π_base draws with probability ≈ 1/M each), XPO with Theorem J.2's α sharpens in most trials, and the same
     run with the optimism term's sign flipped (private hook) does not: it then prefers members that keep their
     mass on the commons π_base draws, never explores, and is left with what ỹ ~ π_base reveals (≈ T/C_cov).
     32 trials; measured 0.88 / 0.0 (seed 0); thresholds 0.65 / 0.3 sit ≥ 3 binomial standard deviations away.
     Catches: a flipped sign of α·Σ log π(ỹ) (the bug that left every earlier test green)."""
     import bounds
-    from experiments._exploration import exploration_instance
+    from sharpsim_experiments._exploration import exploration_instance
 
     M, k, gamma, delta, T = 256, 3, 0.5, 0.1, 32
     beta = float(bounds.xpo_beta(gamma, delta, M + k))

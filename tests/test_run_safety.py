@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import experiments
+import sharpsim_experiments
 from sharpsim import cli
 from sharpsim.runner import (
     MAX_SEED,
@@ -236,7 +236,7 @@ def test_unusable_folders_and_bad_names_give_one_line_errors(tmp_path, capsys):
         (["run", TOY, "--trials", "4", "--out", str(a_file)], 1, str(a_file)),
         (["run", TOY, "--trials", "4", "--out", str(a_file / "sub")], 1, "Not a directory"),
         (["run", "nomod:EXP"], 2, "cannot import module 'nomod'"),
-        (["run", "experiments.bon_vs_n:NOPE"], 2, "has no attribute 'NOPE'"),
+        (["run", "sharpsim_experiments.bon_vs_n:NOPE"], 2, "has no attribute 'NOPE'"),
         (["run", "toy_experiment:run_setting"], 2, "not a sharpsim.runner.Experiment"),
     ]
     for args, code, message in cases:
@@ -329,11 +329,11 @@ def test_same_rows_on_one_and_four_devices_when_batch_shape_matters(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in experiments.REGISTRY if not n.startswith("bridge")])
+@pytest.mark.parametrize("name", [n for n in sharpsim_experiments.REGISTRY if not n.startswith("bridge")])
 def test_every_registered_experiment_gives_the_same_rows_on_one_and_four_devices(tmp_path, name):
     # Catches: greedy_vs_argmax (3,680 of 6,958 rows) and bon_lift (563 of 14,081 rows and summary.json)
     # differing ~1e-7 between 1 and 4 devices at their --quick trial counts; new experiments are picked up
-    # from experiments.REGISTRY automatically.
-    if experiments.get(name).run_external is not None:
+    # from sharpsim_experiments.REGISTRY automatically.
+    if sharpsim_experiments.get(name).run_external is not None:
         pytest.skip(f"{name} is an external study (no trials axis)")
     _assert_same_on_one_and_four_devices(tmp_path, name)

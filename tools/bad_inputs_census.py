@@ -70,7 +70,7 @@ CLI_CASES = [
     ("cli run --seed -1", ["run", "bon_vs_n", "--quick", "--seed", "-1"]),
     ("cli run --out ''", ["run", "bon_vs_n", "--quick", "--out", ""]),
     ("cli run nomod:EXP", ["run", "nomod:EXP", "--quick"]),
-    ("cli run experiments.bon_vs_n:NOPE", ["run", "experiments.bon_vs_n:NOPE", "--quick"]),
+    ("cli run sharpsim_experiments.bon_vs_n:NOPE", ["run", "sharpsim_experiments.bon_vs_n:NOPE", "--quick"]),
     ("cli run --seed 2**64", ["run", "bon_vs_n", "--quick", "--seed", str(2**64)]),
 ]
 

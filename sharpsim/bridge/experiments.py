@@ -1,5 +1,5 @@
 """The bridge's studies as runner experiments: ``settings`` / ``run_setting`` / ``analyze`` / ``plot`` functions
-that ``experiments/bridge_studies.py`` wraps in :class:`sharpsim.runner.Experiment` objects, so their rows are
+that ``sharpsim_experiments/bridge_studies.py`` wraps in :class:`sharpsim.runner.Experiment` objects, so their rows are
 written by the runner's results I/O (``results.csv`` with the runner's provenance header, row counts and
 checksum; resume per setting) exactly like the simulator's experiments.
 

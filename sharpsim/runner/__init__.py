@@ -1,6 +1,6 @@
 """The experiment runner: one definition per paper claim, tidy result files, resume, devices, progress.
 
-An :class:`Experiment` (defined in the top-level ``experiments/`` package, one module per claim) states
+An :class:`Experiment` (defined in the top-level ``sharpsim_experiments/`` package, one module per claim) states
 its claim, instance, sweep, algorithms, bounds and predicted exponent, and provides four functions:
 
 * ``settings(mode) -> list[dict]`` — the sweep points (flat dicts of JSON scalars); ``mode`` is

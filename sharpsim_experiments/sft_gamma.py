@@ -35,7 +35,7 @@ from sharpsim.complexity import fit_loglog_slope
 from sharpsim.plotting import BoundCurve
 from sharpsim.runner import Check, Experiment, revise_check
 
-from experiments import _scaling as S
+from sharpsim_experiments import _scaling as S
 
 RHO = 0.1
 REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick

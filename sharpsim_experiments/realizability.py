@@ -38,7 +38,7 @@ from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment
 
-from experiments import _scaling as S
+from sharpsim_experiments import _scaling as S
 
 RHO = 0.1
 DELTA = 0.25

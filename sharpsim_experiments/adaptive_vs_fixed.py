@@ -39,8 +39,8 @@ from sharpsim.complexity import SlopeFit, fit_loglog_slope, fixed_vs_adaptive_bu
 from sharpsim.plotting import scaling_figure
 from sharpsim.runner import Check, Experiment
 
-from experiments._hard_instance import DELTA
-from experiments._scaling import (bound_curves, bound_shape, bound_values, max_abs_z_check, reference_coverage_check,
+from sharpsim_experiments._hard_instance import DELTA
+from sharpsim_experiments._scaling import (bound_curves, bound_shape, bound_values, max_abs_z_check, reference_coverage_check,
                                   slope_checks_with_exact_reference)
 
 RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ (as sft_minimax)

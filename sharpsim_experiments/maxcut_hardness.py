@@ -40,7 +40,7 @@ from sharpsim.complexity import fit_loglog_slope, proportion_interval
 from sharpsim.decoding import beam_search, enumerate_log_probs, exact_argmax, greedy
 from sharpsim.runner import Check, Experiment
 
-from experiments import _scaling as S
+from sharpsim_experiments import _scaling as S
 
 EDGE_PROB = 0.5
 CONTROL_BIAS = 2.0

@@ -22,7 +22,7 @@ Control (the mechanism absent): the reference slope of log(2/δ) alone (what m̂
 95% interval of the fitted exponent lies below 1 (the 1/δ factor is not needed there), ``consistent`` when it
 reaches [1, Theorem 4.1's along-sweep slope], ``inconsistent`` above it (faster than the upper bound).
 Every setting shares one compiled program per family (δ, ε, the instance are traced arguments), and those
-programs are shared with ``sft_gamma`` (:mod:`experiments._scaling`).
+programs are shared with ``sft_gamma`` (:mod:`sharpsim_experiments._scaling`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from sharpsim.complexity import fit_loglog_slope
 from sharpsim.plotting import BoundCurve
 from sharpsim.runner import Check, Experiment, revise_check
 
-from experiments import _scaling as S
+from sharpsim_experiments import _scaling as S
 
 RHO = 0.1
 REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick

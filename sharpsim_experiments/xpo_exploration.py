@@ -1,4 +1,4 @@
-"""XPO explores where offline RLHF and SFT cannot (instance: experiments/_exploration.py; docs/experiments.md).
+"""XPO explores where offline RLHF and SFT cannot (instance: sharpsim_experiments/_exploration.py; docs/experiments.md).
 
 M commons + 3 rare responses carrying the argmax-deciding features (C_cov ≈ (M+3)/1.5); class = log-linear
 grid {−10, 0, a*, a*+2}^3 ∪ {π_base}. Arms at equal budgets, one success definition (π̂(y*) > 1 − δ, via
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bounds
-from experiments._exploration import exploration_instance, offline_prediction
+from sharpsim_experiments._exploration import exploration_instance, offline_prediction
 from sharpsim import SampleEvaluateOracle, exact, metrics
 from sharpsim.algorithms import (RLHFConfig, XPOConfig, rlhf_sharpening_sweep, sft_sharpening_sweep,
                                  xpo_sharpening_sweep)
@@ -232,7 +232,7 @@ EXPERIMENT = Experiment(
     claim=("Where the argmax-deciding features sit on responses π_base rarely draws, XPO's m̂ grows at most "
            "polylogarithmically in C_cov (Theorem J.2/J.3: poly(d), no C_cov), offline RLHF's and SFT's linearly."),
     paper_refs=("Algorithm 1", "Theorem J.2", "Theorem J.3", "Theorem 4.1", "Theorem 4.2", "Example J.1"),
-    instance="experiments/_exploration.py: M commons + 3 rare responses; log-linear ε-net class V^3 ∪ {π_base}",
+    instance="sharpsim_experiments/_exploration.py: M commons + 3 rare responses; log-linear ε-net class V^3 ∪ {π_base}",
     sweep="M (rarity, C_cov ≈ (M+3)/1.5); T = 8·2^i; n, N = powers of 2",
     algorithms=ARMS,
     bounds=("thm_J_2", "thm_J_3", "thm_4_1", "thm_4_2"),

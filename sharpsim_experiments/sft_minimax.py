@@ -46,9 +46,9 @@ from sharpsim.finite_size import hard_fixed_grid_budget
 from sharpsim.plotting import scaling_figure
 from sharpsim.runner import Check, Experiment, check_slope, rows_where
 
-from experiments._scaling import along_sweep_slope, reference_coverage_check, stable_rows, success_table
-from experiments._scaling import bound_curves, bound_values as _scaling_bound_values
-from experiments._hard_instance import DELTA, bon_closure_stack, first_draw_reward, fixed_sweep_trial, hard_class_arrays
+from sharpsim_experiments._scaling import along_sweep_slope, reference_coverage_check, stable_rows, success_table
+from sharpsim_experiments._scaling import bound_curves, bound_values as _scaling_bound_values
+from sharpsim_experiments._hard_instance import DELTA, bon_closure_stack, first_draw_reward, fixed_sweep_trial, hard_class_arrays
 
 RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ
 _D = {"quick": 2, "full": 4}

@@ -32,8 +32,8 @@ from sharpsim.classes import FiniteClass
 from sharpsim.complexity import first_stable_index, geometric_lattice as lattice
 from sharpsim.runner import Check, Experiment
 
-from experiments import _scaling as S
-from experiments._hard_instance import bon_closure_stack, hard_class_arrays, hard_member
+from sharpsim_experiments import _scaling as S
+from sharpsim_experiments._hard_instance import bon_closure_stack, hard_class_arrays, hard_member
 
 RHO = 0.1
 EPSILON, C = 0.04, 1.0

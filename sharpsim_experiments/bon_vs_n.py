@@ -35,7 +35,7 @@ from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figur
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope, pivot, rows_where
 
-from experiments._scaling import reference_coverage_check
+from sharpsim_experiments._scaling import reference_coverage_check
 
 RHO = 0.1  # target failure probability of N̂(ρ)
 MARGIN = 0.5  # planted runner-up at p/(1 + margin): y* is the unique argmax (γ = 0)

@@ -35,7 +35,7 @@ from sharpsim.instances import near_max_group
 from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.runner import Check, check_slope, pivot, revise_check
 
-from experiments._hard_instance import bon_closure_stack, fixed_sweep_trial, hard_class_arrays
+from sharpsim_experiments._hard_instance import bon_closure_stack, fixed_sweep_trial, hard_class_arrays
 
 MIN_POINTS = 5  # slope fits use at least this many sweep points
 
@@ -247,7 +247,7 @@ HARD_D = 2  # rare prompts of the hard instances of sft_delta (ε = 0.04) and sf
 
 
 def hard_settings_M_max(mode: str) -> int:
-    from experiments import sft_delta, sft_gamma
+    from sharpsim_experiments import sft_delta, sft_gamma
 
     return max(s["M"] for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if "M" in s and s.get("d") == HARD_D
                and s.get("family", "hard") == "hard")
@@ -255,7 +255,7 @@ def hard_settings_M_max(mode: str) -> int:
 
 def hard_grids(mode: str) -> tuple:
     """The (n, N) lattice shared by every d = 2 hard-instance setting of sft_delta and sft_gamma."""
-    from experiments import sft_delta, sft_gamma
+    from sharpsim_experiments import sft_delta, sft_gamma
 
     ss = [s for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if s.get("family", "hard") == "hard" and "M" in s]
     dd = [s["d"] / s["Delta"] for s in ss]
@@ -270,7 +270,7 @@ def group_grids(mode: str) -> tuple:
 
 
 def run_hard(keys, setting: dict, mode: str, reward, delta: float) -> list:
-    """One hard-instance setting (fields M, d, Delta, epsilon): :func:`experiments._hard_instance.fixed_sweep_trial`
+    """One hard-instance setting (fields M, d, Delta, epsilon): :func:`sharpsim_experiments._hard_instance.fixed_sweep_trial`
     over the trial keys (δ and ε traced: one compile per experiment), as tidy rows."""
     n_grid, N_grid = hard_grids(mode)
     M, d, M_max = int(setting["M"]), int(setting["d"]), hard_settings_M_max(mode)
