@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,8 @@ __all__ = [
     "nonclosure_fit",
     "reasoning_task",
     "reasoning_task_responses",
+    "reasoning_task_table",
+    "ReasoningTable",
     "extract_answer",
 ]
 
@@ -423,6 +426,30 @@ def reasoning_task_responses(answers: int, reasoning: int, horizon: int) -> tupl
                 seqs.append(list(steps) + [a] + [REASONING_EOS] * (H - L - 1))
                 ans.append(a)
     return np.asarray(seqs, np.int32), np.asarray(ans, np.int32)
+
+
+class ReasoningTable(NamedTuple):
+    """A :func:`reasoning_task` enumerated over its responses of positive probability (see
+    :func:`reasoning_task_table`)."""
+
+    pi: MarkovPolicy
+    a_star: Int[Array, " X"]
+    responses: Int[Array, "R H"]
+    answers: Int[Array, " R"]
+    log_probs: Float[Array, "X R"]
+    correct: Array  # bool [X, R]
+
+
+def reasoning_task_table(key: PRNGKeyArray, params: dict, *, num_prompts: int, answers: int, reasoning: int,
+                         horizon: int) -> ReasoningTable:
+    """:func:`reasoning_task` and its table over the responses of :func:`reasoning_task_responses` (they carry
+    all of π's mass): ``log_probs [X, R]`` = log π(y|x) and ``correct [X, R]`` = whether y answers a*(x). A
+    :class:`sharpsim.TabularPolicy` of ``log_probs`` is π itself, over R responses instead of V^H sequences."""
+    seqs, seq_ans = map(jnp.asarray, reasoning_task_responses(answers, reasoning, horizon))
+    pi, a_star = reasoning_task(key, params, num_prompts=num_prompts, answers=answers, reasoning=reasoning,
+                                horizon=horizon)
+    lp = pi.log_prob(jnp.arange(num_prompts)[:, None], seqs[None, :, :])
+    return ReasoningTable(pi, a_star, seqs, seq_ans, lp, seq_ans[None, :] == a_star[:, None])
 
 
 def extract_answer(responses: Int[Array, "... H"], answers: int) -> Int[Array, "..."]:

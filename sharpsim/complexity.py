@@ -45,6 +45,15 @@ __all__ = [
     "reference_coverage",
     "binned_counts",
     "fixed_vs_adaptive_budgets",
+    "standard_error",
+    "estimate_with_interval",
+    "mean_z",
+    "paired_lift",
+    "saturation_point",
+    "finite_interval_mask",
+    "fit_loglog_slope_finite",
+    "first_success",
+    "success_from_first",
 ]
 
 _METHODS = {"wilson": "wilson", "clopper-pearson": "exact"}
@@ -155,6 +164,55 @@ def percentile_interval(replicates: Any, *, level: float = 0.95, ignore_nan: boo
     else:
         lo, hi = np.percentile(r, q, axis=0)
     return lo, hi
+
+def estimate_with_interval(value: Any, replicates: Any, *, level: float = 0.95, ignore_nan: bool = False) -> dict:
+    """``{"value", "lower", "upper"}`` (floats): a point estimate with the :func:`percentile_interval` of its
+    bootstrap ``replicates`` (the form a check reads)."""
+    lo, hi = percentile_interval(replicates, level=level, ignore_nan=ignore_nan)
+    return {"value": float(value), "lower": float(lo), "upper": float(hi)}
+
+
+def standard_error(samples: Any, *, axis: int = 0) -> np.ndarray:
+    """Standard error of the mean along ``axis``: s/√n with the unbiased s (ddof = 1); NaN with fewer than 2
+    samples (no spread estimate)."""
+    x = np.asarray(samples, float)
+    n = x.shape[axis]
+    if n < 2:
+        return np.full(np.delete(x.shape, axis), np.nan)
+    return x.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def mean_z(samples: Any, reference: Any = 0.0, *, axis: int = 0) -> np.ndarray:
+    """The CLT z of the mean of ``samples`` along ``axis`` against an exact ``reference``:
+    (mean − reference) / max(:func:`standard_error`, 1e-12) (the floor keeps a zero-spread sample finite)."""
+    x = np.asarray(samples, float)
+    return (x.mean(axis=axis) - reference) / np.maximum(standard_error(x, axis=axis), 1e-12)
+
+
+def paired_lift(samples: Any, baseline: Any, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of ``samples [T, G]`` (e.g. accuracy per trial at every N of a grid) and its relative lift over the
+    mean of ``baseline [T]`` (the same trials), mean/baseline − 1, with 95% percentile-bootstrap intervals.
+
+    Both are resampled with the same trials (:func:`bootstrap_means` with one ``seed``: paired). Returns the
+    arrays ``acc``, ``acc_se`` (:func:`standard_error`), ``acc_lower``/``acc_upper``, ``lift``,
+    ``lift_lower``/``lift_upper`` (``[G]``) and the replicates ``acc_boot`` ``[n_boot, G]``.
+    """
+    A, g = np.asarray(samples, float), np.asarray(baseline, float)
+    acc, acc_boot = A.mean(axis=0), bootstrap_means(A, n_boot=n_boot, seed=seed)
+    g_boot = bootstrap_means(g, n_boot=n_boot, seed=seed)
+    lift, lift_boot = acc / g.mean() - 1.0, acc_boot / g_boot[:, None] - 1.0
+    (a_lo, a_hi), (l_lo, l_hi) = percentile_interval(acc_boot), percentile_interval(lift_boot)
+    return dict(acc=acc, acc_se=standard_error(A), acc_lower=a_lo, acc_upper=a_hi, lift=lift, lift_lower=l_lo,
+                lift_upper=l_hi, acc_boot=acc_boot, lift_boot=lift_boot)
+
+
+def saturation_point(curves: Any, grid: Any, fraction: float = 0.9) -> np.ndarray:
+    """The smallest grid value where a curve (last axis, aligned with ``grid``) first reaches ``fraction`` of its
+    value at the last grid point; NaN when that last value is ≤ 0 (no saturation to speak of)."""
+    c = np.asarray(curves, float)
+    final = c[..., -1]
+    return np.where(final > 0, np.asarray(grid, float)[np.argmax(c >= fraction * final[..., None], axis=-1)], np.nan)
+
 
 def clopper_pearson(k: Any, n: Any, *, level: float = 0.95, side: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:
     """The exact (Clopper–Pearson) interval for a binomial proportion k/n from Beta quantiles, elementwise.
@@ -551,6 +609,25 @@ def _lof_curvature(lx, ly) -> dict:
             "few_points": lx.size < MIN_SLOPE_POINTS}
 
 
+def finite_interval_mask(y: Any, lower: Any, upper: Any) -> np.ndarray:
+    """The points a log-log slope can use: finite estimate and a finite interval with a positive lower end."""
+    y, lo, hi = (np.asarray(v, float) for v in (y, lower, upper))
+    return np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+
+
+def fit_loglog_slope_finite(x: Any, y: Any, lower: Any, upper: Any, *, min_points: int = 3,
+                            **kwargs: Any) -> tuple[SlopeFit | None, np.ndarray]:
+    """:func:`fit_loglog_slope` (with intervals) over the points of :func:`finite_interval_mask`, each interval
+    widened to contain its estimate (a percentile interval need not). Returns ``(fit, used)``: ``fit`` is None
+    when fewer than ``min_points`` points are usable; ``used`` is the boolean mask of the points fitted."""
+    x, y, lo, hi = (np.asarray(v, float) for v in (x, y, lower, upper))
+    used = finite_interval_mask(y, lo, hi)
+    if used.sum() < min_points:
+        return None, used
+    return fit_loglog_slope(x[used], y[used], y_lower=np.minimum(lo[used], y[used]),
+                            y_upper=np.maximum(hi[used], y[used]), **kwargs), used
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (n, N) grids: the sample complexity of a two-parameter algorithm (SFT-sharpening: m = n·N)
 # ---------------------------------------------------------------------------------------------------------
@@ -628,6 +705,19 @@ def first_stable_index(success: Any) -> tuple[Any, Any]:
     h = jnp.arange(H)
     violations = jnp.sum(success & (h[None, :] < jnp.where(any_fail, last_fail, -1)[:, None]))
     return first.astype(jnp.int32), violations.astype(jnp.int32)
+
+
+def first_success(success: Any, grid: Any) -> np.ndarray:
+    """``success [G, H, K]`` (outcomes on an (n, N) grid per trial, monotone in N) -> ``[G, K]``: per n and trial
+    the smallest ``grid`` N (axis 1) that succeeds, ``inf`` if none; the inverse of :func:`success_from_first`."""
+    s = np.asarray(success, bool)
+    return np.where(s.any(1), np.asarray(grid, float)[np.argmax(s, axis=1)], math.inf)
+
+
+def success_from_first(first: Any, grid: Any) -> np.ndarray:
+    """``first [G, K]`` (the smallest successful N per n and trial, ``inf`` if none) -> ``success [G, H, K]``:
+    success at every grid N ≥ first (monotone in N by construction)."""
+    return np.asarray(grid, float)[None, :, None] >= np.asarray(first, float)[:, None, :]
 
 
 def reference_coverage(lower: Any, upper: Any, reference: Any, *, level: float = 0.95) -> dict:

@@ -19,8 +19,8 @@ from sharpsim.metrics import PolicyLike, argmax_set, as_policy, mass_on, sharpne
 from sharpsim.policies import TabularPolicy
 from sharpsim.power import power_policy
 
-__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "kl_regularized_optimum", "bon_success_probability",
-           "sharpened_beta_threshold"]
+__all__ = ["bon_policy", "bon_log_probs", "bon_log_probs_grid", "bon_expectations_grid", "kl_regularized_optimum",
+           "bon_success_probability", "sharpened_beta_threshold"]
 
 
 # ------------------------------------------------------------------------------------------ the ascending order
@@ -150,6 +150,19 @@ def bon_log_probs_grid(log_probs: Float[Array, " Y"], Ns: Int[Array, " G"]) -> F
     """
     return _bon_log_probs_rows(log_probs, Ns)
 
+
+
+def bon_expectations_grid(log_probs: Float[Array, "X Y"], Ns, *values: Float[Array, "X Y"]) -> tuple:
+    """E_{y ~ π^BoN_N(·|x)}[v(x, y)] per prompt x and every N in ``Ns`` (``[X, G]``), for each table v of ``values``.
+
+    Exact: the law of :func:`bon_log_probs_grid` (r_self = log π, ties split uniformly), computed once for all
+    the tables; v is read only where π(y|x) > 0 (so v = log π itself is allowed: its −∞ entries count as 0).
+    E.g. ``values = (correct,)`` gives the accuracy of best-of-N per prompt, ``(log_probs,)`` the expected
+    log-likelihood of its pick.
+    """
+    bon = jnp.exp(jax.vmap(lambda row: bon_log_probs_grid(row, jnp.asarray(Ns)))(log_probs))  # [X, G, Y]
+    live = jnp.isfinite(log_probs)
+    return tuple(jnp.sum(bon * jnp.where(live, v, 0)[:, None, :], axis=-1) for v in values)
 
 def bon_log_probs(log_probs: Float[Array, " Y"], N: int) -> Float[Array, " Y"]:
     """log π^BoN_N(·|x) for one prompt: the law of the best of N draws under r_self = log π (theory.md §6).

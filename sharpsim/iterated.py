@@ -126,7 +126,7 @@ def _draw(key, log_probs, mu, n: int, N: int):
 
 
 def iterated_sft(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, N: int, memory="replace",
-                 n_used=None, N_used=None, reward: Callable = _rewards.log_prob) -> IteratedRun:
+                 n_used=None, N_used=None, reward: Callable = _rewards.logprob_reward) -> IteratedRun:
     """K rounds of SFT-sharpening with r_self = log π_k: per round and prompt, n best-of-N picks from π_k
     (its oracle, n·N queries per prompt), then the exact tabular MLE on the round's picks (``replace``) or on
     all picks so far (``accumulate``). ``n_used`` (≤ n) and ``N_used`` (≤ N), both may be traced: keep the first
@@ -196,7 +196,7 @@ def iterated_rlhf(key: PRNGKeyArray, pi_base: PolicyLike, *, K: int, n: int, bet
 
 
 def one_shot_sft_sweep(key: PRNGKeyArray, pi_base: PolicyLike, n_grid, N_grid,
-                       reward: Callable = _rewards.log_prob) -> Float[Array, "G H X Y"]:
+                       reward: Callable = _rewards.logprob_reward) -> Float[Array, "G H X Y"]:
     """One-shot SFT-sharpening (Theorem 4.1's algorithm) in the stratified design of :func:`iterated_sft`, at
     every (n, N) of a grid from ONE draw of [n_max, N_max] per prompt: log π̂ of the tabular MLE on the first
     n picks per prompt, each the best of its first N draws (prefix-coupled, as ``sft_sharpening_sweep``)."""

@@ -198,7 +198,9 @@ def coverage(pi: PolicyLike, mu, gamma: float = 0.0, p: int = 1) -> Float[Array,
     """Generalised coverage coefficient C_cov,γ,p(π) = (E_{x~μ}[π(y^π_γ(x)|x)^{−p}])^{1/p}.
 
     Eq. (6) at γ = 0, p = 1: C_cov = E_μ[1 / π(y*(x)|x)], the mass on the whole argmax set (App. F.1/H).
-    Computed as a log-sum-exp, so tiny masses give a large finite value (or +inf past the dtype's range).
+    EXACT for a tabular π; the autoregressive counterpart (exact by search, or an interval) is
+    :func:`sharpsim.ar_metrics.ar_coverage`. Computed as a log-sum-exp, so tiny masses give a large finite value
+    (or +inf past the dtype's range).
     """
     check_gamma(gamma)
     p = check_positive_int(p, "p")
@@ -262,7 +264,9 @@ def margin(pi: PolicyLike, mu) -> Float[Array, ""]:
 def pass_at_n(pi: PolicyLike, correct: Bool[Array, "X Y"], mu, N: int) -> Float[Array, ""]:
     """Pass@N = E_{x~μ}[1 − (1 − π(correct(x)|x))^N]: the chance that N i.i.d. samples contain a correct one.
 
-    A skyline (it uses ground truth), not a self-reward (theory.md §1).
+    EXACT, from π's table (no sampling). Its estimator from M ≥ N drawn samples is
+    :func:`sharpsim.bridge.pass_at_n_estimate` (unbiased, Chen et al. 2021). A skyline (it uses ground truth),
+    not a self-reward (theory.md §1).
     """
     N = check_positive_int(N, "N")
     pi = as_policy(pi)

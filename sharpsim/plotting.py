@@ -63,6 +63,33 @@ def new_figure(ncols: int = 2, width: float = 5.2, height: float = 4.0):
     return fig, axes[0]
 
 
+def hist_by_outcome(ax, values, ok, *, labels=("correct", "incorrect"), colors=("C2", "C3"), bins: int = 30,
+                    upper: float = 0.0) -> None:
+    """Density histograms of ``values`` split by the boolean ``ok`` (e.g. log-probs of sampled responses by
+    correctness), on common bins from ⌊min⌋ to ``upper``, each labelled with its count; nothing when empty."""
+    values, ok = np.asarray(values, float), np.asarray(ok, bool)
+    for mask, color, label in ((ok, colors[0], labels[0]), (~ok, colors[1], labels[1])) if values.size else ():
+        ax.hist(values[mask], bins=np.linspace(np.floor(values.min()), upper, bins), density=True, alpha=0.55,
+                color=color, label=f"{label} ({mask.sum()})")
+
+def curve_with_band(ax, x, y, lower=None, upper=None, *, fmt: str = "-", color=None, label=None,
+                    alpha: float = 0.15) -> None:
+    """A curve with its band [lower, upper] shaded (when given); a ``fmt`` without a line ("o") draws open
+    markers."""
+    marker_only = not any(c in fmt for c in "-:")
+    ax.plot(x, y, fmt, color=color, label=label, **(dict(ms=3, mfc="none") if marker_only else {}))
+    if lower is not None:
+        ax.fill_between(x, lower, upper, color=color, alpha=alpha)
+
+
+def finish_figure(fig, axes, path_stem, *, legend_fontsize: float = 7) -> list[pathlib.Path]:
+    """Light grid and a legend on every axis, tight layout, then :func:`save_figure` (PNG and PDF)."""
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=legend_fontsize, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
 def save_figure(fig, path_stem) -> list[pathlib.Path]:
     """Save as PNG and PDF next to each other; returns both paths.
 

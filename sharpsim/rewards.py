@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, Int
 from sharpsim._validation import check_positive_int, is_concrete
 from sharpsim.policies import sequence_lengths
 
-__all__ = ["SelfReward", "REGISTRY", "NAMES", "make", "log_prob", "length_normalized", "majority",
+__all__ = ["SelfReward", "REGISTRY", "NAMES", "make", "logprob_reward", "length_normalized", "majority",
            "prefix_scores", "prefix_mask", "sequence_lengths"]
 
 SelfReward = Callable[[Int[Array, ""], Any, Float[Array, " N"]], Float[Array, " N"]]
@@ -43,8 +43,10 @@ def _per_response(reward: Callable) -> Callable:
 
 
 @_per_response
-def log_prob(x: Int[Array, ""], responses: Any, log_probs: Float[Array, " N"]) -> Float[Array, " N"]:
-    """r_self(y|x) = log π_base(y|x): the maximum-likelihood sharpening self-reward (Eq. 2)."""
+def logprob_reward(x: Int[Array, ""], responses: Any, log_probs: Float[Array, " N"]) -> Float[Array, " N"]:
+    """r_self(y|x) = log π_base(y|x): the maximum-likelihood sharpening self-reward (Eq. 2; registry name
+    ``"logprob"``). Named apart from the policies' ``log_prob(x, y)`` method, which computes log π(y|x); this
+    returns the oracle's log-probabilities as scores. ``rewards.log_prob`` is its deprecated old name."""
     del x, responses
     return log_probs
 
@@ -143,7 +145,7 @@ def prefix_scores(reward: Callable, x: Int[Array, ""], responses: Any, log_probs
 
     Row g, entries j < N_g, equal ``reward(x, responses[:N_g], log_probs[:N_g])``; entries j ≥ N_g are
     ``-inf`` (not in the group), so ``argmax(row)`` is best-of-N_g over the first N_g draws with ties to the
-    first (as :func:`sharpsim.algorithms.select_best`). Per-response rewards (:func:`log_prob`,
+    first (as :func:`sharpsim.algorithms.select_best`). Per-response rewards (:func:`logprob_reward`,
     :func:`length_normalized`) and :func:`majority` compute all rows at once; any other callable is applied
     to each prefix (``Ns`` concrete).
     """
@@ -162,7 +164,7 @@ def prefix_scores(reward: Callable, x: Int[Array, ""], responses: Any, log_probs
 
 # ------------------------------------------------------------------------------------------ registry
 def _make_logprob(**context) -> Callable:
-    return log_prob
+    return logprob_reward
 
 
 def _make_lennorm(*, eos_id: Optional[int] = None, lengths: Any = None, **context) -> Callable:
@@ -257,3 +259,16 @@ def negative_entropy(policy: Any, x: Int[Array, ""], responses: Any) -> Float[Ar
     REINFORCE with this reward is exact gradient descent on the entropy in expectation.
     """
     return policy.log_prob(x, responses)
+
+
+def __getattr__(name: str):
+    """``rewards.log_prob`` (the old name of :func:`logprob_reward`, renamed so it is not confused with the
+    policies' ``log_prob`` method) still resolves, with a ``DeprecationWarning``; it is the same object, so
+    compiled programs keyed on the reward are shared."""
+    if name == "log_prob":
+        import warnings
+
+        warnings.warn("sharpsim.rewards.log_prob is deprecated; use sharpsim.rewards.logprob_reward (registry name "
+                      "'logprob')", DeprecationWarning, stacklevel=2)
+        return logprob_reward
+    raise AttributeError(f"module 'sharpsim.rewards' has no attribute {name!r}")

@@ -116,7 +116,7 @@ def first_draw_reward(x, responses, log_probs):
 
 
 def fixed_sweep_trial(key, log_probs, valid, stack, mu, M, epsilon, delta, n_grid: tuple, N_grid: tuple,
-                      reward=rewards.log_prob):
+                      reward=rewards.logprob_reward):
     """One trial of SFT-sharpening on the padded hard class over an (n, N) grid (one draw).
 
     π_base = π^I (:func:`hard_member`), then :func:`sharpsim.algorithms.sft_sharpening_sweep` with the class

@@ -24,13 +24,12 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from sharpsim import metrics
 from sharpsim.algorithms import map_trials, sft_sharpening_sweep
 from sharpsim.classes import TabularClass
-from sharpsim.complexity import (SlopeFit, first_stable_index, fit_loglog_slope, geometric_lattice,
-                                 grid_sample_complexity, reference_coverage)
+from sharpsim.complexity import (SlopeFit, first_stable_index, fit_loglog_slope, fit_loglog_slope_finite,
+                                 geometric_lattice, grid_sample_complexity, reference_coverage, success_from_first)
 from sharpsim.instances import near_max_group
 from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.runner import Check, check_slope, pivot, revise_check
@@ -62,7 +61,7 @@ def success_table(rows: list, n_grid, N_grid) -> np.ndarray:
     """``success [G, H, K]`` from the ``sharpened_from_N`` rows of one setting (and one arm)."""
     first = pivot([r for r in rows if r["metric"] == "sharpened_from_N"], "n", "trial", index_values=n_grid,
                   fill=np.inf)  # [G, K]: the first N that sharpens, per n and trial
-    return np.asarray(N_grid, float)[None, :, None] >= first[:, None, :]
+    return success_from_first(first, N_grid)
 
 
 def measure(rows: list, n_grid, N_grid, rho: float, group=("setting",), fields=()) -> list:
@@ -135,21 +134,20 @@ def bound_curves(names, values: dict, constants: dict | None = None) -> list:
     return curves
 
 
-def max_abs_z_check(label: str, zs, what: str) -> dict:
-    """The largest |z| over settings against the Bonferroni critical value for 1% overall (two-sided): a test
-    statistic, not an estimate (no interval); ``what`` says what each z compares."""
-    zs = np.asarray(zs, float)
-    z_crit = float(scipy.stats.norm.isf(0.005 / max(len(zs), 1)))
-    zmax = float(np.max(np.abs(zs)))
-    return Check(label, 0.0, zmax, zmax, zmax, "consistent" if zmax <= z_crit else "inconsistent",
-                 f"a test statistic, not an estimate (no interval): {what}; consistent when max |z| ≤ {z_crit:.2f} "
-                 "(Bonferroni, 1% overall)").as_dict()
-
-
 def along_sweep_slope(bound, values: dict, x) -> float:
     """Log-log slope of a bound's shape along the actual sweep points (its log factors included)."""
     vals = {k: v for k, v in values.items() if k in bound.symbols}
-    return float(fit_loglog_slope(np.asarray(x, float), np.asarray(bound.numeric(**vals), float)).slope)
+    x = np.asarray(x, float)
+    return float(fit_loglog_slope(x, np.broadcast_to(np.asarray(bound.numeric(**vals), float), x.shape)).slope)
+
+
+def fitted_constants(names, measured, values: dict) -> dict:
+    """The constant of each named bound fitted to ``measured`` along the sweep (``Bound.fit_constant``: the
+    geometric mean of measured / shape), each bound taking the symbols of ``values`` it uses."""
+    import bounds
+
+    return {b: bounds.get(b).fit_constant(measured, **{k: v for k, v in values.items() if k in bounds.get(b).symbols})
+            for b in names}
 
 
 def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: str = "") -> tuple[dict, object]:
@@ -206,6 +204,37 @@ def slope_checks_with_exact_reference(label: str, predicted: float, fit, band: d
     return [asym, exact]
 
 
+def epsilon_slope_checks(label: str, predicted: float, pts: list, cols, band_of, exact_label: str,
+                         epsilon_max: float) -> tuple[list, dict | None]:
+    """The slope of a measured budget against 1/ε, fitted over the asymptotic range ε ≤ ``epsilon_max``, judged
+    against ``predicted`` with the one-sided band ``band_of(points used)`` (name → along-sweep slope) and against
+    the exact finite-size reference's own slope over the same points (:func:`slope_checks_with_exact_reference`);
+    the full-range fit (every ε) is reported in the note with its lack of fit.
+
+    ``cols`` = (estimate, lower, upper, exact reference) keys of the points. Returns ``(checks, fit summary)``,
+    the summary None (and the check inconclusive) with fewer than 3 usable points in the range."""
+    def fit_over(sel):
+        fit, used = fit_loglog_slope_finite([1.0 / p["epsilon"] for p in sel], *([p[k] for p in sel] for k in cols[:3]))
+        return fit, [p for p, u in zip(sel, used) if u]
+
+    (fit, sel), (full, full_sel) = fit_over([p for p in pts if p["epsilon"] <= epsilon_max * (1 + 1e-9)]), fit_over(pts)
+    if fit is None:
+        return [Check(label, predicted, math.nan, math.nan, math.nan, "inconclusive",
+                      f"only {len(sel)} settings with a finite interval in the asymptotic range").as_dict()], None
+    band, ex = band_of(sel), np.array([p[cols[3]] for p in sel])
+    exact_slope = (fit_loglog_slope([1.0 / p["epsilon"] for p in sel], ex).slope
+                   if np.all(np.isfinite(ex)) and np.all(ex > 0) else math.nan)
+    note = ("one-sided log-factor band from the along-sweep slopes of " + ", ".join(f"{b} ({v:.3f})" for b, v in band.items())
+            + f"; exact finite-size reference slope over the same points {exact_slope:.3f}")
+    if full is not None:
+        note += (f"; full range (ε ≤ {max(p['epsilon'] for p in pts):g}, {len(full_sel)} points): slope {full.slope:.3f} "
+                 f"[{full.lower:.3f}, {full.upper:.3f}], lack of fit p = {full.lof_pvalue:.3g}")
+    checks = slope_checks_with_exact_reference(label, predicted, fit, band, exact_slope, exact_label,
+                                               f"ε ≥ {min(p['epsilon'] for p in sel):g}", note)
+    return checks, {**fit.as_dict(), "epsilon_max": epsilon_max, "exact_reference_slope": exact_slope,
+                    "log_factor_slopes": band, "full_range": None if full is None else full.as_dict()}
+
+
 def reference_coverage_check(label: str, lower, upper, reference) -> dict:
     """How many per-setting 95% bootstrap intervals contain the exact finite-size reference
     (:func:`sharpsim.complexity.reference_coverage`); inconsistent when the misses are improbable for 95%
@@ -227,13 +256,16 @@ def fit_dict(fit) -> dict | None:
 
 
 def figure(path_stem, pts: list, x, *, xlabel: str, title: str, label: str, bounds=(), fit=None,
-           predicted=None, extra_series=(), ylabel: str = "m̂(ρ) = n·N queries") -> list:
-    """The standard scaling figure (empirical band, bounds dashed with fitted constants, log-log, slope)."""
+           predicted=None, extra_series=(), ylabel: str = "m̂(ρ) = n·N queries",
+           cols=("m_hat", "lower", "upper")) -> list:
+    """The standard scaling figure (empirical band, bounds dashed with fitted constants, log-log, slope) of the
+    points' ``cols`` (estimate, lower, upper)."""
     from sharpsim.plotting import scaling_figure
 
+    y, lo, hi = ([p[k] for p in pts] for k in cols)
     return scaling_figure(
-        path_stem, x=np.asarray(x, float), y=[p["m_hat"] for p in pts], y_lower=[p["lower"] for p in pts],
-        y_upper=[p["upper"] for p in pts], xlabel=xlabel, ylabel=ylabel, title=title, label=label, bounds=bounds,
+        path_stem, x=np.asarray(x, float), y=y, y_lower=lo, y_upper=hi, xlabel=xlabel, ylabel=ylabel, title=title,
+        label=label, bounds=bounds,
         fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=predicted,
         normalise_by=0 if bounds else None, extra_series=extra_series)
 

@@ -16,16 +16,16 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from sharpsim import SampleEvaluateOracle, TabularPolicy, metrics, rewards
 from sharpsim.algorithms import best_of_n_sweep
 from sharpsim.algorithms._common import map_trials
-from sharpsim.ar_instances import REASONING_EOS as EOS, extract_answer, reasoning_task, reasoning_task_responses
-from sharpsim.complexity import bootstrap_means, percentile_interval
+from sharpsim.ar_instances import REASONING_EOS as EOS, extract_answer, reasoning_task_table
+from sharpsim.complexity import (bootstrap_means, estimate_with_interval, mean_z, paired_lift, percentile_interval,
+                                 saturation_point)
 from sharpsim.decoding import greedy
-from sharpsim.exact import bon_log_probs_grid
-from sharpsim.runner import Check, Experiment, column, pivot, rows_where
+from sharpsim.exact import bon_expectations_grid
+from sharpsim.runner import Check, Experiment, check_max_abs_z, check_sign, column, pivot, rows_where
 
 #: Best-of-N sizes (the paper's N = 1..50; N < 50 from the first N of 50 samples).
 N_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -56,13 +56,10 @@ def settings(mode: str) -> list:
 def trial(key, params, shape: dict):
     """One task: greedy, the exact BoN law, Pass@N and the Monte-Carlo best-of-N sweep, keyed by row metric."""
     X = shape["num_prompts"]
-    seqs, seq_ans = map(jnp.asarray, reasoning_task_responses(*(shape[s] for s in _SHAPE[1:])))
     k_task, k_sample = jax.random.split(key)
-    pi, a_star = reasoning_task(k_task, params, **shape)
-    xs, mu = jnp.arange(X), np.full(X, 1.0 / X)
-    lp = pi.log_prob(xs[:, None], seqs[None, :, :])  # [X, R]: π over every response of positive probability
-    enum, correct = TabularPolicy(log_probs=lp), seq_ans[None, :] == a_star[:, None]  # [X, R]
-    bon = jnp.exp(jax.vmap(lambda row: bon_log_probs_grid(row, jnp.asarray(N_GRID)))(lp))  # [X, G, R]
+    pi, a_star, seqs, seq_ans, lp, correct = reasoning_task_table(k_task, params, **shape)  # lp, correct: [X, R]
+    xs, mu, enum = jnp.arange(X), np.full(X, 1.0 / X), TabularPolicy(log_probs=lp)  # enum: π over its R responses
+    bon_acc, bon_loglik = bon_expectations_grid(lp, N_GRID, correct, lp)  # [X, G] each: exact law of π^BoN_N
     y_g, lp_g = jax.vmap(lambda x: greedy(pi, x))(xs)
     fns = {r: rewards.make(r, lengths=rewards.sequence_lengths(seqs, EOS), answer_of=seq_ans) for r in MC_REWARDS}
     sweep = best_of_n_sweep(k_sample, SampleEvaluateOracle(enum, mu), xs, N_GRID, fns)
@@ -70,8 +67,7 @@ def trial(key, params, shape: dict):
     scalars = {"greedy_acc": jnp.mean(extract_answer(y_g, shape["answers"]) == a_star), "greedy_logprob": jnp.mean(lp_g),
                "argmax_mass": jnp.mean(metrics.mass_on(enum, metrics.argmax_set(enum))),
                "coverage_coefficient": metrics.coverage(enum, mu)}
-    per_n = {"bon_logprob_exact": jnp.mean(jnp.sum(bon * correct[:, None, :], axis=-1), axis=0),
-             "bon_logprob_exact_loglik": jnp.mean(jnp.sum(bon * jnp.where(jnp.isfinite(lp), lp, 0.0)[:, None], -1), 0),
+    per_n = {"bon_logprob_exact": jnp.mean(bon_acc, axis=0), "bon_logprob_exact_loglik": jnp.mean(bon_loglik, axis=0),
              "pass_at_n": jnp.stack([metrics.pass_at_n(enum, correct, mu, N) for N in N_GRID]),
              **{f"bon_{r}_mc": jnp.mean(sweep.picked(ok, r), axis=0) for r in MC_REWARDS}}
     first = dict(value=sweep.log_probs[:HIST_PROMPTS, 0], correct=ok[:HIST_PROMPTS, 0],
@@ -104,42 +100,28 @@ def _matrix(rows, metric, by="N") -> np.ndarray:  # [trials, len(N_GRID)]; by="m
     return pivot(rows_where(rows, metric=metric), "trial", by, column_values=N_GRID if by == "N" else None)
 
 
-def _n90(lift: np.ndarray) -> float:
-    """Smallest N of the grid where the lift reaches 90% of its N = 50 value (NaN when that value is ≤ 0)."""
-    final = lift[..., -1]
-    return np.where(final > 0, np.asarray(N_GRID, float)[np.argmax(lift >= 0.9 * final[..., None], axis=-1)], np.nan)
-
-
-def _interval(value, boot, ignore_nan=False, **extra) -> dict:
-    lo, hi = percentile_interval(boot, ignore_nan=ignore_nan)
-    return dict(value=float(value), **extra, lower=float(lo), upper=float(hi))
-
-
-def _curve(A, g_mean, g_boot, exact: bool) -> dict:
-    """Accuracy and % lift over greedy vs N with 95% bootstrap bands (the resamples of greedy's: paired)."""
-    T = A.shape[0]
-    acc, acc_boot = A.mean(axis=0), bootstrap_means(A, n_boot=BOOTSTRAP)  # [G], [B, G]
-    lift, lift_boot = acc / g_mean - 1.0, acc_boot / g_boot[:, None] - 1.0
-    se = A.std(axis=0, ddof=1) / math.sqrt(T) if T > 1 else np.full(len(N_GRID), np.nan)
-    (a_lo, a_hi), (l_lo, l_hi) = percentile_interval(acc_boot), percentile_interval(lift_boot)
-    c = dict(acc=acc.tolist(), acc_se=se.tolist(), acc_lower=a_lo.tolist(), acc_upper=a_hi.tolist(),
-             lift=lift.tolist(), lift_lower=l_lo.tolist(), lift_upper=l_hi.tolist())
+def _curve(A, g, exact: bool) -> dict:
+    """Accuracy and % lift over greedy ``g`` vs N with 95% bootstrap bands (paired with greedy's resamples)."""
+    p = paired_lift(A, g, n_boot=BOOTSTRAP)
+    c = {k: p[k].tolist() for k in ("acc", "acc_se", "acc_lower", "acc_upper", "lift", "lift_lower", "lift_upper")}
     if exact:
+        acc, acc_boot = p["acc"], p["acc_boot"]
         inc, inc_boot = np.diff(acc), np.diff(acc_boot, axis=1)
         j = int(np.argmin(inc))
-        c["min_increment"] = _interval(inc[j], inc_boot[:, j], between=[N_GRID[j], N_GRID[j + 1]])
-        c["n90"] = _interval(_n90(lift), _n90(lift_boot), ignore_nan=True)  # resamples with lift(50) ≤ 0: no N_90
-        c["acc50_minus_acc1"] = _interval(acc[-1] - acc[0], acc_boot[:, -1] - acc_boot[:, 0])
+        c["min_increment"] = {**estimate_with_interval(inc[j], inc_boot[:, j]), "between": [N_GRID[j], N_GRID[j + 1]]}
+        n90 = [saturation_point(v, N_GRID, 0.9) for v in (p["lift"], p["lift_boot"])]  # N where lift ≥ 90% of N = 50
+        c["n90"] = estimate_with_interval(*n90, ignore_nan=True)  # resamples with lift(50) ≤ 0: no N_90
+        c["acc50_minus_acc1"] = estimate_with_interval(acc[-1] - acc[0], acc_boot[:, -1] - acc_boot[:, 0])
     return c
 
 
 def _family_stats(rows) -> dict:
     g = _matrix(rows, "greedy_acc", "metric")[:, 0]
     T, g_boot = g.size, bootstrap_means(g, n_boot=BOOTSTRAP)
-    curves = {m: _curve(_matrix(rows, m), g.mean(), g_boot, m == "bon_logprob_exact")
+    curves = {m: _curve(_matrix(rows, m), g, m == "bon_logprob_exact")
               for m in ["bon_logprob_exact", "pass_at_n"] + [f"bon_{n}_mc" for n in MC_REWARDS]}
     diff = _matrix(rows, "bon_logprob_mc") - _matrix(rows, "bon_logprob_exact")  # exact law vs Monte Carlo
-    z = diff.mean(axis=0) / np.maximum(diff.std(axis=0, ddof=1) / math.sqrt(T), 1e-12) if T > 1 else np.zeros(1)
+    z = mean_z(diff) if T > 1 else np.zeros(1)
     samples = rows_where(rows, metric="sample_logprob")
     mean_lp = lambda ok: float(np.mean([r["value"] for r in samples if r["correct"] == ok] or [np.nan]))  # noqa: E731
     return dict(trials=T, greedy_acc=float(g.mean()), greedy_acc_interval=[float(v) for v in percentile_interval(g_boot)],
@@ -152,20 +134,13 @@ def _family_stats(rows) -> dict:
                 mean_logprob_correct=mean_lp(1), mean_logprob_wrong=mean_lp(0))
 
 
-def _sign_check(quantity, c: dict, positive: bool, note: str) -> dict:
-    """consistent when the interval lies on the predicted side of 0, inconsistent on the other, else inconclusive."""
-    right, wrong = (c["lower"] > 0, c["upper"] < 0) if positive else (c["upper"] < 0, c["lower"] > 0)
-    verdict = "consistent" if right else "inconsistent" if wrong else "inconclusive"
-    return Check(quantity, 0.0, c["value"], c["lower"], c["upper"], verdict, note).as_dict()
-
-
 def _lift_check(arm: str, claim: str, fam: str, st: dict, metric: str, positive: bool, note: str) -> dict:
     c = st["curves"][metric]
-    lift = dict(value=c["lift"][-1], lower=c["lift_lower"][-1], upper=c["lift_upper"][-1])
-    return _sign_check(f"BoN({arm}) {claim} at N = 50 (family {fam})", lift, positive,
-                       f"predicted: {'> 0' if positive else '< 0'}. Family {fam}: % lift at N = {N_MAX} = "
-                       f"{100 * lift['value']:.1f}% (95% bootstrap over {st['trials']} tasks [{100 * lift['lower']:.1f}%, "
-                       f"{100 * lift['upper']:.1f}%]); accuracy {c['acc'][-1]:.3f} vs greedy {st['greedy_acc']:.3f}. {note}")
+    v, lo, hi = c["lift"][-1], c["lift_lower"][-1], c["lift_upper"][-1]
+    return check_sign(f"BoN({arm}) {claim} at N = 50 (family {fam})", v, lo, hi, positive=positive,
+                      note=f"predicted: {'> 0' if positive else '< 0'}. Family {fam}: % lift at N = {N_MAX} = {100 * v:.1f}% "
+                      f"(95% bootstrap over {st['trials']} tasks [{100 * lo:.1f}%, {100 * hi:.1f}%]); accuracy "
+                      f"{c['acc'][-1]:.3f} vs greedy {st['greedy_acc']:.3f}. {note}")
 
 
 _MC_ARMS = {"lennorm": "length-normalised log-prob", "majority": "majority vote"}
@@ -195,8 +170,9 @@ def analyze(rows: list, mode: str) -> dict:
             f"predicted: the paper's observation N ≈ 10–20 (empirical, not a theorem; here set by the task: mean π(y*|x) "
             f"= {st['argmax_mass']:.3f}, C_cov = {st['coverage_coefficient']:.2f}; Prop. C.1: P[BoN ∉ y*] ≤ e^(−N π(y*))). "
             f"N_90 = {n90['value']:g}, 95% bootstrap [{n90['lower']:g}, {n90['upper']:g}]; consistent iff it meets [10, 20]."
-        ).as_dict()] if good else [_sign_check(
-            f"BoN(log-prob) degrades with N (family {fam})", drop, False, f"predicted: acc(N = {N_MAX}) − acc(N = 1) < 0. "
+        ).as_dict()] if good else [check_sign(
+            f"BoN(log-prob) degrades with N (family {fam})", drop["value"], drop["lower"], drop["upper"], positive=False,
+            note=f"predicted: acc(N = {N_MAX}) − acc(N = 1) < 0. "
             f"Exact BoN accuracy {c['acc'][0]:.3f} at N = 1 → {c['acc'][-1]:.3f} at N = {N_MAX} (95% bootstrap of the "
             f"difference over tasks). Sampled responses: mean log-prob {st['mean_logprob_correct']:.2f} if correct vs "
             f"{st['mean_logprob_wrong']:.2f} if wrong.")]
@@ -204,13 +180,9 @@ def analyze(rows: list, mode: str) -> dict:
                                   good, f"Exact law (π^BoN_N); Monte Carlo: max |z| = {st['mc_vs_exact_max_abs_z']:.2f}."))
         checks += [_lift_check(arm, "beats greedy" if good else "rescues the lift", fam, st, f"bon_{r}_mc", True,
                                f"Monte Carlo; BoN(log-prob): {100 * c['lift'][-1]:.1f}%.") for r, arm in _MC_ARMS.items()]
-    zmax = max(s["mc_vs_exact_max_abs_z"] for s in fams.values())  # Bonferroni over the N grid and families
-    crit = float(scipy.stats.norm.ppf(1 - 0.025 / (len(N_GRID) * len(fams))))
-    checks.append(Check(
-        "exact BoN law (π^BoN_N) = Monte-Carlo BoN under r_self = log π", 0.0, zmax, -crit, crit,
-        "consistent" if zmax <= crit else "inconsistent", f"largest |z| of the mean (MC − exact) accuracy over N and "
-        f"families; lower/upper: the two-sided 95% critical value with Bonferroni over {len(N_GRID) * len(fams)} "
-        "comparisons.").as_dict())
+    checks.append(check_max_abs_z(  # Bonferroni over the N grid and families
+        "exact BoN law (π^BoN_N) = Monte-Carlo BoN under r_self = log π", [s["mc_vs_exact_max_abs_z"] for s in fams.values()],
+        alpha=0.05, comparisons=len(N_GRID) * len(fams), note="z of the mean (MC − exact) accuracy per N and family"))
     out["checks"] = checks
     out["lift_at_50"] = {k: {m: v["curves"][m]["lift"][-1] for m in v["curves"]} for k, v in fams.items()}
     return out
@@ -223,16 +195,14 @@ _STYLE = {"bon_logprob_exact": ("log-prob (exact law)", "C0", "-"), "bon_logprob
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import curve_with_band, finish_figure, hist_by_outcome, new_figure
 
     N, fams, out_dir = np.asarray(summary["N"], float), summary["families"], pathlib.Path(out_dir)
     fig, axes = new_figure(len(fams) + 1, width=4.6, height=3.8)
     for ax, (name, st) in zip(axes, fams.items()):
         for metric, (label, color, ls) in ((m, v) for m, v in _STYLE.items() if m in st["curves"]):
-            c = {k: 100 * np.asarray(st["curves"][metric][k]) for k in ("lift", "lift_lower", "lift_upper")}
-            ax.plot(N, c["lift"], ls or "o", color=color, label=label, **({} if ls else dict(ms=3, mfc="none")))
-            if ls:
-                ax.fill_between(N, c["lift_lower"], c["lift_upper"], color=color, alpha=0.15)
+            c = [100 * np.asarray(st["curves"][metric][k]) for k in ("lift", "lift_lower", "lift_upper")]
+            curve_with_band(ax, N, *(c if ls else c[:1]), fmt=ls or "o", color=color, label=label)  # MC: markers
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xlabel="N (responses per prompt)", ylabel="% lift in accuracy over greedy")
         ax.set_title(f"{name}: greedy acc {st['greedy_acc']:.2f} ({st['trials']} tasks)", fontsize=9)
@@ -244,18 +214,11 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     fig2, axes2 = new_figure(len(fams), width=4.6, height=3.6)
     for ax, (name, st) in zip(axes2, fams.items()):
         sub = rows_where(rows, metric="sample_logprob", family=st["family"], **st["shape"])
-        lp, ok = column(sub, "value").astype(float), column(sub, "correct").astype(bool)
-        for mask, color, label in ((ok, "C2", "correct"), (~ok, "C3", "incorrect")) if lp.size else ():
-            ax.hist(lp[mask], bins=np.linspace(np.floor(lp.min()), 0.0, 30), density=True, alpha=0.55, color=color,
-                    label=f"{label} ({mask.sum()})")
+        hist_by_outcome(ax, column(sub, "value").astype(float), column(sub, "correct").astype(bool))
         ax.set(xlabel="log π(y|x) of a sampled response (N = 1)", ylabel="density")
         ax.set_title(f"{name}: log-prob by correctness (cf. Figs. 1c, 6)", fontsize=9)
-    for ax in [*axes, *axes2]:
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig2.tight_layout()
-    return save_figure(fig, out_dir / "bon_lift") + save_figure(fig2, out_dir / "bon_lift_logprob_hist")
+    return (finish_figure(fig, axes, out_dir / "bon_lift", legend_fontsize=6)
+            + finish_figure(fig2, axes2, out_dir / "bon_lift_logprob_hist", legend_fontsize=6))
 
 
 EXPERIMENT = Experiment(

@@ -45,7 +45,7 @@ DELTA = 0.25
 EPSILON = 0.5  # one prompt: sharpness error ∈ {0, 1}, so any ε < 1 means "π̂(2, 1) > 1 − δ"
 N_TOKENS = 16
 NET = 17  # grid points per coordinate of the net (t, u)
-REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
+REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
 FLOAT_SLACK = 1e-5
 _SCALES = {"quick": (1.0, 2.0, 4.0), "full": (0.5, 1.0, 2.0, 4.0, 8.0)}
 TARGET = N_TOKENS * 1 + 0  # row-major index of code ids (1, 0) = the paper's (2, 1)

@@ -38,7 +38,7 @@ from sharpsim_experiments._hard_instance import bon_closure_stack, hard_class_ar
 RHO = 0.1
 EPSILON, C = 0.04, 1.0
 DELTA = 0.5  # Theorem 3.1's criterion π̂(y*_γ(x)|x) > 1/2
-REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
+REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
 _D = {"quick": (16, 32, 48, 64, 80), "full": (16, 32, 64, 128, 256, 512, 1024)}
 
 

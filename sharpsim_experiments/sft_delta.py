@@ -42,7 +42,7 @@ from sharpsim.runner import Check, Experiment, revise_check
 from sharpsim_experiments import _scaling as S
 
 RHO = 0.1
-REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
+REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
 _DELTAS = {"quick": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625),
            "full": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625)}
 HARD = {"epsilon": 0.04, "C": 1.0, "d": S.HARD_D}

@@ -38,7 +38,7 @@ from sharpsim.runner import Check, Experiment, revise_check
 from sharpsim_experiments import _scaling as S
 
 RHO = 0.1
-REWARD = rewards.log_prob  # private hook: the tests swap in a reward that ignores the best-of-N pick
+REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
 GROUP = {**S.GROUP_SHAPE, "p": 1.0 / 32, "epsilon": 0.1, "delta": 0.5}
 _K = {"quick": (1, 2, 4, 8, 16), "full": (1, 2, 3, 4, 6, 8, 12, 16)}
 P2 = {"C": 2.0, "d": S.HARD_D, "p": 2}

@@ -99,7 +99,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
     stack = bon_closure_stack(M, d, M_max, N_grid)
     dtype = jnp.result_type(float)
-    reward = first_draw_reward if _BREAK["ignore_best_of_n"] else rewards.log_prob
+    reward = first_draw_reward if _BREAK["ignore_best_of_n"] else rewards.logprob_reward
     first, viol = map_trials(
         fixed_sweep_trial, keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype),
         jnp.asarray(mu, dtype), jnp.int32(M), jnp.asarray(setting["epsilon"], dtype), DELTA, n_grid, N_grid, reward)

@@ -106,7 +106,7 @@ def test_self_rewards():
     x = jnp.asarray(0)
     ys = jnp.array([0, 1, 1, 2])
     lps = jnp.log(jnp.array([0.5, 0.3, 0.3, 0.2]))
-    np.testing.assert_array_equal(rewards.log_prob(x, ys, lps), lps)
+    np.testing.assert_array_equal(rewards.logprob_reward(x, ys, lps), lps)
     maj = rewards.majority(jnp.array([7, 9, 9, 7]))  # drawn answers: 7, 9, 9, 9 (a fraction of the N = 4)
     np.testing.assert_array_equal(maj(x, ys, lps), [0.25, 0.75, 0.75, 0.75])
     maj2 = rewards.majority(jnp.array([7, 9, 8, 8]))

@@ -38,7 +38,11 @@ def test_registry_names_and_context_errors():
     # Catches: a renamed or missing registry entry (the bridge and the sweeps use these names), and a reward
     # built without the context it needs (would fail later, inside a trace, with an obscure error).
     assert rewards.NAMES == ("logprob", "lennorm", "majority")
-    assert rewards.make("logprob") is rewards.log_prob
+    assert rewards.make("logprob") is rewards.logprob_reward
+    with pytest.warns(DeprecationWarning, match="logprob_reward"):  # the old name: same object, with a warning
+        assert rewards.log_prob is rewards.logprob_reward
+    with pytest.raises(AttributeError, match="no attribute 'logprob'"):
+        rewards.logprob  # noqa: B018
     with pytest.raises(ValueError, match="unknown self-reward 'mean_logprob'"):
         rewards.make("mean_logprob")
     with pytest.raises(ValueError, match="'lennorm' needs `eos_id`"):
@@ -102,7 +106,7 @@ def test_prefix_scores_refuse_a_bad_grid():
     for Ns, match in [((0, 2), "Ns must be >= 1"), ((2, 5), "contains 5, more than the 4"), ((), "empty"),
                       ((1.5,), "positive integer")]:
         with pytest.raises(ValueError, match=match):
-            rewards.prefix_scores(rewards.log_prob, 0, ys, lps, Ns)
+            rewards.prefix_scores(rewards.logprob_reward, 0, ys, lps, Ns)
 
 
 def _numpy_pick(name, ys, lps):

@@ -50,7 +50,7 @@ class BestOfN:
     num_queries: int = dataclasses.field(metadata=dict(static=True))
 
 
-def select_best(x, responses, log_probs, reward=_rewards.log_prob):
+def select_best(x, responses, log_probs, reward=_rewards.logprob_reward):
     """argmax_j r_self(y_j|x) over one prompt's N evaluated responses; returns (index, score).
 
     The first maximiser is kept; under r_self = log π_base, tied responses have equal probability, so the
@@ -61,7 +61,7 @@ def select_best(x, responses, log_probs, reward=_rewards.log_prob):
     return j, scores[j]
 
 
-def best_of_n(key: PRNGKeyArray, pi: Any, x: Int[Array, ""], N: int, reward=_rewards.log_prob) -> BestOfN:
+def best_of_n(key: PRNGKeyArray, pi: Any, x: Int[Array, ""], N: int, reward=_rewards.logprob_reward) -> BestOfN:
     """Draw y_1..y_N ~ π(·|x) and return the one with the highest self-reward (N queries).
 
     With r_self = log π (the default) it returns an element of y*_γ(x) with probability

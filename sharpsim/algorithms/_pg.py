@@ -156,7 +156,7 @@ def pg_reward(name: str, *, answer_of=None, lengths=None, eos_id=None) -> Callab
     under the current policy). Any callable with that signature also works as a reward.
     """
     if name == "logprob":
-        return lambda x, ys, blp, pol: _rewards.log_prob(x, ys, blp)
+        return lambda x, ys, blp, pol: _rewards.logprob_reward(x, ys, blp)
     if name == "lennorm":
         r = _rewards.length_normalized(eos_id=eos_id, lengths=lengths)
         return lambda x, ys, blp, pol: r(x, ys, blp)

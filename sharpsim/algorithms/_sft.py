@@ -54,7 +54,7 @@ class SFTConfig:
 
     n: int
     N: int
-    reward: Callable = _rewards.log_prob
+    reward: Callable = _rewards.logprob_reward
     fit: FitConfig = FitConfig()
     budget: Optional[int] = None
 
@@ -217,7 +217,7 @@ def sft_sharpening_sweep(
     N_grid: Sequence[int],
     *,
     evaluate: metrics.SharpnessEvaluation,
-    reward: Callable = _rewards.log_prob,
+    reward: Callable = _rewards.logprob_reward,
 ) -> SFTSweep:
     """SFT-sharpening over a whole (n, N) grid from ONE draw, with exact sharpness per grid point.
 

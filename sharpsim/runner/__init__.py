@@ -34,9 +34,10 @@ metadata and overwrite rules), so ``analyze`` and the report treat it like any o
 The runner has three parts, re-exported here (``from sharpsim.runner import …`` keeps working):
 
 * :mod:`sharpsim.runner.spec` — the experiment spec: :class:`Experiment`, the verdict vocabulary and the one
-  check form (:class:`Check`, :func:`check_slope`, :func:`revise_check`);
+  check form (:class:`Check`, :func:`check_slope`, :func:`check_sign`, :func:`check_max_abs_z`,
+  :func:`revise_check`);
 * :mod:`sharpsim.runner.results` — results I/O: :func:`metadata`, :func:`write_atomic`, :func:`read_results`
-  (checksummed), :func:`rows_where`, :func:`column` and the one rows → matrix :func:`pivot`;
+  (checksummed), :func:`rows_where`, :func:`group_rows`, :func:`column` and the one rows → matrix :func:`pivot`;
 * :mod:`sharpsim.runner.compilation` — compilation paid once: the persistent compilation cache the CLI turns
   on (:func:`enable_compile_cache`), compile statistics per experiment (:func:`compile_stats`, stored in
   ``summary.json`` under ``"compile"``) and the trace-count guard :func:`assert_max_traces`;
@@ -55,15 +56,17 @@ from sharpsim.runner.loop import (MAX_SEED, MIN_TRIALS, ExperimentSkipped, Resul
                                   RunLockedError, check_seed, check_trials, experiment_lock, finalize, reuse_results,
                                   run_experiment, shard_trials, trial_keys)
 from sharpsim.runner.results import (REUSE_FIELDS, RESUME_FIELDS, ResultFileError, _to_csv,  # noqa: F401 (tests)
-                                     column, config_differences, metadata, pivot, read_results, rows_where,
+                                     column, config_differences, group_rows, metadata, pivot, read_results, rows_where,
                                      write_atomic)
-from sharpsim.runner.spec import (VERDICTS, Check, Experiment, as_check_dict, check_slope, is_verdict,
-                                  revise_check, verdict_kind)
+from sharpsim.runner.spec import (VERDICTS, Check, Experiment, as_check_dict, check_max_abs_z, check_sign,
+                                  check_slope, is_verdict, revise_check, verdict_kind)
 
 __all__ = [
     "Experiment",
     "Check",
     "check_slope",
+    "check_sign",
+    "check_max_abs_z",
     "revise_check",
     "as_check_dict",
     "VERDICTS",
@@ -91,6 +94,7 @@ __all__ = [
     "REUSE_FIELDS",
     "config_differences",
     "rows_where",
+    "group_rows",
     "column",
     "pivot",
     "CompileStats",

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 __all__ = ["ResultFileError", "metadata", "RESUME_FIELDS", "REUSE_FIELDS", "config_differences", "write_atomic",
-           "read_results", "rows_where", "column", "pivot"]
+           "read_results", "rows_where", "group_rows", "column", "pivot"]
 
 
 class ResultFileError(ValueError):
@@ -194,6 +194,14 @@ def read_results(path, *, verify: bool = True) -> tuple[dict, list]:
 def rows_where(rows: list, **conditions) -> list:
     """The rows whose fields equal the given values (e.g. ``rows_where(rows, metric="success")``)."""
     return [r for r in rows if all(r.get(k) == v for k, v in conditions.items())]
+
+
+def group_rows(rows: list, field: str = "setting") -> dict:
+    """The rows grouped by one field, in sorted order of its values: ``{value: [rows with that value]}``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r[field], []).append(r)
+    return {k: groups[k] for k in sorted(groups)}
 
 
 def column(rows: list, name: str) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Experiment spec: what an experiment declares (:class:`Experiment`) and the one form of a check (:class:`Check`).
 
-A check is made only through :class:`Check` (directly, or by :func:`check_slope` for a log-log slope) and
+A check is made only through :class:`Check` (directly, or by :func:`check_slope` for a log-log slope and
+:func:`check_sign` for the sign of an effect, :func:`check_max_abs_z` for many z statistics at once) and
 stored in a summary as ``Check(...).as_dict()``; :func:`revise_check` changes a stored check's fields (e.g. a
 verdict refined into a finding) through :class:`Check` again, so every stored check passed its validation.
 :func:`sharpsim.runner.finalize` re-validates every check of a summary (:func:`as_check_dict`), so a raw dict
@@ -16,8 +17,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["Experiment", "VERDICTS", "verdict_kind", "is_verdict", "Check", "check_slope", "revise_check",
-           "as_check_dict"]
+__all__ = ["Experiment", "VERDICTS", "verdict_kind", "is_verdict", "Check", "check_slope", "check_sign",
+           "check_max_abs_z", "revise_check", "as_check_dict"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +136,30 @@ def check_slope(quantity: str, predicted: float, fit, *, tolerance: float = 0.0,
     full = "; ".join([x for x in [note] + extra if x])
     return Check(quantity, p, float(fit.slope), lo, hi, verdict, full).as_dict()
 
+
+
+def check_sign(quantity: str, value: float, lower: float, upper: float, *, positive: bool, note: str = "") -> dict:
+    """The predicted SIGN of an effect (predicted value 0 as the boundary) against its interval [lower, upper]:
+    consistent when the interval lies on the predicted side of 0 (> 0 if ``positive``, else < 0), inconsistent
+    when it lies on the other side, inconclusive when it contains 0."""
+    right, wrong = (lower > 0, upper < 0) if positive else (upper < 0, lower > 0)
+    verdict = "consistent" if right else "inconsistent" if wrong else "inconclusive"
+    return Check(quantity, 0.0, value, lower, upper, verdict, note).as_dict()
+
+
+def check_max_abs_z(quantity: str, zs, *, note: str = "", alpha: float = 0.01, comparisons: int | None = None) -> dict:
+    """Many z statistics (each comparing a measurement with an exact value, e.g. one per setting) judged at once:
+    the largest |z| against the two-sided Bonferroni critical value for level ``alpha`` overall over
+    ``comparisons`` tests (default: one per z). A test statistic, not an estimate: lower = upper = the value."""
+    import scipy.stats
+
+    zs = np.abs(np.asarray(zs, float))
+    k = len(zs) if comparisons is None else int(comparisons)
+    z_crit = float(scipy.stats.norm.isf(alpha / 2 / max(k, 1)))
+    zmax = float(np.max(zs))
+    return Check(quantity, 0.0, zmax, zmax, zmax, "consistent" if zmax <= z_crit else "inconsistent",
+                 f"a test statistic, not an estimate (no interval): {note}; consistent when max |z| ≤ {z_crit:.2f} "
+                 f"(Bonferroni over {k} comparisons, {100 * alpha:g}% overall)").as_dict()
 
 
 def as_check_dict(check) -> dict:
