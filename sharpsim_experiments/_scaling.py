@@ -1,4 +1,5 @@
-"""Shared pieces of the SFT scaling sweeps of issue 11 (``sft_delta``, ``sft_class_size``, ``sft_gamma``).
+"""Shared pieces of the SFT scaling sweeps of issue 11 (``sft_delta``, ``sft_class_size``, ``sft_gamma``) and of
+the other slope experiments (``sft_minimax``, ``adaptive_vs_fixed``).
 
 Each of those experiments runs :func:`sharpsim.algorithms.sft_sharpening_sweep` over an absolute (n, N)
 lattice from ONE draw per trial (one compile per experiment: every setting parameter is a traced argument),
@@ -13,7 +14,15 @@ check and the figure they share:
   residuals against the bootstrap intervals, its p-value), judged against an exponent *band*: the log-free
   exponent and the along-sweep slopes of the bounds (their own log factors), so the tolerance is one-sided in
   the direction those logs push;
+* :func:`epsilon_slope_checks` — the slope of a measured budget vs 1/ε over the asymptotic range, judged against
+  the predicted exponent with the bounds' log-factor band AND against the exact finite-size reference's own slope
+  (:func:`slope_checks_with_exact_reference`), the full-range fit reported with its lack of fit;
+* :func:`along_sweep_slope`, :func:`bound_values`, :func:`bound_curves`, :func:`fitted_constants` — the bounds
+  evaluated along a sweep (slopes with their log factors, figure curves, constants via ``Bound.fit_constant``);
 * :func:`figure` — the empirical m̂ with band, the bounds dashed (constant fitted), log-log, slope in legend.
+
+Generic statistics live in :mod:`sharpsim.complexity` (fits over the usable points, z statistics, coverage) and
+generic check forms in :mod:`sharpsim.runner` (``check_slope``, ``check_sign``, ``check_max_abs_z``).
 """
 
 from __future__ import annotations

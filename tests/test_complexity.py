@@ -366,3 +366,67 @@ def test_reference_coverage_and_binned_counts():
     assert cov["p_tail"] == pytest.approx(scipy.stats.binom.sf(0, 3, 0.05))
     n, k = binned_counts([0.0, 0.5, 0.51, 1.0], [1, 0, 1, 1], [0.0, 0.5, 1.0])  # bins (a, b]: 1/2 falls left
     assert n.tolist() == [2, 2] and k.tolist() == [1.0, 2.0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 13: the pieces the experiments used to carry (bon_lift, adaptive_vs_fixed)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_first_success_and_success_from_first_are_inverse_on_monotone_tables():
+    # Catches: an off-by-one in the grid index, a failure coded as 0 instead of inf, axes swapped.
+    from sharpsim.complexity import first_success, success_from_first
+
+    N = [2, 4, 8]
+    first = np.array([[4.0, np.inf], [2.0, 8.0]])  # [G=2, K=2]
+    table = success_from_first(first, N)  # [G, H, K]
+    assert table.shape == (2, 3, 2)
+    np.testing.assert_array_equal(table[:, :, 0], [[False, True, True], [True, True, True]])
+    np.testing.assert_array_equal(table[:, :, 1], [[False, False, False], [False, False, True]])
+    np.testing.assert_array_equal(first_success(table, N), first)
+
+
+def test_standard_error_mean_z_and_paired_lift_match_hand_formulas():
+    # Catches: ddof = 0 instead of 1, the z against the wrong reference, an unpaired bootstrap (the lift's
+    # replicates must divide by greedy's replicate of the SAME resample), and the band of the wrong quantity.
+    from sharpsim.complexity import bootstrap_means, mean_z, paired_lift, standard_error
+
+    rng = np.random.default_rng(0)
+    A, g = rng.random((30, 4)), rng.random(30) + 0.5
+    np.testing.assert_allclose(standard_error(A), A.std(axis=0, ddof=1) / math.sqrt(30))
+    assert np.all(np.isnan(standard_error(A[:1])))
+    np.testing.assert_allclose(mean_z(A, 0.5), (A.mean(0) - 0.5) / (A.std(axis=0, ddof=1) / math.sqrt(30)))
+    assert mean_z(np.ones(5), 1.0) == 0.0  # zero spread: the floor keeps it finite
+    p = paired_lift(A, g, n_boot=200, seed=3)
+    np.testing.assert_allclose(p["lift"], A.mean(0) / g.mean() - 1.0)
+    boot = bootstrap_means(A, n_boot=200, seed=3) / bootstrap_means(g, n_boot=200, seed=3)[:, None] - 1.0
+    np.testing.assert_allclose(p["lift_boot"], boot)
+    np.testing.assert_allclose(p["lift_lower"], np.percentile(boot, 2.5, axis=0))
+    np.testing.assert_allclose(p["acc_upper"], np.percentile(bootstrap_means(A, n_boot=200, seed=3), 97.5, axis=0))
+
+
+def test_saturation_point_and_estimate_with_interval():
+    from sharpsim.complexity import estimate_with_interval, saturation_point
+
+    grid = [1, 2, 5, 10, 50]
+    curves = np.array([[0.1, 0.5, 0.85, 0.95, 1.0], [0.0, 0.0, 0.0, 0.0, -1.0], [0.9, 0.9, 0.9, 0.9, 1.0]])
+    np.testing.assert_array_equal(saturation_point(curves, grid), [10.0, np.nan, 1.0])
+    d = estimate_with_interval(0.3, np.array([0.0, 1.0, np.nan]), ignore_nan=True)
+    assert d == {"value": 0.3, "lower": 0.025, "upper": 0.975}
+
+
+def test_fit_loglog_slope_finite_drops_unusable_points_and_widens_intervals():
+    # Catches: a non-finite or zero-lower point reaching the fit (it would raise), an interval that misses its
+    # estimate (the parametric fit rejects it), and a fit from too few points.
+    from sharpsim.complexity import finite_interval_mask, fit_loglog_slope_finite
+
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    y = 3.0 * x**2
+    lo, hi = y * 0.9, y * 1.1
+    lo[1], hi[2], y[3] = 0.0, np.inf, np.inf
+    hi[4] = y[4] * 0.99  # a percentile interval that does not contain its estimate
+    np.testing.assert_array_equal(finite_interval_mask(y, lo, hi), [True, False, False, False, True, True])
+    fit, used = fit_loglog_slope_finite(x, y, lo, hi)
+    np.testing.assert_array_equal(used, finite_interval_mask(y, lo, hi))
+    assert fit is not None and abs(fit.slope - 2.0) < 1e-9 and fit.x.tolist() == [1.0, 16.0, 32.0]
+    assert fit_loglog_slope_finite(x, y, lo, hi, min_points=4)[0] is None

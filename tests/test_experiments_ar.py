@@ -139,7 +139,7 @@ def test_bon_lift_task_is_a_valid_policy():
     import jax.numpy as jnp
 
     from sharpsim_experiments.bon_lift import _FAMILIES
-    from sharpsim.ar_instances import extract_answer, reasoning_task, reasoning_task_responses
+    from sharpsim.ar_instances import extract_answer, reasoning_task, reasoning_task_responses, reasoning_task_table
 
     params = {k: jnp.asarray(v, jnp.float32) for k, v in _FAMILIES["short_wrong"].items()}
     seqs, ans = reasoning_task_responses(TINY_SHAPE["answers"], TINY_SHAPE["reasoning"], TINY_SHAPE["horizon"])
@@ -148,9 +148,13 @@ def test_bon_lift_task_is_a_valid_policy():
     def masses(key):
         pi, a_star = reasoning_task(key, params, **TINY_SHAPE)
         lp = pi.log_prob(jnp.arange(TINY_SHAPE["num_prompts"])[:, None], jnp.asarray(seqs)[None])
-        return jnp.exp(lp).sum(axis=1), jnp.exp(pi.to_tabular().log_probs).sum(axis=1), a_star
+        table = reasoning_task_table(key, params, **TINY_SHAPE)  # the library's table: the same π, a*, rows
+        same = (jnp.all(table.log_probs == lp) & jnp.all(table.a_star == a_star)
+                & jnp.all(table.correct == (jnp.asarray(ans)[None, :] == a_star[:, None])))
+        return jnp.exp(lp).sum(axis=1), jnp.exp(pi.to_tabular().log_probs).sum(axis=1), a_star, same
 
-    canonical, everything, a_star = masses(jax.random.key(0))
+    canonical, everything, a_star, same = masses(jax.random.key(0))
+    assert bool(same)
     assert seqs.shape[0] == len({tuple(s) for s in seqs.tolist()})
     np.testing.assert_array_equal(np.asarray(extract_answer(jnp.asarray(seqs), TINY_SHAPE["answers"])), ans)
     np.testing.assert_allclose(np.asarray(canonical), 1.0, atol=1e-5)  # all V^H sequences: also 1

@@ -191,3 +191,26 @@ def test_every_stored_check_passes_check_validation(tmp_path):
     exp = dataclasses.replace(EXP, analyze=lambda rows, mode: {"checks": [Check("q", 1, 1, 1, 1, "consistent")]})
     assert json.loads(finalize(exp, tmp_path, rows=[], mode="quick", plot=False) and
                       (tmp_path / "summary.json").read_text())["checks"][0]["verdict"] == "consistent"
+
+
+def test_check_sign_max_abs_z_and_group_rows():
+    # Catches: a sign check that ignores the predicted direction or calls an interval containing 0 decided, a z
+    # check with the wrong Bonferroni count, and groups out of order or mixed.
+    import scipy.stats
+
+    from sharpsim.runner import check_max_abs_z, check_sign, group_rows
+
+    assert check_sign("q", 0.2, 0.1, 0.3, positive=True)["verdict"] == "consistent"
+    assert check_sign("q", 0.2, 0.1, 0.3, positive=False)["verdict"] == "inconsistent"
+    assert check_sign("q", -0.2, -0.3, -0.1, positive=False)["verdict"] == "consistent"
+    assert check_sign("q", 0.0, -0.1, 0.1, positive=True)["verdict"] == "inconclusive"
+    crit = scipy.stats.norm.isf(0.05 / 2 / 30)
+    below, above = check_max_abs_z("z", [0.5, -(crit - 1e-6)], alpha=0.05, comparisons=30), check_max_abs_z(
+        "z", [0.5, -(crit + 1e-6)], alpha=0.05, comparisons=30)
+    assert below["verdict"] == "consistent" and above["verdict"] == "inconsistent"
+    assert below["measured"] == below["lower"] == below["upper"] == crit - 1e-6
+    assert check_max_abs_z("z", [3.0, 0.1])["verdict"] == "inconsistent"  # 1%, 2 tests: critical value 2.81
+    assert check_max_abs_z("z", [3.0] * 2000)["verdict"] == "consistent"  # 1%, 2000 tests: critical value 4.56
+    rows = [{"setting": 2, "v": 1}, {"setting": 0, "v": 2}, {"setting": 2, "v": 3}]
+    g = group_rows(rows)
+    assert list(g) == [0, 2] and [r["v"] for r in g[2]] == [1, 3]
