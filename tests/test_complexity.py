@@ -412,7 +412,8 @@ def test_saturation_point_and_estimate_with_interval():
     curves = np.array([[0.1, 0.5, 0.85, 0.95, 1.0], [0.0, 0.0, 0.0, 0.0, -1.0], [0.9, 0.9, 0.9, 0.9, 1.0]])
     np.testing.assert_array_equal(saturation_point(curves, grid), [10.0, np.nan, 1.0])
     d = estimate_with_interval(0.3, np.array([0.0, 1.0, np.nan]), ignore_nan=True)
-    assert d == {"value": 0.3, "lower": 0.025, "upper": 0.975}
+    assert list(d) == ["value", "lower", "upper"] and d["value"] == 0.3
+    np.testing.assert_allclose([d["lower"], d["upper"]], [0.025, 0.975])
 
 
 def test_fit_loglog_slope_finite_drops_unusable_points_and_widens_intervals():
