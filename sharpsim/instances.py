@@ -34,8 +34,8 @@ from sharpsim._validation import (
 )
 from sharpsim.policies import TabularPolicy
 
-__all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_for", "example_j1",
-           "margin_confuser_class", "argmax_confusers"]
+__all__ = ["Instance", "planted_mode", "near_max_group", "hard_instance", "hard_instance_coverage", "hard_instance_for",
+           "example_j1", "margin_confuser_class", "argmax_confusers"]
 
 
 @jax.tree_util.register_dataclass
@@ -175,6 +175,13 @@ def near_max_group(key, K, num_prompts: int, num_responses: int, mode_mass) -> T
 
 
 # ---------------------------------------------------------------------------------------- Theorem 3.1'
+def hard_instance_coverage(M, Delta, gamma: float = 0.5, p: int = 1):
+    """C_cov,γ,p = ((1 − Δ) + (M(1 − γ))^p Δ)^{1/p} of :func:`hard_instance` (App. H): x_0 (mass 1 − Δ) puts mass 1
+    on y_0, a rare prompt 1/((1 − γ)M) on its planted response, the unique approximate maximiser. At γ = 1/2, p = 1
+    it is (1 − Δ) + ΔM/2, also C̄_cov (unique argmax). The one home of this formula; NumPy-broadcast."""
+    return ((1 - Delta) + (M * (1 - gamma)) ** p * Delta) ** (1 / p)
+
+
 def hard_instance(key, d: int, M: int, Delta: float, p: int = 1, gamma: float = 0.5) -> Instance:
     """The lower-bound instance of Theorem 3.1′ (App. H), with π_base drawn uniformly from its class [M]^d.
 
@@ -216,7 +223,7 @@ def hard_instance(key, d: int, M: int, Delta: float, p: int = 1, gamma: float = 
         name="hard_instance",
         params=(
             ("d", d), ("M", M), ("Delta", float(Delta)), ("p", p), ("gamma", float(gamma)),
-            ("C_cov_gamma_p_formula", ((1 - Delta) + (M * (1 - gamma)) ** p * Delta) ** (1 / p)),
+            ("C_cov_gamma_p_formula", hard_instance_coverage(M, Delta, gamma, p)),
         ),
     )
 

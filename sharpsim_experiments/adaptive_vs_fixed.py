@@ -37,6 +37,7 @@ import bounds
 from sharpsim import finite_size
 from sharpsim.complexity import (first_success, fixed_vs_adaptive_budgets, geometric_lattice, mean_z,
                                  success_from_first)
+from sharpsim.instances import hard_instance_coverage
 from sharpsim.runner import Check, Experiment, check_max_abs_z, group_rows
 
 from sharpsim_experiments._hard_instance import DELTA
@@ -70,7 +71,7 @@ def settings(mode: str) -> list:
         eps = float(f"{0.04 * 2.0 ** (-k / _EPS_PER_OCTAVE):.6g}")
         Delta, M = bounds.hard_instance_parameters(eps, 1.0, adaptive=True)
         Delta, M = float(Delta), int(M)
-        C_cov = (1.0 - Delta) + Delta * M / 2.0  # C_cov,γ=1/2 of App. H
+        C_cov = hard_instance_coverage(M, Delta)  # C_cov,γ=1/2 = C̄_cov of App. H (unique argmax)
         out.append({"sweep": "epsilon", "epsilon": eps, "C": 1.0, "d": d, "M": M, "Delta": Delta, "C_cov": C_cov,
                     "C_cov_bar": C_cov, "log_class_size": d * math.log(M), "rho": RHO, "delta": DELTA,
                     "mu_stop": MU_STOP})

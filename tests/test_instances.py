@@ -51,6 +51,7 @@ def test_hard_instance_reproduces_its_stated_constants(d, M, Delta, p):
     assert mask[0, 0] and all(mask[i, int(inst.true_index[i]) + 1] for i in range(1, d + 1))
     formula = ((1 - Delta) + (M * 0.5) ** p * Delta) ** (1 / p)
     assert np.isclose(float(sharpsim.coverage(inst.pi_base, inst.mu, gamma=0.5, p=p)), formula, rtol=1e-4)
+    assert instances.hard_instance_coverage(M, Delta, 0.5, p) == formula  # the library's one home of the formula
     assert np.isclose(inst.log_class_size, d * np.log(M))
     # every class member is a valid conditional, and π_base is the member at true_index
     cls = np.exp(np.asarray(inst.class_log_probs, dtype=np.float64))
