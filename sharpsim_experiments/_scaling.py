@@ -233,11 +233,12 @@ def epsilon_slope_checks(label: str, predicted: float, pts: list, cols, band_of,
     band, ex = band_of(sel), np.array([p[cols[3]] for p in sel])
     exact_slope = (fit_loglog_slope([1.0 / p["epsilon"] for p in sel], ex).slope
                    if np.all(np.isfinite(ex)) and np.all(ex > 0) else math.nan)
-    note = ("one-sided log-factor band from the along-sweep slopes of " + ", ".join(f"{b} ({v:.3f})" for b, v in band.items())
+    note = ("one-sided log-factor band from the along-sweep slopes of "
+            + ", ".join(f"{b} ({v:.3f})" for b, v in band.items())
             + f"; exact finite-size reference slope over the same points {exact_slope:.3f}")
     if full is not None:
-        note += (f"; full range (ε ≤ {max(p['epsilon'] for p in pts):g}, {len(full_sel)} points): slope {full.slope:.3f} "
-                 f"[{full.lower:.3f}, {full.upper:.3f}], lack of fit p = {full.lof_pvalue:.3g}")
+        note += (f"; full range (ε ≤ {max(p['epsilon'] for p in pts):g}, {len(full_sel)} points): "
+                 f"slope {full.slope:.3f} [{full.lower:.3f}, {full.upper:.3f}], lack of fit p = {full.lof_pvalue:.3g}")
     checks = slope_checks_with_exact_reference(label, predicted, fit, band, exact_slope, exact_label,
                                                f"ε ≥ {min(p['epsilon'] for p in sel):g}", note)
     return checks, {**fit.as_dict(), "epsilon_max": epsilon_max, "exact_reference_slope": exact_slope,

@@ -138,7 +138,8 @@ def _lift_check(arm: str, claim: str, fam: str, st: dict, metric: str, positive:
     c = st["curves"][metric]
     v, lo, hi = c["lift"][-1], c["lift_lower"][-1], c["lift_upper"][-1]
     return check_sign(f"BoN({arm}) {claim} at N = 50 (family {fam})", v, lo, hi, positive=positive,
-                      note=f"predicted: {'> 0' if positive else '< 0'}. Family {fam}: % lift at N = {N_MAX} = {100 * v:.1f}% "
+                      note=f"predicted: {'> 0' if positive else '< 0'}. Family {fam}: % lift at N = {N_MAX} = "
+                      f"{100 * v:.1f}% "
                       f"(95% bootstrap over {st['trials']} tasks [{100 * lo:.1f}%, {100 * hi:.1f}%]); accuracy "
                       f"{c['acc'][-1]:.3f} vs greedy {st['greedy_acc']:.3f}. {note}")
 
@@ -181,7 +182,8 @@ def analyze(rows: list, mode: str) -> dict:
         checks += [_lift_check(arm, "beats greedy" if good else "rescues the lift", fam, st, f"bon_{r}_mc", True,
                                f"Monte Carlo; BoN(log-prob): {100 * c['lift'][-1]:.1f}%.") for r, arm in _MC_ARMS.items()]
     checks.append(check_max_abs_z(  # Bonferroni over the N grid and families
-        "exact BoN law (π^BoN_N) = Monte-Carlo BoN under r_self = log π", [s["mc_vs_exact_max_abs_z"] for s in fams.values()],
+        "exact BoN law (π^BoN_N) = Monte-Carlo BoN under r_self = log π",
+        [s["mc_vs_exact_max_abs_z"] for s in fams.values()],
         alpha=0.05, comparisons=len(N_GRID) * len(fams), note="z of the mean (MC − exact) accuracy per N and family"))
     out["checks"] = checks
     out["lift_at_50"] = {k: {m: v["curves"][m]["lift"][-1] for m in v["curves"]} for k, v in fams.items()}
