@@ -122,28 +122,31 @@ def resolve_special_ids(tokenizer, model=None) -> tuple[int, tuple[int, ...]]:
     return int(pad), tuple(eos)
 
 
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, device, left: bool):
+    """One ``torch.tensor`` call on Python lists padded in Python (a per-row ``as_tensor`` copy cost ~1 ms per
+    batch of 64 rows, a tenth of a tiny model's training step)."""
+    seqs = [s.tolist() if hasattr(s, "tolist") else list(s) for s in seqs]
+    width = max((len(s) for s in seqs), default=0)
+    if left:
+        ids = [[pad_id] * (width - len(s)) + s for s in seqs]
+        mask = [[False] * (width - len(s)) + [True] * len(s) for s in seqs]
+    else:
+        ids = [s + [pad_id] * (width - len(s)) for s in seqs]
+        mask = [[True] * len(s) + [False] * (width - len(s)) for s in seqs]
+    shape = (len(seqs), width)
+    ids_t = torch.tensor(ids, dtype=torch.long).reshape(shape)
+    mask_t = torch.tensor(mask, dtype=torch.bool).reshape(shape)
+    return ids_t.to(device), mask_t.to(device)
+
+
 def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
     """Left-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = True
-    return ids.to(device), mask.to(device)
+    return _pad(seqs, pad_id, device, left=True)
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
     """Right-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, : len(s)] = True
-    return ids.to(device), mask.to(device)
+    return _pad(seqs, pad_id, device, left=False)
 
 
 def completion_mask_from_ids(completion_ids, eos_ids: Sequence[int], valid=None):
