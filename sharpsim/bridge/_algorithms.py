@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import weakref
 from collections.abc import Callable, Hashable, Sequence
 
 from sharpsim._validation import check_count, check_float, check_optional_count, check_prompts
@@ -38,6 +37,7 @@ from sharpsim.bridge._scoring import (
     pad_right,
     resolve_special_ids,
     score_ids,
+    stochastic_forward,
     tokenize_prompts,
 )
 
@@ -122,23 +122,6 @@ def _rows_from_samples(samples: Samples) -> tuple[list[list[int]], list[list[int
     return rows_p, rows_c
 
 
-_DROPOUTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _stochastic_forward(model) -> bool:
-    """Whether a forward pass of ``model`` in its current mode may differ between identical rows (active dropout)."""
-    if not model.training:
-        return False
-    drops = _DROPOUTS.get(model)
-    if drops is None:  # the module tree is walked once per model (a per-step walk cost ~2 ms on a tiny model)
-        drops = _DROPOUTS[model] = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
-    if any(m.p > 0 for m in drops):
-        return True
-    cfg = getattr(model, "config", None)
-    return any(float(getattr(cfg, k, 0.0) or 0.0) > 0 for k in ("attention_dropout", "hidden_dropout",
-                                                                  "dropout", "attn_pdrop", "resid_pdrop"))
-
-
 def sequence_logps(model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int):
     """Summed log π(c|p) for lists of token ids, **with gradients** (training-time counterpart of scoring).
 
@@ -150,7 +133,7 @@ def sequence_logps(model, prompts: Sequence[Sequence[int]], completions: Sequenc
     keys = [(ids(p), ids(c)) for p, c in zip(prompts, completions)]
     index: dict = {}
     inverse = [index.setdefault(k, len(index)) for k in keys]
-    if len(index) < len(keys) and not _stochastic_forward(model):
+    if len(index) < len(keys) and not stochastic_forward(model):
         lp = _sequence_logps([k[0] for k in index], [k[1] for k in index], model, pad_id)
         return lp[torch.tensor(inverse, device=lp.device)]
     return _sequence_logps(prompts, completions, model, pad_id)
