@@ -54,7 +54,7 @@ def _special(tok):
 
 def tiny_gpt2(tokenizer, *, n_embd: int = 32, n_layer: int = 2, n_head: int = 2, n_positions: int = 64,
               seed: int = 0):
-    """A randomly initialised GPT-2 (absolute position embeddings), float32, eval mode."""
+    """A randomly initialised GPT-2 (absolute position embeddings, eager attention), float32, eval mode."""
     eos, pad = _special(tokenizer)
     cfg = transformers.GPT2Config(
         vocab_size=len(tokenizer), n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_positions=n_positions,
