@@ -58,7 +58,7 @@ def test_smollm2_studies_skip_without_the_wheel(fn, monkeypatch):
         getattr(bx, fn)(None, setting, "quick")
 
 
-@pytest.mark.slow  # ~60 s on one shared core: trains the tiny model and runs every part through the runner
+@pytest.mark.slow  # ~30 s CPU (docs/bridge.md, "Cost"): trains the tiny model, runs every part through the runner
 def test_bridge_tiny_through_the_runner(tmp_path):
     from sharpsim_experiments.bridge_studies import TINY
     from sharpsim.runner import run_experiment

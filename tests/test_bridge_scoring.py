@@ -100,3 +100,57 @@ def test_grouped_completions_repeat_prompts(model_tok):
     s = score_completions(model, tok, ["ab", "b"], ["a", "b", "ab", "ba"])
     ref = [reference_logp(model, tok, p, c)[0] for p, c in [("ab", "a"), ("ab", "b"), ("b", "ab"), ("b", "ba")]]
     assert s.logps.tolist() == pytest.approx(ref, abs=1e-4)
+
+
+def test_repeated_rows_are_scored_once_and_copied_back(model_tok, monkeypatch):
+    """score_ids forwards each distinct (prompt, completion) pair once; every row still gets its own pair's
+    score, in row order (checked against the unpadded reference), and the forward pass sees only the distinct
+    pairs. With dropout active every row is forwarded (identical rows may then score differently)."""
+    import sharpsim.bridge._scoring as scoring
+    from sharpsim.bridge import pad_left, pad_right
+
+    model, tok = model_tok
+    prompts = ["ab", "b", "ab", "ab", "b", "a"]
+    comps = ["ba", "aab b", "ba", "a", "aab b", "ba"]
+    seen = []
+    real = scoring.completion_token_logps
+    monkeypatch.setattr(scoring, "completion_token_logps",
+                        lambda m, p, pm, c, cm: seen.append(c.shape[0]) or real(m, p, pm, c, cm))
+    p_ids, pm = pad_left([tok(p)["input_ids"] for p in prompts], tok.pad_token_id)
+    c_ids, cm = pad_right([tok(c, add_special_tokens=False)["input_ids"] for c in comps], tok.pad_token_id)
+    s = score_ids(model, p_ids, pm, c_ids, cm, batch_size=64)
+    assert seen == [4]  # ("ab","ba"), ("b","aab b"), ("ab","a"), ("a","ba")
+    for i, (p, c) in enumerate(zip(prompts, comps)):
+        assert float(s.logps[i]) == pytest.approx(reference_logp(model, tok, p, c)[0], abs=1e-4)
+    assert s.lengths.tolist() == [len(c) for c in comps]
+    seen.clear()
+    drop = torch.nn.Dropout(0.5)
+    model.add_module("_test_dropout", drop)
+    try:
+        model.train()
+        score_ids(model, p_ids, pm, c_ids, cm, batch_size=64)
+    finally:
+        model.eval()
+        del model._test_dropout
+    assert seen == [6]
+
+
+def test_training_logps_of_repeated_rows_have_the_same_gradient():
+    """sequence_logps forwards a distinct row once: values and gradients equal those of the row-by-row pass."""
+    from sharpsim.bridge._algorithms import _sequence_logps, sequence_logps
+
+    tok = char_tokenizer("ab ")
+    model = tiny_gpt2(tok, seed=2).train()
+    P = [[3, 4], [3, 4], [4], [3, 4], [4]]
+    C = [[4, 3, 1], [4, 3, 1], [3], [3], [3]]
+    weights = torch.tensor([0.3, -1.0, 2.0, 0.7, 1.1])
+    grads = []
+    for fn in (lambda: sequence_logps(model, P, C, 0), lambda: _sequence_logps(P, C, model, 0)):
+        model.zero_grad()
+        lp = fn()
+        (lp * weights).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        grads.append(lp.detach())
+    assert torch.allclose(grads[1], grads[3], atol=1e-6)
+    for a, b in zip(grads[0], grads[2]):
+        assert torch.allclose(a, b, atol=1e-5)

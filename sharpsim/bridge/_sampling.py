@@ -76,10 +76,11 @@ class Samples:
 
     def texts(self, tokenizer, *, skip_special_tokens: bool = True) -> list[str]:
         """Decoded completions (only the masked tokens, so padding never leaks in)."""
-        ids = self.completion_ids.cpu()
-        mask = self.completion_mask.cpu()
-        return [tokenizer.decode(ids[i][mask[i]].tolist(), skip_special_tokens=skip_special_tokens)
-                for i in range(ids.shape[0])]
+        ids = self.completion_ids.cpu().tolist()
+        mask = self.completion_mask.cpu().tolist()
+        rows = [tuple(t for t, m in zip(r, mr) if m) for r, mr in zip(ids, mask)]
+        text = {r: tokenizer.decode(list(r), skip_special_tokens=skip_special_tokens) for r in dict.fromkeys(rows)}
+        return [text[r] for r in rows]  # each distinct completion decoded once
 
     def select(self, rows: "torch.Tensor") -> "Samples":
         """A ``Samples`` with one completion per prompt: ``rows[i]`` in ``[0, N)`` picks prompt i's sample."""

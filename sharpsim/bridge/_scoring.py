@@ -14,6 +14,7 @@ Traps handled here (``design.md`` §5):
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Sequence
 
 from sharpsim._validation import check_count, check_prompts
@@ -35,6 +36,7 @@ __all__ = [
     "resolve_special_ids",
     "score_completions",
     "score_ids",
+    "stochastic_forward",
     "tokenize_prompts",
 ]
 
@@ -122,28 +124,31 @@ def resolve_special_ids(tokenizer, model=None) -> tuple[int, tuple[int, ...]]:
     return int(pad), tuple(eos)
 
 
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, device, left: bool):
+    """One ``torch.tensor`` call on Python lists padded in Python (a per-row ``as_tensor`` copy cost ~1 ms per
+    batch of 64 rows, a tenth of a tiny model's training step)."""
+    seqs = [s.tolist() if hasattr(s, "tolist") else list(s) for s in seqs]
+    width = max((len(s) for s in seqs), default=0)
+    if left:
+        ids = [[pad_id] * (width - len(s)) + s for s in seqs]
+        mask = [[False] * (width - len(s)) + [True] * len(s) for s in seqs]
+    else:
+        ids = [s + [pad_id] * (width - len(s)) for s in seqs]
+        mask = [[True] * len(s) + [False] * (width - len(s)) for s in seqs]
+    shape = (len(seqs), width)
+    ids_t = torch.tensor(ids, dtype=torch.long).reshape(shape)
+    mask_t = torch.tensor(mask, dtype=torch.bool).reshape(shape)
+    return ids_t.to(device), mask_t.to(device)
+
+
 def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
     """Left-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = True
-    return ids.to(device), mask.to(device)
+    return _pad(seqs, pad_id, device, left=True)
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
     """Right-pad lists of ids: returns ``(ids [B, L] long, mask [B, L] bool)``."""
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, : len(s)] = True
-    return ids.to(device), mask.to(device)
+    return _pad(seqs, pad_id, device, left=False)
 
 
 def completion_mask_from_ids(completion_ids, eos_ids: Sequence[int], valid=None):
@@ -172,7 +177,8 @@ def completion_mask_from_ids(completion_ids, eos_ids: Sequence[int], valid=None)
 def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
     """Token ids of each prompt text (no padding); raises on an empty list or an empty prompt."""
     prompts = check_prompts(prompts)
-    out = [list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
+    ids = {p: list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in dict.fromkeys(prompts)}
+    out = [list(ids[p]) for p in prompts]  # each distinct text tokenised once (prompts repeat N-fold in studies)
     for i, ids in enumerate(out):
         if not ids:
             raise ValueError(f"prompt {i} tokenizes to zero tokens; log π(c|p) needs at least one prompt token")
@@ -180,6 +186,25 @@ def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: b
 
 
 # --- the forward pass -------------------------------------------------------------------------------------
+
+
+_DROPOUTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def stochastic_forward(model) -> bool:
+    """Whether a forward pass of ``model`` in its current mode may differ between identical rows (active dropout)."""
+    if not model.training:
+        return False
+    drops = _DROPOUTS.get(model)
+    if drops is None:  # the module tree is walked once per model (a per-step walk cost ~2 ms on a tiny model)
+        drops = _DROPOUTS[model] = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    if any(m.p > 0 for m in drops):
+        return True
+    cfg = getattr(model, "config", None)
+    return any(float(getattr(cfg, k, 0.0) or 0.0) > 0 for k in ("attention_dropout", "hidden_dropout",
+                                                                  "dropout", "attn_pdrop", "resid_pdrop"))
+
+
 
 
 def _forward_completion_logits(model, input_ids, attention_mask, num_completion: int):
@@ -235,6 +260,27 @@ def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, compl
     return torch.nn.functional.pad(tok, (0, T - t_used))
 
 
+def _distinct_rows(model, prompt_ids, prompt_mask, completion_ids, completion_mask, group: int):
+    """``(todo, back)``: the first row of each distinct (prompt, completion) pair, in row order, and for every row
+    the position of its pair in ``todo`` (``back`` is ``None`` when every row is distinct or the forward pass is
+    stochastic). Samples from a peaked law repeat: a tiny model's 1,440 best-of-N rows hold a few dozen pairs."""
+    M, dev = completion_ids.shape[0], completion_ids.device
+    every = torch.arange(M, device=dev)
+    if M < 2 or stochastic_forward(model):
+        return every, None
+    p = prompt_ids.masked_fill(~prompt_mask.bool(), -1).repeat_interleave(group, 0)
+    c = completion_ids.masked_fill(~completion_mask.bool(), -1)
+    _, inverse = torch.unique(torch.cat([p, c], 1), dim=0, return_inverse=True)
+    U = int(inverse.max()) + 1
+    if U == M:
+        return every, None
+    first = torch.full((U,), M, dtype=torch.long, device=dev).scatter_reduce(0, inverse, every, "amin")
+    todo, order = first.sort()
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(U, device=dev)
+    return todo, rank[inverse].cpu()
+
+
 def score_ids(
     model,
     prompt_ids,
@@ -246,7 +292,8 @@ def score_ids(
     batch_size: int = 16,
     truncated=None,
 ) -> Scores:
-    """log π(c|p) on token ids, without gradients, in chunks of ``batch_size`` rows.
+    """log π(c|p) on token ids, without gradients, in chunks of ``batch_size`` rows (each distinct (prompt,
+    completion) pair is scored once and its score copied to its repeats, unless dropout is active).
 
     ``prompt_ids`` may have ``B`` rows for ``B·N`` completion rows grouped per prompt (rows ``i·N … i·N+N−1``,
     as ``generate(num_return_sequences=N)`` returns them): prompts are then repeated to match.
@@ -257,16 +304,19 @@ def score_ids(
     if M % max(B, 1) != 0:
         raise ValueError(f"{M} completion rows is not a multiple of {B} prompt rows")
     group = M // B if B else 1
+    todo, back = _distinct_rows(model, prompt_ids, prompt_mask, completion_ids, completion_mask, group)
     sums = []
     with torch.inference_mode(), bridge_threads(model, "scoring"):
-        for start in range(0, M, batch_size):
-            rows = torch.arange(start, min(start + batch_size, M), device=prompt_ids.device)
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start: start + batch_size]
             prow = rows // group
             tok = completion_token_logps(
                 model, prompt_ids[prow], prompt_mask[prow], completion_ids[rows], completion_mask[rows]
             )
             sums.append(tok.sum(-1).cpu())
     logps = torch.cat(sums) if sums else torch.zeros(0)
+    if back is not None:
+        logps = logps[back]
     lengths = completion_mask.long().sum(-1).cpu()
     values = logps / lengths.clamp(min=1) if normalize == "mean" else logps
     return Scores(values=values, logps=logps, lengths=lengths, normalize=normalize,

@@ -54,11 +54,12 @@ def _special(tok):
 
 def tiny_gpt2(tokenizer, *, n_embd: int = 32, n_layer: int = 2, n_head: int = 2, n_positions: int = 64,
               seed: int = 0):
-    """A randomly initialised GPT-2 (absolute position embeddings), float32, eval mode."""
+    """A randomly initialised GPT-2 (absolute position embeddings, eager attention), float32, eval mode."""
     eos, pad = _special(tokenizer)
     cfg = transformers.GPT2Config(
         vocab_size=len(tokenizer), n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_positions=n_positions,
         bos_token_id=eos, eos_token_id=eos, pad_token_id=pad, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        attn_implementation="eager",  # at these sizes SDPA's dispatch costs more than the matmuls it saves
     )
     torch.manual_seed(seed)
     return transformers.GPT2LMHeadModel(cfg).float().eval()

@@ -65,6 +65,9 @@ def _save(fig, out_dir, name) -> list:
 # ======================================================================================= bridge_tiny
 BON_NS = (1, 2, 4, 8)
 TINY_BETA_RLHF, TINY_BETA_XPO, TINY_SFT_N = 0.5, 1.0, 8
+#: Rows per ``generate`` call / scoring pass on the tiny model (one call per sampling step: its ~20k-parameter
+#: forward pass costs the same for 64 rows as for 2,048, so chunks of 64 only multiplied the per-call overhead).
+TINY_ROWS = 2048
 
 
 def tiny_settings(mode: str) -> list:
@@ -165,7 +168,8 @@ def tiny_run_setting(keys, setting: dict, mode: str) -> list:
     if part == "bon":
         N, R = int(setting["N"]), (60 if mode == "quick" else 300)
         prompts = [p for p in task.prompts for _ in range(R)]
-        res = best_of_n(model, tok, prompts, N, max_new_tokens=5, seed=seed)
+        res = best_of_n(model, tok, prompts, N, max_new_tokens=5, seed=seed, max_batch_rows=TINY_ROWS,
+                        score_batch_size=TINY_ROWS)
         q = res.samples.completion_ids.shape[0] // len(task.prompts)  # drawn and scored, per prompt
         for i, p in enumerate(task.prompts):
             pi = base[i].tolist()
@@ -182,7 +186,7 @@ def tiny_run_setting(keys, setting: dict, mode: str) -> list:
     if part == "sft":
         N = int(setting["N"])
         res = sft_sharpening(trained, tok, prompts, SFTConfig(
-            N=N, max_new_tokens=5, steps=300, batch_size=len(prompts), learning_rate=3e-3, lr_schedule="constant",
+            N=N, max_new_tokens=5, max_batch_rows=TINY_ROWS, steps=300, batch_size=len(prompts), learning_rate=3e-3, lr_schedule="constant",
             seed=seed, stop_tol=0.01, stop_window=10, stop_loss=1e-3))
         target = torch.tensor([bon_law(b.tolist(), N, 1 - float(b.sum())) for b in base], dtype=torch.float64)
     elif part.startswith("rlhf"):
@@ -190,7 +194,7 @@ def tiny_run_setting(keys, setting: dict, mode: str) -> list:
         loss = part.split("_", 1)[1]
         P = prompts * 3  # 72 pairs (quick), one pair per prompt copy
         res = rlhf_sharpening(trained, tok, P, RLHFConfig(
-            beta=beta, loss=loss, max_new_tokens=5, steps=400, batch_size=len(P), learning_rate=3e-3,
+            beta=beta, loss=loss, max_new_tokens=5, max_batch_rows=TINY_ROWS, steps=400, batch_size=len(P), learning_rate=3e-3,
             lr_schedule="constant", max_grad_norm=None, seed=seed, stop_tol=0.01, stop_window=10, stop_loss=1e-6))
         target = base ** (1 + 1 / beta)
         target = target / target.sum(1, keepdim=True)
@@ -198,7 +202,8 @@ def tiny_run_setting(keys, setting: dict, mode: str) -> list:
         beta = float(setting["beta"])
         res = xpo_sharpening(trained, tok, prompts, XPOConfig(
             beta=beta, alpha=0.01, num_iterations=6, prompts_per_iteration=6, steps_per_iteration=8,
-            batch_size=16, learning_rate=1e-3, max_new_tokens=5, seed=seed, selection_samples=4))
+            batch_size=16, learning_rate=1e-3, max_new_tokens=5, max_batch_rows=TINY_ROWS, seed=seed,
+            selection_samples=4))
         target = base ** (1 + 1 / beta)
         target = target / target.sum(1, keepdim=True)
     else:
