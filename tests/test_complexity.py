@@ -366,3 +366,14 @@ def test_reference_coverage_and_binned_counts():
     assert cov["p_tail"] == pytest.approx(scipy.stats.binom.sf(0, 3, 0.05))
     n, k = binned_counts([0.0, 0.5, 0.51, 1.0], [1, 0, 1, 1], [0.0, 0.5, 1.0])  # bins (a, b]: 1/2 falls left
     assert n.tolist() == [2, 2] and k.tolist() == [1.0, 2.0]
+
+
+def test_min_budget_clopper_pearson_by_hand():
+    # Budgets 10, 20, 40 (two designs at 20: the better one counts); ρ = 0.1 -> rate 0.9 first reached at 20 (19/20).
+    # Clopper–Pearson 95%: 19/20 has [0.751, 0.999] (upper ≥ 0.9, lower < 0.9); 40/40 has lower 0.912 ≥ 0.9.
+    from sharpsim.complexity import min_budget_clopper_pearson
+
+    m, lo, hi = min_budget_clopper_pearson([10, 20, 20, 40], [10, 12, 19, 40], [20, 20, 20, 40], 0.1)
+    assert (m, lo, hi) == (20, 20, 40)
+    assert min_budget_clopper_pearson([10], [1], [20], 0.1) == (math.inf, math.inf, math.inf)
+    assert min_budget_clopper_pearson([], [], [], 0.1) == (math.inf, math.inf, math.inf)
