@@ -54,6 +54,7 @@ __all__ = [
     "fit_loglog_slope_finite",
     "first_success",
     "success_from_first",
+    "min_budget_clopper_pearson",
 ]
 
 _METHODS = {"wilson": "wilson", "clopper-pearson": "exact"}
@@ -777,3 +778,24 @@ def fixed_vs_adaptive_budgets(n_grid: Any, N_grid: Any, fixed_success: Any, adap
 
     return {"fixed": (m_f, *band(boot[:, 0])), "adaptive": (m_a, *band(boot[:, 1])),
             "ratio": (m_f / m_a if m_a > 0 else math.nan, *band(ratio_b))}
+
+
+def min_budget_clopper_pearson(budgets: Any, successes: Any, trials: Any, rho: float, *, level: float = 0.95
+                               ) -> tuple[float, float, float]:
+    """m̂(ρ) on a grid of designs and its interval from the Clopper–Pearson crossing of 1 − ρ.
+
+    Design i costs ``budgets[i]`` queries and succeeded in ``successes[i]`` of ``trials[i]`` trials. At each budget
+    the best design counts (most successes, then most trials). Returns (m̂, lower, upper): the smallest budget whose
+    success rate reaches 1 − ρ, and the smallest whose Clopper–Pearson ``level`` interval's upper / lower end
+    reaches it (``inf`` where none does; all ``inf`` for an empty grid).
+    """
+    best: dict = {}
+    for q, k, T in zip(np.asarray(budgets).tolist(), np.asarray(successes).tolist(), np.asarray(trials).tolist()):
+        best[q] = max(best.get(q, (-1, 0)), (int(k), int(T)))
+    if not best:
+        return math.inf, math.inf, math.inf
+    qs = sorted(best)
+    k, T = (np.array(a) for a in zip(*(best[q] for q in qs)))
+    lo, hi = clopper_pearson(k, T, level=level)
+    first = lambda ok: next((q for q, good in zip(qs, ok) if good), math.inf)  # noqa: E731
+    return first(k / T >= 1 - rho), first(np.asarray(hi) >= 1 - rho), first(np.asarray(lo) >= 1 - rho)

@@ -46,8 +46,8 @@ from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.policies import TabularPolicy
 from sharpsim.power import power_policy
 
-__all__ = ["MEMORIES", "IteratedRun", "exact_iterated_sft", "exact_iterated_rlhf", "exact_accumulated_sft",
-           "iterated_sft", "iterated_rlhf", "trajectory_stats", "expected_heterozygosity",
+__all__ = ["MEMORIES", "IteratedRun", "exact_iterated_sft", "exact_iterated_rlhf", "exact_accumulated_sft", "exact_rlhf_rounds",
+           "iterated_sft", "iterated_rlhf", "one_shot_rlhf_sweep", "trajectory_stats", "expected_heterozygosity",
            "mode_probability", "one_shot_sft_sweep", "target_mass"]
 
 #: Training-set rules: a round's own samples only, or every sample so far.
@@ -108,6 +108,22 @@ def exact_accumulated_sft(pi: PolicyLike, K: int, N: int) -> Float[Array, "K1 X 
 
     _, traj = jax.lax.scan(step, (p0, jnp.zeros_like(p0)), jnp.arange(1, K + 1, dtype=p0.dtype))
     return jnp.log(jnp.concatenate([p0[None], traj]))
+
+
+def exact_rlhf_rounds(pi: PolicyLike, beta: float, delta: float, max_rounds: int = 64) -> int:
+    """The fewest rounds k of :func:`exact_iterated_rlhf` after which π_base^{(1+1/β)^k} puts more than 1 − δ on
+    y*(x) (the argmax set of π_base) at every prompt; computed in float64 with NumPy. ``ValueError`` if more than
+    ``max_rounds`` would be needed."""
+    check_positive(beta, "beta")
+    check_positive(delta, "delta")
+    lp = np.log(np.asarray(as_policy(pi).probs, np.float64))
+    top = lp >= lp.max(-1, keepdims=True)
+    for k in range(1, int(max_rounds) + 1):
+        e = np.where(lp > -np.inf, (1.0 + 1.0 / beta) ** k * lp, -np.inf)
+        mass = np.exp(np.logaddexp.reduce(np.where(top, e, -np.inf), -1) - np.logaddexp.reduce(e, -1))
+        if np.all(mass > 1 - delta):
+            return k
+    raise ValueError(f"more than {max_rounds} rounds are needed to put 1 - delta = {1 - delta} on the argmax.")
 
 
 # ------------------------------------------------------------------------------------------ sampled rounds
@@ -217,6 +233,28 @@ def one_shot_sft_sweep(key: PRNGKeyArray, pi_base: PolicyLike, n_grid, N_grid,
         return cls.mle(count_table(X, Y, prompts, picks[:, h], (rep < n).astype(pi_base.log_probs.dtype))).log_probs
 
     return jax.vmap(lambda n: jax.vmap(lambda h: at(n, h))(jnp.arange(len(N_grid))))(jnp.asarray(n_grid, jnp.int32))
+
+
+def one_shot_rlhf_sweep(key: PRNGKeyArray, pi_base: PolicyLike, n_grid, exponents) -> Float[Array, "G H X Y"]:
+    """One-shot Eq. 8 (Theorem 4.2's algorithm, exact tabular minimiser) in the stratified design of
+    :func:`iterated_rlhf`, at every n of ``n_grid`` and every 1 + 1/β of ``exponents`` from ONE draw of n_max pairs
+    per prompt (prefix-coupled): log π̂ ∝ (1 + 1/β)·log π_base on the responses seen in the first n pairs, 0 elsewhere.
+    With exponent (1 + 1/β)^k it has the exact target of k rounds of :func:`iterated_rlhf` at β, for 2n queries."""
+    n_grid = tuple(check_positive_int(v, "n_grid entry") for v in n_grid)
+    for v in exponents:
+        check_positive(v, "exponent")
+    pi_base = as_policy(pi_base, "pi_base")
+    exps = jnp.asarray(exponents, pi_base.log_probs.dtype)
+    X, Y = pi_base.log_probs.shape
+    n_max = max(n_grid)
+    ys, _ = _draw(key, pi_base.log_probs, jnp.full((X,), 1.0 / X, pi_base.log_probs.dtype), n_max, 2)
+    prompts, rep = _round_prompts(X, n_max), jnp.tile(jnp.arange(n_max), X)
+
+    def at(n):
+        seen = jnp.zeros((X, Y), bool).at[prompts, ys[:, 0]].max(rep < n).at[prompts, ys[:, 1]].max(rep < n)
+        return jax.vmap(lambda a: jax.nn.log_softmax(jnp.where(seen, a * pi_base.log_probs, -jnp.inf), -1))(exps)
+
+    return jax.vmap(at)(jnp.asarray(n_grid, jnp.int32))
 
 
 # ------------------------------------------------------------------------------------------ statistics

@@ -28,7 +28,7 @@ from sharpsim.passk import pass_at_k_curve, pass_at_k_plugin, pass_at_k_unbiased
 from sharpsim.policies import TabularPolicy
 from sharpsim.policies._tabular import inverse_cdf_sample
 from sharpsim.power import power_policy
-from sharpsim.runner import Check, Experiment, rows_where
+from sharpsim.runner import Check, Experiment
 
 X, Y, A = 32, 16, 4
 KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -120,11 +120,6 @@ def run_setting(keys, setting: dict, mode: str) -> list:
     return rows
 
 
-def _values(rows, family, method, k, metric):
-    sub = rows_where(rows, family=family, method=method, k=k, metric=metric)
-    return np.array([r["value"] for r in sorted(sub, key=lambda r: r["trial"])])
-
-
 def _interval(d):
     se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
     return float(np.mean(d)), float(np.mean(d)) - Z * se, float(np.mean(d)) + Z * se
@@ -133,13 +128,17 @@ def _interval(d):
 def analyze(rows: list, mode: str) -> dict:
     out, checks = {"curves": {}}, []
     kmax = KS[-1]
+    tab = {}  # {(family, method, k, metric): values in trial order}, one pass over the rows
+    for r in sorted(rows, key=lambda r: r["trial"]):
+        tab.setdefault((r["family"], r["method"], int(r["k"]), r["metric"]), []).append(r["value"])
+    V = lambda *key: np.asarray(tab.get(key, []), float)  # noqa: E731
     fams = sorted({r["family"] for r in rows})
     for fam in fams:
-        out["curves"][fam] = {m: dict(exact=[float(np.mean(_values(rows, fam, m, k, "pass_exact"))) for k in KS],
-                                      estimate=[_interval(_values(rows, fam, m, k, "pass_estimate")) for k in KS])
+        out["curves"][fam] = {m: dict(exact=[float(np.mean(V(fam, m, k, "pass_exact"))) for k in KS],
+                                      estimate=[_interval(V(fam, m, k, "pass_estimate")) for k in KS])
                               for m in METHODS}
     out["ks"] = list(KS)
-    delta = {(fam, m, k): _values(rows, fam, m, k, "pass_exact") - _values(rows, fam, "base", k, "pass_exact")
+    delta = {(fam, m, k): V(fam, m, k, "pass_exact") - V(fam, "base", k, "pass_exact")
              for fam in fams for m in METHODS for k in (1, kmax)}
     if "shrink" in fams:
         # exact sharpening: no noise in the computation, so every trial must show both effects
@@ -165,14 +164,14 @@ def analyze(rows: list, mode: str) -> dict:
                         f"[{dk[m][1]:+.3f}, {dk[m][2]:+.3f}]" for m in pg)).as_dict())
     if "control" in fams:
         movers = [m for m in METHODS if m not in ("base", TRAP)]
-        worst = min(float(np.min(_values(rows, "control", m, k, "pass_exact") - _values(rows, "control", "base", k,
+        worst = min(float(np.min(V("control", m, k, "pass_exact") - V("control", "base", k,
                                                                                            "pass_exact")))
                     for m in movers for k in KS)
         checks.append(Check("control tasks (all correct responses likely): pass@k never below the base", 0.0, worst,
                             -1e-4, math.inf, "consistent" if worst >= -1e-4 else "inconsistent",
                             f"smallest pass@k − base over methods, k ∈ {list(KS)} and trials (exact; float32 "
                             "tolerance 1e-4).").as_dict())
-    trap_tv = max(float(np.max(_values(rows, f, TRAP, 0, "tv_from_base"))) for f in fams)
+    trap_tv = max(float(np.max(V(f, TRAP, 0, "tv_from_base"))) for f in fams)
     checks.append(Check(
         "GRPO with self-certainty on one-step (tabular) policies: the group-normalisation trap", 0.0, trap_tv, 0.0,
         1e-4, "finding: self-certainty is constant within a group on a one-step policy, so GRPO's advantages are 0 "
@@ -184,8 +183,8 @@ def analyze(rows: list, mode: str) -> dict:
     z = float(__import__("scipy").stats.norm.isf(0.005 / len(cells)))
     bad, worst_z = [], 0.0
     for f, m, k in cells:
-        d = _values(rows, f, m, k, "pass_estimate") - _values(rows, f, m, k, "pass_exact")
-        se = math.sqrt(float(np.sum(_values(rows, f, m, k, "estimate_var"))))  # exact s.d. of Σ_trials estimate
+        d = V(f, m, k, "pass_estimate") - V(f, m, k, "pass_exact")
+        se = math.sqrt(float(np.sum(V(f, m, k, "estimate_var"))))  # exact s.d. of Σ_trials estimate
         zz = max(abs(float(np.sum(d))) - ROUNDING * len(d), 0.0) / max(se, 1e-12)
         worst_z = max(worst_z, zz)
         if zz > z:

@@ -431,3 +431,14 @@ def test_fit_loglog_slope_finite_drops_unusable_points_and_widens_intervals():
     np.testing.assert_array_equal(used, finite_interval_mask(y, lo, hi))
     assert fit is not None and abs(fit.slope - 2.0) < 1e-9 and fit.x.tolist() == [1.0, 16.0, 32.0]
     assert fit_loglog_slope_finite(x, y, lo, hi, min_points=4)[0] is None
+
+
+def test_min_budget_clopper_pearson_by_hand():
+    # Budgets 10, 20, 40 (two designs at 20: the better one counts); ρ = 0.1 -> rate 0.9 first reached at 20 (19/20).
+    # Clopper–Pearson 95%: 19/20 has [0.751, 0.999] (upper ≥ 0.9, lower < 0.9); 40/40 has lower 0.912 ≥ 0.9.
+    from sharpsim.complexity import min_budget_clopper_pearson
+
+    m, lo, hi = min_budget_clopper_pearson([10, 20, 20, 40], [10, 12, 19, 40], [20, 20, 20, 40], 0.1)
+    assert (m, lo, hi) == (20, 20, 40)
+    assert min_budget_clopper_pearson([10], [1], [20], 0.1) == (math.inf, math.inf, math.inf)
+    assert min_budget_clopper_pearson([], [], [], 0.1) == (math.inf, math.inf, math.inf)

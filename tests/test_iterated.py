@@ -105,6 +105,34 @@ def test_one_rlhf_round_is_the_library_eq8_minimiser_on_the_same_draws():
     np.testing.assert_allclose(np.asarray(run.log_probs[1]), np.asarray(want), rtol=1e-5)
 
 
+def test_one_shot_rlhf_sweep_is_round_one_of_the_loop_and_the_exact_power_when_all_is_seen():
+    # Catches: a sweep whose n-prefix or seen set differs from iterated_rlhf's design (round 1 of the loop is one
+    # Eq. 8 round at β on the same draws), or an exponent applied to the wrong table. With every response seen
+    # (n = 4096 pairs: an unseen response has probability ≤ X·Y·(1 − 0.05)^8192 < 1e-30) the sweep at exponent
+    # (1 + 1/β)^k must equal the numpy power p^{(1+1/β)^k}: the exact target of k rounds, from ONE round.
+    beta, key = 1.0, jax.random.key(5)
+    for n in (1, 3):
+        loop = it.iterated_rlhf(key, P, K=1, n=n, beta=beta)
+        sweep = it.one_shot_rlhf_sweep(jax.random.split(key, 1)[0], P, (n,), (1 + 1 / beta,))
+        np.testing.assert_allclose(np.exp(np.asarray(sweep[0, 0])), np.exp(np.asarray(loop.log_probs[1])), atol=1e-6)
+    sweep = np.exp(np.asarray(it.one_shot_rlhf_sweep(key, P, (1, 4096), (2.0, 8.0)), np.float64))
+    for h, e in enumerate((2.0, 8.0)):
+        w = P**e
+        np.testing.assert_allclose(sweep[1, h], w / w.sum(1, keepdims=True), rtol=2e-4, atol=1e-6)
+    assert np.all(np.sum(sweep[0, 0] > 0, axis=1) <= 2)  # n = 1: one pair, at most two responses kept
+
+
+def test_exact_rlhf_rounds_by_hand():
+    # p = (0.5, 0.3, 0.2), β = 1: p^2 -> 0.25/0.38 = 0.658; p^4 -> 0.0625/0.0722 = 0.866; p^8 -> 0.9834.
+    p = np.array([[0.5, 0.3, 0.2]])
+    assert it.exact_rlhf_rounds(p, 1.0, 0.5) == 1
+    assert it.exact_rlhf_rounds(p, 1.0, 0.2) == 2
+    assert it.exact_rlhf_rounds(p, 1.0, 0.1) == 3
+    assert it.exact_rlhf_rounds(np.vstack([p, [[0.2, 0.3, 0.5]]]), 1.0, 0.1) == 3  # every prompt must be sharp
+    with pytest.raises(ValueError, match="rounds"):
+        it.exact_rlhf_rounds(np.array([[0.5, 0.5 - 1e-7, 1e-7]]), 1.0, 0.1, max_rounds=4)
+
+
 @pytest.mark.parametrize("memory", it.MEMORIES)
 def test_plain_self_training_matches_the_exact_collapse_laws(memory):
     # Catches: accumulate implemented as replace (E[H_K] would follow (1 − 1/n)^K, 0.42 here, not 0.85 of

@@ -28,7 +28,8 @@ def _least_likely(x, responses, log_probs):  # a self-reward that picks the leas
 
 def test_registered_with_named_settings():
     assert {"iterated_sharpening", "self_training_collapse"} <= set(sharpsim_experiments.REGISTRY)
-    assert {s["part"] for s in IS.settings("quick")} == {"queries", "lockin"}
+    assert {s["part"] for s in IS.settings("quick")} == {"queries", "lockin", "eq8"}
+    assert [s["part"] for s in IS.settings("quick")][:7] == ["queries"] * 5 + ["lockin"] * 2  # eq8 appended: old keys kept
     assert {(s["memory"], s["N"]) for s in SC.settings("quick")} == {(m, N) for m in ("replace", "accumulate")
                                                                      for N in (1, 4)}
 
@@ -73,3 +74,16 @@ def test_collapse_checks_pass_and_turn_red_when_accumulate_replaces(monkeypatch)
     assert bad[next(q for q in bad if q.startswith("[N=1/accumulate] E[H_K]"))] == "inconsistent"
     assert bad[next(q for q in bad if q.startswith("[control"))] == "inconsistent"
     assert bad[next(q for q in bad if q.startswith("[N=1/replace] E[H_K]"))] == "consistent"
+
+
+@pytest.mark.slow  # ~20 s on a loaded 2-core machine: compiles the Eq. 8 sweep
+def test_eq8_arm_never_beats_one_round_at_the_matching_beta():
+    # One Eq. 8 round at 1 + 1/β = 2^k has the exact target of k rounds at β = 1 and succeeds whenever y* is among
+    # its pairs, which the loop also needs: k rounds may cost more, never (significantly) less. Catches: rounds
+    # counted as one (queries not × k), or a loop that keeps π_base as its reference.
+    e8 = [s for s in IS.settings("quick") if s["part"] == "eq8"]
+    summary = IS.analyze(_rows(IS, e8, 64), "quick")
+    kinds = _kinds(summary, "[eq8]")
+    assert list(kinds.values()) == ["consistent"], kinds
+    for p in summary["points"]:
+        assert p["eq8_iterated"][0] >= p["eq8_one_shot"][0], p

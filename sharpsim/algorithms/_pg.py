@@ -35,6 +35,20 @@ unbiased estimate of ∇J; ``"k3"`` adds β·(π_base/π − log(π_base/π) −
 *reverse* KL, so its fixed point is not π_base^{1+1/β} (docs/algorithms.md). β and the learning rate are
 traced arguments (vmap over them without recompiling).
 
+The k3 fixed point (tabular, REINFORCE/RLOO, reward r). With ρ = π_base/π the per-token term's gradient is
+(1 − ρ(y))·∇log π(y), so E_{y~π}[·] = −Σ_y π_base(y)∇log π(y) = ∇ KL(π_base ‖ π), while E[−A ∇log π] = −∇E_π[r].
+The expected loss gradient is that of −F(π) with F(π) = Σ_y π(y) r(y) − β·KL(π_base ‖ π), concave on the simplex;
+on the logits, ∂F/∂θ_y = π(y)(r(y) − E_π r) − β(π(y) − π_base(y)). Setting it to zero (the stationarity condition of
+the Lagrangian r(y) + β π_base(y)/π(y) = λ) gives, per prompt,
+
+    π_k3(y|x) = β·π_base(y|x) / (λ_x − r(x, y)),   λ_x > max_y r(x, y) the unique root of Σ_y β π_base(y|x)/(λ_x − r(x, y)) = 1
+
+(λ_x = β + E_{π_k3} r). For r = log π_base this is π_base(y)/(λ − log π_base(y)) up to normalisation: a tail that
+falls only logarithmically faster than π_base's, not π_base^{1+1/β}; both tend to the argmax as β → 0.
+tests/test_pg.py runs RLOO with ``kl="k3"`` to it (and away from π_base^{1+1/β}, 0.1 apart in TV there). Under
+``grpo``/``bnpo`` the std scaling of the advantages changes the balance against the k3 term, so this closed form is
+for the unscaled advantages only.
+
 Exact dynamics (tabular): :func:`pg_expected_update` is the expected REINFORCE/RLOO step on the logits with KL
 in the reward, Σ_x μ(x)·π(y|x)(r̃(y) − E_π r̃) with r̃ = r − β log(π/π_base) — the mean of the sampled update
 for every group size (the leave-one-out baseline does not depend on y_i). Its fixed point for r = log π_base
@@ -199,7 +213,8 @@ def pg_sharpening(key, oracle, cls, config: PGConfig, reward: Callable, *, beta=
     ``reward(x, responses, base_log_probs, policy) -> [G]`` (see :func:`pg_reward`); ``beta`` ≥ 0 and
     ``learning_rate`` > 0 may be traced. Pure and jit/vmap-able over keys, β and the learning rate; queries:
     ``config.num_queries`` evaluate queries. Exact optimum (tabular, r = log π_base, ``kl="reward"``, β > 0):
-    π_base^{1+1/β}; β = 0: the argmax of r (tests/test_pg.py). ``_center=False`` drops the group baseline
+    π_base^{1+1/β}; β = 0: the argmax of r; ``kl="k3"`` with ``reinforce``/``rloo``: π_k3 ∝ β π_base/(λ − r), the
+reverse-KL optimum of the module docstring (tests/test_pg.py). ``_center=False`` drops the group baseline
     (a deliberately broken variant: the tests and the ``passk_shrinkage`` checks show it caught).
     """
     if not is_gradient_class(cls):
