@@ -23,7 +23,7 @@ def _kinds(summary, tag):
 
 
 def _least_likely(x, responses, log_probs):  # a self-reward that picks the least likely draw
-    return -rewards.log_prob(x, responses, log_probs)
+    return -rewards.logprob_reward(x, responses, log_probs)
 
 
 def test_registered_with_named_settings():
