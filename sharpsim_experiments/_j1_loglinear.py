@@ -21,207 +21,144 @@ solves cheap (d ≤ 10):
 * The SFT MLE (concave in θ) is maximised by safeguarded Newton steps in the same ball solver (each step takes the
   better of the Newton step and the majorising gradient step, so the likelihood never decreases).
 
+Implementation: NumPy, batched over trials and α points (float64). The library's sweeps on this class compile
+for ≈ 40 CPU-s (its oracle sampler alone ≈ 6 s per call site, measured), five times the quick budget of this arm;
+NumPy needs no compile. Draws come from π_base's table (an inverse-CDF draw per query, seeded per trial from the
+runner's trial key), rewards are the table's log π_base, and queries are counted as in the finite arms (2T + 2E,
+2n, n·N): the arms see π_base only through these draws and evaluations; scoring uses π*'s argmax y*.
+
 Parameters (Theorem J.3's hypotheses, stated per d): φ(x, y) = y ∈ S^{d−1} (‖φ‖ = 1), π_zero uniform, θ* = y*
 (‖θ*‖ = 1); γ_margin = the instance's own margin expm1(1 − max_{y≠y*}⟨y, y*⟩) (≥ expm1(1/32) by the packing);
 β = γ_margin/(2 log(2|Y|/δ)) (the theorem's β); B = 1.5/β, the smallest B with ‖θ*‖ ≤ γ_margin B/(3 log(2|Y|/δ));
-α(T) = :func:`bounds.loglinear_alpha` (Theorem J.3's recipe with c = 1, T clamped to ≥ 2). Responses are padded
-to the finite arms' |Y| and the dimension to d_max (zero features, −∞ base weight on padded responses), and β, B
-are traced, so every d shares one compile per arm.
+α(T) = :func:`bounds.loglinear_alpha` (Theorem J.3's recipe with c = 1, T clamped to ≥ 2). One prompt.
 """
+
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import bounds
 from sharpsim import instances
-from sharpsim.algorithms import XPOConfig, sft_sharpening_sweep, xpo_sharpening_sweep
-from sharpsim.classes import _GradientFits
-from sharpsim.metrics import SharpnessEvaluation
-from sharpsim.policies import TabularPolicy
 
 CLASS = "loglinear_j3"
 ARMS = ("sft", "xpo", "xpo_alpha0", "offline_eq8")
 SFT_PROMPTS = (1, 2, 4)
-_BISECT = 40
+MM_STEPS, NEWTON_STEPS, BISECT = 12, 15, 32
+
+
+# ==================================================================================== solvers (batched)
+def ball_solve(q, V, l, B):
+    """argmin_{‖θ‖₂ ≤ B} θᵀQθ + lᵀθ with Q = V diag(q) Vᵀ PSD, batched over the leading axis ([M, d] / [M, d, d]).
+
+    Trust-region subproblem: λ = 0 when the minimum-norm unconstrained minimiser lies in the ball, else
+    ‖θ(λ)‖ = B by bisection in log λ; directions with q ≈ 0 and no linear pull get 0 (minimum-norm rule)."""
+    lt = np.einsum("mde,md->me", V, l)
+    q = np.maximum(q, 0.0)
+    lnorm = np.linalg.norm(l, axis=-1, keepdims=True)
+    flat = q <= 1e-10 * (1.0 + q.max(axis=-1, keepdims=True))
+    free = flat & (np.abs(lt) <= 1e-10 * (1.0 + lnorm))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        th0 = np.where(flat, 0.0, -lt / (2.0 * np.where(flat, 1.0, q)))
+    inside = ~np.any(flat & ~free, axis=-1) & (np.linalg.norm(th0, axis=-1) <= B)
+    hi = np.log(np.maximum(lnorm[:, 0] / (2.0 * B), 1e-300) * 2.0)
+    lo = hi - 60.0
+    den_q = np.where(free, 1.0, q)
+    for _ in range(BISECT):
+        mid = 0.5 * (lo + hi)
+        c = np.where(free, 0.0, -lt / (2.0 * (den_q + np.exp(mid)[:, None])))
+        big = np.linalg.norm(c, axis=-1) > B
+        lo, hi = np.where(big, mid, lo), np.where(big, hi, mid)
+    c = np.where(free, 0.0, -lt / (2.0 * (den_q + np.exp(hi)[:, None])))
+    theta = np.einsum("mde,me->md", V, np.where(inside[:, None], th0, c))
+    return theta * np.minimum(1.0, B / np.maximum(np.linalg.norm(theta, axis=-1, keepdims=True), 1e-300))
 
 
 def ball_quadratic_min(Q, l, B):
-    """argmin_{‖θ‖₂ ≤ B} θᵀQθ + lᵀθ for symmetric PSD Q (trust-region subproblem, exact up to a 40-step bisection in
-    log λ). Directions with Q ≈ 0 and no linear pull get 0 (the minimum-norm minimiser)."""
-    q, V = jnp.linalg.eigh(Q)
-    return _ball_solve(q, V, l, B)
+    """:func:`ball_solve` from Q itself ([M, d, d])."""
+    q, V = np.linalg.eigh(Q)
+    return ball_solve(q, V, l, B)
 
 
-def _ball_solve(q, V, l, B):
-    dt = l.dtype
-    lt = V.T @ l
-    q = jnp.maximum(q, 0.0)
-    lnorm = jnp.linalg.norm(l)
-    flat = q <= 1e-10 * (1.0 + jnp.max(q))
-    free = flat & (jnp.abs(lt) <= 1e-10 * (1.0 + lnorm))  # not identified and not pulled: 0
-
-    def coords(lam):
-        return jnp.where(free, 0.0, -lt / (2.0 * jnp.where(free, 1.0, q + lam)))
-
-    th0 = jnp.where(flat, 0.0, -lt / (2.0 * jnp.where(flat, 1.0, q)))
-    inside = ~jnp.any(flat & ~free) & (jnp.linalg.norm(th0) <= B)
-    hi = jnp.log(jnp.maximum(lnorm / (2.0 * B), jnp.finfo(dt).tiny) * 2.0)  # ‖θ(e^hi)‖ ≤ B
-    lo = hi - 60.0
-
-    def bisect(_, lh):
-        lo, hi = lh
-        mid = 0.5 * (lo + hi)
-        big = jnp.linalg.norm(coords(jnp.exp(mid))) > B
-        return jnp.where(big, mid, lo), jnp.where(big, hi, mid)
-
-    _, hi = jax.lax.fori_loop(0, _BISECT, bisect, (lo, hi))
-    theta = V @ jnp.where(inside, th0, coords(jnp.exp(hi)))
-    return theta * jnp.minimum(1.0, B / jnp.maximum(jnp.linalg.norm(theta), jnp.finfo(dt).tiny))
+def log_table(F, theta):
+    """log π_θ(y) = ⟨y, θ⟩ − log Σ exp (π_zero uniform cancels), [M, Y]."""
+    z = theta @ F.T
+    z -= z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class BallLogLinear(_GradientFits):
-    """Π_{φ,B} (Definition J.3) with exact ball-constrained fits: Eq. 8 in closed form (:meth:`fit_pairs`), the
-    MLE by safeguarded Newton (:meth:`fit_counts`, so the one-draw SFT sweep applies), XPO rounds by MM
-    (:meth:`xpo_rounds`). ``log_zero`` is log π_zero: a constant on real responses, −∞ on padding. ``norm_bound``
-    is traced (one compile for every B)."""
+def draw(rng_u, logp):
+    """Inverse-CDF draws: one per row of ``logp`` [M, Y] from uniforms ``rng_u`` [M]."""
+    cdf = np.cumsum(np.exp(logp), axis=-1)
+    idx = (cdf < (rng_u * cdf[:, -1])[:, None]).sum(axis=-1)
+    return np.minimum(idx, logp.shape[-1] - 1)
 
-    features: jax.Array  # [X, Y, d]
-    log_zero: jax.Array  # [X, Y]
-    norm_bound: jax.Array  # scalar
-    mm_steps: int = dataclasses.field(default=12, metadata=dict(static=True))
-    newton_steps: int = dataclasses.field(default=25, metadata=dict(static=True))
 
-    exact_mle = True  # up to solver tolerance (Newton, monotone)
-    closed_form_eq8 = True
-    log_class_size = None
+def eq8_fit(F, beta, B, y, yp, r_y, r_yp, w):
+    """Eq. 8's minimum-norm minimiser over the ball, batched: pairs [M, n] with weights w [M, n]."""
+    dphi = F[y] - F[yp]
+    s = (1.0 + beta) * (r_y - r_yp) / beta
+    A = np.einsum("mi,mid,mie->mde", w, dphi, dphi)
+    return ball_quadratic_min(beta**2 * A, -2.0 * beta**2 * np.einsum("mi,mid->md", w * s, dphi), B)
 
-    def log_covering_number(self, eps: float) -> float:
-        """Lemma J.4: log (6B/ε)^d (B concrete)."""
-        return self.features.shape[2] * math.log(max(6.0 * float(self.norm_bound) / eps, 1.0))
 
-    @property
-    def num_prompts(self) -> int:
-        return self.features.shape[0]
+def mle_fit(F, B, counts):
+    """argmax Σ_y c(y) log π_θ(y) over the ball, batched over count rows [M, Y]: Newton steps in the ball solver,
+    each safeguarded by the majorising projected gradient step (Cov_θ(φ) ≼ I), so the likelihood never drops."""
+    n = counts.sum(axis=-1)
+    cphi = counts @ F
+    d = F.shape[1]
+    nll = lambda th: -(counts * log_table(F, th)).sum(axis=-1)  # noqa: E731
+    th = np.zeros((counts.shape[0], d))
+    for _ in range(NEWTON_STEPS):
+        p = np.exp(log_table(F, th))
+        m = p @ F
+        g = n[:, None] * m - cphi
+        H = n[:, None, None] * (np.einsum("my,yd,ye->mde", p, F, F) - np.einsum("md,me->mde", m, m))
+        H += 1e-8 * n[:, None, None] * np.eye(d)
+        newton = ball_quadratic_min(0.5 * H, g - np.einsum("mde,me->md", H, th), B)
+        grad = th - g / n[:, None]
+        grad *= np.minimum(1.0, B / np.maximum(np.linalg.norm(grad, axis=-1, keepdims=True), 1e-300))
+        th = np.where((nll(newton) <= nll(grad))[:, None], newton, grad)
+    return th
 
-    @property
-    def num_responses(self) -> int:
-        return self.features.shape[1]
 
-    def init_params(self):
-        return jnp.zeros(self.features.shape[2], self.features.dtype)
+def xpo_trajectories(rngs, F, logp_base, beta, B, alpha, T, *, sign=1.0):
+    """Algorithm 1 for T rounds on the log-linear class, batched over M = K·P (trial, α) instances.
 
-    def table(self, theta):
-        return jax.nn.log_softmax(self.features @ theta + self.log_zero, axis=-1)
-
-    def log_prob(self, theta, x, y):
-        return self.table(theta)[x, y]
-
-    def project(self, theta):
-        return theta * jnp.minimum(1.0, self.norm_bound / jnp.maximum(jnp.linalg.norm(theta), 1e-300))
-
-    def member(self, theta) -> TabularPolicy:
-        return TabularPolicy(log_probs=self.table(theta))
-
-    def _mean_features(self, theta):  # E_{π_θ(·|x)} φ(x, ·), [X, d]
-        return jnp.einsum("xy,xyd->xd", jnp.exp(self.table(theta)), self.features)
-
-    # ---------------------------------------------------------------- Eq. 8 (closed form)
-    def eq8_fit(self, x, y, yp, r_y, r_yp, beta, w):
-        """Eq. 8's minimum-norm minimiser over the ball on the pairs with weight w (0/1 prefix masks)."""
-        dphi = self.features[x, y] - self.features[x, yp]
-        s = (1.0 + beta) * (r_y - r_yp) / beta
-        A = jnp.einsum("i,id,ie->de", w, dphi, dphi)
-        return ball_quadratic_min(beta**2 * A, -2.0 * beta**2 * (w * s) @ dphi, self.norm_bound)
-
-    def fit_pairs(self, pair_loss, x, y, yp, *, tie_key=None, tie_break="first", fit=None, eq8=None):
-        """Eq. 8 (``eq8 = (β, r_y, r_y')``, exact rewards) in closed form; otherwise projected optax steps."""
-        if eq8 is None:
-            return super().fit_pairs(pair_loss, x, y, yp, fit=fit)
-        beta, r_y, r_yp = eq8
-        theta = self.eq8_fit(x, y, yp, r_y, r_yp, beta, jnp.ones(jnp.shape(x), r_y.dtype))
-        return self.member(theta), theta, {"nonfinite_step": jnp.asarray(-1, jnp.int32)}
-
-    # ---------------------------------------------------------------- MLE (SFT)
-    def fit_counts(self, counts):
-        """argmax Σ c(x,y) log π_θ(y|x) over the ball: Newton steps safeguarded by the majorising gradient step."""
-        c = counts.astype(self.features.dtype)
-        nx = c.sum(axis=1)
-        n = jnp.maximum(nx.sum(), 1e-300)
-        cphi = jnp.einsum("xy,xyd->d", c, self.features)
-        dim = self.features.shape[2]
-
-        def nll(th):
-            return -jnp.sum(c * jnp.where(c > 0, self.table(th), 0.0))
-
-        def step(_, th):
-            p = jnp.exp(self.table(th))
-            m = jnp.einsum("xy,xyd->xd", p, self.features)
-            g = nx @ m - cphi
-            H = jnp.einsum("x,xy,xyd,xye->de", nx, p, self.features, self.features) - jnp.einsum("x,xd,xe->de", nx, m, m)
-            H = H + 1e-8 * n * jnp.eye(dim, dtype=th.dtype)
-            newton = ball_quadratic_min(0.5 * H, g - H @ th, self.norm_bound)
-            grad = self.project(th - g / n)  # minimiser of the majoriser (Cov ≼ I) over the ball
-            return jnp.where(nll(newton) <= nll(grad), newton, grad)
-
-        theta = jax.lax.fori_loop(0, self.newton_steps, step, self.init_params())
-        return self.member(theta), theta
-
-    # ---------------------------------------------------------------- XPO rounds (MM)
-    def xpo_rounds(self, objective, first, next_triple, round_keys, ts, *, T, tie_key=None, tie_break="first",
-                   fit=None, steps=10):
-        """Rounds 1..T of Algorithm 1 with the round objective minimised by ``mm_steps`` MM steps (warm start)."""
-        del tie_key, tie_break, fit, steps
-        hp = objective.hp
-        beta, alpha, sign = hp["beta"], hp["alpha"], hp["sign"]
-        F, dim, dt = self.features, self.features.shape[2], self.features.dtype
-
-        def add(stats, trip):
-            x, y, yt, r, rt, n, nt = trip
-            dphi = F[x, y] - F[x, yt]
-            s = ((1.0 + beta) * (r - rt) + (n - nt)) / beta
-            A, b, ss, u, cx = stats
-            return (A + jnp.outer(dphi, dphi), b + s * dphi, ss + s**2, u + F[x, yt], cx.at[x].add(1.0))
-
-        def solve(stats, theta, t):
-            A, b, ss, u, cx = stats
-            p = jnp.maximum(-sign, 0.0) * alpha * t  # majorise +α log Z (flipped sign) by a quadratic
-            q, V = jnp.linalg.eigh(beta**2 * A + 0.5 * p * jnp.eye(dim, dtype=dt))
-
-            def mm(_, th):
-                lin = -2.0 * beta**2 * b + sign * alpha * (u - cx @ self._mean_features(th)) - p * th
-                return _ball_solve(q, V, lin, self.norm_bound)
-
-            theta = jax.lax.fori_loop(0, self.mm_steps, mm, theta)
-            logz = jax.nn.logsumexp(F @ theta + self.log_zero, axis=-1)
-            sq = beta**2 * (theta @ A @ theta - 2.0 * b @ theta + ss)
-            return theta, (sq + sign * alpha * (u @ theta - cx @ logz)) / t
-
-        zero = (jnp.zeros((dim, dim), dt), jnp.zeros(dim, dt), jnp.zeros((), dt), jnp.zeros(dim, dt),
-                jnp.zeros(self.num_prompts, dt))
-        stats = add(zero, first)
-        theta, obj1 = solve(stats, self.init_params(), 1.0)
-
-        def round_(carry, inp):
-            theta, stats = carry
-            k, t = inp
-            stats = add(stats, next_triple(k, theta))
-            theta, obj = solve(stats, theta, t.astype(dt))
-            return (theta, stats), (theta, obj)
-
-        _, (hist, objs) = jax.lax.scan(round_, (theta, stats), (round_keys, ts))
-        iterates = jnp.concatenate([theta[None], hist])
-        extra = {"nonfinite_step": jnp.full((T,), -1, jnp.int32), "nonfinite_loss": jnp.zeros((T,), dt),
-                 "nonfinite_grad_norm": jnp.zeros((T,), dt)}
-        return iterates, jnp.concatenate([obj1[None], objs]), extra
+    ``rngs``: K generators (one per trial; the P α points of a trial share its draws' uniforms); ``alpha`` [P].
+    Round t: y ~ π^(t) (π^(1) = π_base), ỹ ~ π_base, rewards log π_base; π^(t+1) = MM on α Σ log π(ỹ) + Σ res²
+    (``MM_STEPS`` steps warm-started from π^(t)). Returns θ of π^(2..T+1), [T, K, P, d]. ``sign`` = −1 flips the
+    optimism term (a broken variant for tests)."""
+    K, P, d = len(rngs), len(alpha), F.shape[1]
+    a = np.tile(np.asarray(alpha, float), K)
+    M = K * P
+    th = np.zeros((M, d))
+    A, b, ss, u = np.zeros((M, d, d)), np.zeros((M, d)), np.zeros(M), np.zeros((M, d))
+    out = np.zeros((T, M, d))
+    pen = max(-sign, 0.0)
+    for t in range(1, T + 1):
+        U = np.repeat(np.stack([r.random(2) for r in rngs]), P, axis=0)  # [M, 2]
+        lp_t = np.broadcast_to(logp_base, (M, len(logp_base))) if t == 1 else log_table(F, th)
+        y, yt = draw(U[:, 0], lp_t), draw(U[:, 1], np.broadcast_to(logp_base, (M, len(logp_base))))
+        dphi = F[y] - F[yt]
+        s = (1.0 + beta) * (logp_base[y] - logp_base[yt]) / beta
+        A += np.einsum("md,me->mde", dphi, dphi)
+        b += s[:, None] * dphi
+        ss += s**2
+        u += F[yt]
+        p = pen * a * t
+        q, V = np.linalg.eigh(beta**2 * A + 0.5 * p[:, None, None] * np.eye(d))
+        for _ in range(MM_STEPS):
+            g = np.exp(log_table(F, th)) @ F
+            lin = -2.0 * beta**2 * b + sign * a[:, None] * (u - t * g) - p[:, None] * th
+            th = ball_solve(q, V, lin, B)
+        out[t - 1] = th
+    return out.reshape(T, K, P, d)
 
 
 # ==================================================================================== the instance
@@ -234,20 +171,12 @@ def constants(d: int, delta: float) -> dict:
     gamma = math.expm1(1.0 - np.sort(g)[-2])
     beta = gamma / (2 * math.log(2 * 2**d / delta))
     B = 1.5 / beta
-    z = (1 + 1 / beta) * g
-    star = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
     assert 1.0 <= gamma * B / (3 * math.log(2 * 2**d / delta)) + 1e-9  # ‖θ*‖ = 1 within Theorem J.3's limit
-    return dict(gamma_margin=gamma, beta=beta, B=B, pi_star_mass=float(star.max()), F=F)
-
-
-def make_class(d: int, delta: float, y_pad: int, d_pad: int) -> BallLogLinear:
-    c = constants(d, delta)
-    F = np.zeros((1, y_pad, d_pad))
-    F[0, :2**d, :d] = c["F"]
-    lz = np.full((1, y_pad), -np.inf)
-    lz[0, :2**d] = -d * math.log(2)
-    dt = jnp.result_type(float)
-    return BallLogLinear(features=jnp.asarray(F, dt), log_zero=jnp.asarray(lz, dt), norm_bound=jnp.asarray(c["B"], dt))
+    z = (1 + 1 / beta) * g
+    logp = g - g.max() - np.log(np.exp(g - g.max()).sum())
+    star = int(np.argmax(g))
+    return dict(gamma_margin=gamma, beta=beta, B=B, pi_star_mass=float(np.exp(z - z.max()).max() / np.exp(z - z.max()).sum()),
+                F=F, logp=logp, star=star, C_cov=float(np.exp(-logp[star])))
 
 
 def alphas(d: int, delta: float, eps: float, rho: float, T_grid) -> np.ndarray:
@@ -257,24 +186,52 @@ def alphas(d: int, delta: float, eps: float, rho: float, T_grid) -> np.ndarray:
                      for T in T_grid] + [0.0])
 
 
-@functools.partial(jax.jit, static_argnames=("N_grid", "n_grid", "T_grid", "E"))
-def errors(keys, oracle, cls, beta, alpha, delta, *, N_grid, n_grid, T_grid, E):
-    """Sharpness errors per trial on the log-linear class: SFT [K, n, N], offline Eq. 8 [K, G], XPO [K, T, α]."""
-    ev = SharpnessEvaluation.of(oracle.pi_base, oracle.mu, delta)
-    xcfg = XPOConfig(T=max(T_grid), beta=1.0, alpha=0.0, eval_samples=E, eval_stride=max(T_grid))
-    n_arr, n_max = jnp.asarray(n_grid), max(n_grid)
+def _rngs(keys, salt: int):
+    """One NumPy generator per trial, seeded by (salt, the trial key's data): explicit, device-independent."""
+    data = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)
+    return [np.random.default_rng([salt] + row.tolist()) for row in data]
 
-    def one(k):
-        sft = sft_sharpening_sweep(jax.random.fold_in(k, 17), oracle, cls, SFT_PROMPTS, N_grid, evaluate=ev)
-        b = oracle.sample_and_evaluate(jax.random.fold_in(k, 19), n_max, 2)  # n_max π_base pairs (2 queries each)
-        x, y, yp, r = b.prompts, b.responses[:, 0], b.responses[:, 1], b.log_probs
 
-        def off(n):
-            w = (jnp.arange(n_max) < n).astype(r.dtype)
-            return ev(cls.member(cls.eq8_fit(x, y, yp, r[:, 0], r[:, 1], beta, w)))[0]
-
-        xpo = xpo_sharpening_sweep(jax.random.fold_in(k, 13), oracle, cls, xcfg, T_grid=T_grid,
-                                   betas=jnp.full(alpha.shape, beta), alphas=alpha, evaluate=ev)
-        return sft.sharpness_error, jax.vmap(off)(n_arr), xpo.sharpness_error
-
-    return jax.vmap(one)(keys)
+def errors(keys, d, delta, *, N_grid, n_grid, T_grid, E, sign=1.0):
+    """Sharpness errors (0/1, one prompt) per trial: SFT [K, n, N], offline Eq. 8 [K, G], XPO [K, T, 2] (α(T), 0), α."""
+    c = constants(d, delta)
+    F, lp, beta, B, star = c["F"], c["logp"], c["beta"], c["B"], c["star"]
+    K, Y = len(keys), len(lp)
+    fails = lambda th: np.exp(log_table(F, th))[:, star] <= 1 - delta  # noqa: E731
+    # SFT: n_max prompts × N_max draws; best-of-first-N pick per prompt; MLE of the first n picks
+    rs = _rngs(keys, 1)
+    n_max, N_max = max(SFT_PROMPTS), max(N_grid)
+    ys = np.stack([draw(r.random(n_max * N_max), np.broadcast_to(lp, (n_max * N_max, Y))) for r in rs]).reshape(K, n_max, N_max)
+    rewards = lp[ys]
+    best = np.maximum.accumulate(rewards, axis=-1)
+    picks = np.stack([ys[np.arange(K)[:, None], np.arange(n_max)[None], np.argmax(rewards[..., :N] >= best[..., N - 1:N], -1)]
+                      for N in N_grid], axis=1)  # [K, H, n_max] (ties: first; responses have distinct rewards)
+    cnt = np.stack([(picks[:, :, :n, None] == np.arange(Y)).sum(2) for n in SFT_PROMPTS], 1)  # [K, n, H, Y]
+    flat = cnt.reshape(-1, Y).astype(float)
+    uniq, inv = np.unique(flat, axis=0, return_inverse=True)
+    sft = fails(mle_fit(F, B, uniq))[inv.ravel()].reshape(K, len(SFT_PROMPTS), len(N_grid)).astype(float)
+    # offline Eq. 8: n_max π_base pairs per trial, every prefix n of the grid
+    ro, G, nm = _rngs(keys, 2), len(n_grid), max(n_grid)
+    pr = np.stack([draw(r.random(2 * nm), np.broadcast_to(lp, (2 * nm, Y))) for r in ro]).reshape(K, nm, 2)
+    w = (np.arange(nm)[None] < np.asarray(n_grid)[:, None]).astype(float)  # [G, nm]
+    rep = lambda a: np.repeat(a, G, axis=0)  # noqa: E731
+    th = eq8_fit(F, beta, B, rep(pr[..., 0]), rep(pr[..., 1]), rep(lp[pr[..., 0]]), rep(lp[pr[..., 1]]), np.tile(w, (K, 1)))
+    off = fails(th).reshape(K, G).astype(float)
+    # XPO: one trajectory per α point, run for the rounds it is read at (α(T) at T; α = 0 at every T); π̂ =
+    # argmax Ĵ_β over {π^(1) = π_base, π^(T+1)} on E held-out queries each (π^(1) first on ties)
+    al = alphas(d, delta, 0.5, 0.1, T_grid)
+    rx = _rngs(keys, 3)
+    trajs = [xpo_trajectories(rx, F, lp, beta, B, al[g:g + 1], T, sign=sign)[:, :, 0] for g, T in enumerate(T_grid)]
+    zero = xpo_trajectories(rx, F, lp, beta, B, al[-1:], max(T_grid), sign=sign)[:, :, 0]  # [T, K, d]
+    base_ok = np.exp(lp[star]) > 1 - delta
+    j_base = np.stack([lp[draw(r.random(E), np.broadcast_to(lp, (E, Y)))].mean() for r in rx])  # [K]
+    xpo = np.zeros((K, len(T_grid), 2))
+    for g, T in enumerate(T_grid):
+        thT = np.concatenate([trajs[g][T - 1], zero[T - 1]])  # [2K, d]: α(T), α = 0
+        ltab = log_table(F, thT)
+        U = np.concatenate([np.stack([r.random(E) for r in rx]) for _ in range(2)])
+        yy = np.stack([draw(U[:, e], ltab) for e in range(E)], 1)  # [2K, E] held-out draws y ~ π^(T+1)
+        lpy, r_ = np.take_along_axis(ltab, yy, 1), lp[yy]
+        j = (r_ - beta * (lpy - r_)).mean(1).reshape(2, K).T
+        xpo[:, g] = np.where(j_base[:, None] >= j, not base_ok, fails(thT).reshape(2, K).T)
+    return sft, off, xpo, al
