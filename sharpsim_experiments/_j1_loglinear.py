@@ -48,7 +48,8 @@ from sharpsim import instances
 CLASS = "loglinear_j3"
 ARMS = ("sft", "xpo", "xpo_alpha0", "offline_eq8")
 SFT_PROMPTS = (1, 2, 4)
-MM_STEPS, NEWTON_STEPS, BISECT = 12, 15, 32
+MM_STEPS, NEWTON_STEPS, BISECT = 8, 12, 26
+_TARGET_SCALE = 1.0  # private test hook: 0 drops the reward difference from Eq. 8's target (a broken regression)
 
 
 # ==================================================================================== solvers (batched)
@@ -71,11 +72,12 @@ def ball_solve(q, V, l, B):
     for _ in range(BISECT):
         mid = 0.5 * (lo + hi)
         c = np.where(free, 0.0, -lt / (2.0 * (den_q + np.exp(mid)[:, None])))
-        big = np.linalg.norm(c, axis=-1) > B
+        big = np.einsum("md,md->m", c, c) > B * B
         lo, hi = np.where(big, mid, lo), np.where(big, hi, mid)
     c = np.where(free, 0.0, -lt / (2.0 * (den_q + np.exp(hi)[:, None])))
     theta = np.einsum("mde,me->md", V, np.where(inside[:, None], th0, c))
-    return theta * np.minimum(1.0, B / np.maximum(np.linalg.norm(theta, axis=-1, keepdims=True), 1e-300))
+    norm = np.maximum(np.linalg.norm(theta, axis=-1, keepdims=True), 1e-300)
+    return theta * np.where(inside[:, None], np.minimum(1.0, B / norm), B / norm)  # binding: on the sphere
 
 
 def ball_quadratic_min(Q, l, B):
@@ -107,7 +109,7 @@ def draw_base(u, logp):
 def eq8_fit(F, beta, B, y, yp, r_y, r_yp, w):
     """Eq. 8's minimum-norm minimiser over the ball, batched: pairs [M, n] with weights w [M, n]."""
     dphi = F[y] - F[yp]
-    s = (1.0 + beta) * (r_y - r_yp) / beta
+    s = _TARGET_SCALE * (1.0 + beta) * (r_y - r_yp) / beta
     A = np.einsum("mi,mid,mie->mde", w, dphi, dphi)
     return ball_quadratic_min(beta**2 * A, -2.0 * beta**2 * np.einsum("mi,mid->md", w * s, dphi), B)
 
@@ -152,7 +154,7 @@ def xpo_trajectories(rngs, F, logp_base, beta, B, alpha, T, *, sign=1.0):
         y = draw_base(U[:, 0], logp_base) if t == 1 else draw(U[:, 0], log_table(F, th))
         yt = draw_base(U[:, 1], logp_base)
         dphi = F[y] - F[yt]
-        s = (1.0 + beta) * (logp_base[y] - logp_base[yt]) / beta
+        s = _TARGET_SCALE * (1.0 + beta) * (logp_base[y] - logp_base[yt]) / beta
         A += np.einsum("md,me->mde", dphi, dphi)
         b += s[:, None] * dphi
         ss += s**2
@@ -379,15 +381,15 @@ def with_loglinear(exp, *, epsilon: float, delta: float, rho: float, E: int, hel
         return run_setting(keys, setting, E) if is_ll(setting) else exp.run_setting(keys, setting, mode)
 
     def analyze_(rows, mode):
-        out = exp.analyze([r for r in rows if not is_ll(r)], mode)
-        ll = [r for r in rows if is_ll(r)]
+        fin, ll = [r for r in rows if not is_ll(r)], [r for r in rows if is_ll(r)]
+        out = exp.analyze(fin, mode) if fin else dict(arms=list(ARMS), checks=[])
         if ll:
             out[CLASS] = analyze(ll, **helpers)
             out["checks"] = out["checks"] + out[CLASS].pop("checks")
         return out
 
     def plot_(rows, summary, out_dir):
-        figs = exp.plot([r for r in rows if not is_ll(r)], summary, out_dir)
+        figs = exp.plot([r for r in rows if not is_ll(r)], summary, out_dir) if "per_d" in summary else []
         return figs + (plot(summary[CLASS], out_dir, new_figure, save_figure) if CLASS in summary else [])
 
     return dataclasses.replace(exp, settings=settings_, run_setting=run_setting_, analyze=analyze_, plot=plot_)
