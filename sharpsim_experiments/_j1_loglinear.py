@@ -225,17 +225,16 @@ def errors(keys, d, delta, *, N_grid, n_grid, T_grid, E, sign=1.0):
     rep = lambda a: np.repeat(a, G, axis=0)  # noqa: E731
     th = eq8_fit(F, beta, B, rep(pr[..., 0]), rep(pr[..., 1]), rep(lp[pr[..., 0]]), rep(lp[pr[..., 1]]), np.tile(w, (K, 1)))
     off = fails(th).reshape(K, G).astype(float)
-    # XPO: one trajectory per α point, run for the rounds it is read at (α(T) at T; α = 0 at every T); π̂ =
+    # XPO: one trajectory per α point (α(T) read at T, α = 0 at every T), prefix-consistent; π̂ =
     # argmax Ĵ_β over {π^(1) = π_base, π^(T+1)} on E held-out queries each (π^(1) first on ties)
     al = alphas(d, delta, 0.5, 0.1, T_grid)
     rx = _rngs(keys, 3)
-    trajs = [xpo_trajectories(rx, F, lp, beta, B, al[g:g + 1], T, sign=sign)[:, :, 0] for g, T in enumerate(T_grid)]
-    zero = xpo_trajectories(rx, F, lp, beta, B, al[-1:], max(T_grid), sign=sign)[:, :, 0]  # [T, K, d]
+    traj = xpo_trajectories(rx, F, lp, beta, B, al, max(T_grid), sign=sign)  # [T, K, P, d], batched (few calls)
     base_ok = np.exp(lp[star]) > 1 - delta
     j_base = lp[draw_base(np.stack([r.random(E) for r in rx]), lp)].mean(1)  # [K]: Ĵ_β(π_base) = mean r
     xpo = np.zeros((K, len(T_grid), 2))
     for g, T in enumerate(T_grid):
-        thT = np.concatenate([trajs[g][T - 1], zero[T - 1]])  # [2K, d]: α(T), α = 0
+        thT = np.concatenate([traj[T - 1, :, g], traj[T - 1, :, -1]])  # [2K, d]: α(T), α = 0
         ltab = log_table(F, thT)
         U = np.concatenate([np.stack([r.random(E) for r in rx]) for _ in range(2)])
         yy = np.stack([draw(U[:, e], ltab) for e in range(E)], 1)  # [2K, E] held-out draws y ~ π^(T+1)
@@ -246,7 +245,7 @@ def errors(keys, d, delta, *, N_grid, n_grid, T_grid, E, sign=1.0):
 
 
 # ==================================================================================== experiment glue
-MODE = {"quick": dict(ds=(3, 4, 5, 6, 7), N_max=512, n_max=64, T_max=16, trials=64),
+MODE = {"quick": dict(ds=(3, 4, 5, 6, 7), N_max=256, n_max=32, T_max=16, trials=64),
         "full": dict(ds=tuple(range(3, 11)), N_max=4096, n_max=256, T_max=128, trials=256)}
 
 
