@@ -2,20 +2,20 @@
 ``xpo_vs_sft_j1``), with exact ball-constrained solvers instead of projected Adam.
 
 Why not the library's projected optax steps: π*_β = π_{(1+1/β)θ*} sits at ‖θ‖ = 1 + 1/β (33 to 180 here, 714 with
-the finite arms' β), which projected Adam reaches only after ≈ 1000 steps per round. Three facts make exact
-solves cheap (d ≤ 10):
+the finite arms' β), which projected Adam reaches only after ≈ 1000 steps per round. Exact solves are cheap
+(d ≤ 10):
 
 * Eq. 8 is *exactly quadratic* in θ on a log-linear class: log π_θ(y|x) − log π_θ(y'|x) = ⟨φ(x,y) − φ(x,y'), θ⟩
-  (the log-partition cancels inside a pair), so the residual is β⟨Δφ, θ⟩ − (1+β)Δr − Δnoise and the loss is
-  θᵀ(β²A)θ − 2β²bᵀθ + const with A = Σ ΔφΔφᵀ, b = Σ s Δφ, s = ((1+β)Δr + Δnoise)/β.
+  (the log-partition cancels inside a pair), so the residual is β⟨Δφ, θ⟩ − (1+β)Δr (exact rewards) and the loss is
+  θᵀ(β²A)θ − 2β²bᵀθ + const with A = Σ ΔφΔφᵀ, b = Σ s Δφ, s = (1+β)Δr/β.
 * A convex quadratic over the ball ‖θ‖ ≤ B is a trust-region subproblem: one eigendecomposition and a 1-D search
-  on the multiplier λ (:func:`ball_quadratic_min`). Flat directions of the quadratic that the linear term does
+  on the multiplier λ (:func:`ball_solve`). Flat directions of the quadratic that the linear term does
   not pull get 0: with exact rewards and fewer than d independent pairs the Eq. 8 minimiser is not unique, and
   the documented rule is the minimum-norm one (the implicit bias of gradient descent from θ = 0).
 * XPO's optimism term α Σ log π_θ(ỹ|x) = α Σ ⟨φ(x,ỹ), θ⟩ − α Σ log Z_x(θ) is linear minus convex (concave), so
   majorisation–minimisation (the convex–concave procedure) replaces −log Z by its tangent at the current θ and
-  solves the ball-constrained quadratic: every step lowers Algorithm 1's objective (for the flipped sign of the
-  private test hook, +α log Z is majorised by its quadratic bound, Cov_θ(φ) ≼ I since ‖φ‖ ≤ 1). ``mm_steps``
+  solves the ball-constrained quadratic: every step lowers Algorithm 1's objective (for the flipped sign,
+  ``sign = −1`` of :func:`xpo_trajectories`, +α log Z is majorised by its quadratic bound, Cov_θ(φ) ≼ I since ‖φ‖ ≤ 1). ``MM_STEPS`` = 8
   steps per round, warm-started from the previous round's θ (a stationary point, not a certified global argmin:
   the objective is not convex when α > 0).
 * The SFT MLE (concave in θ) is maximised by safeguarded Newton steps in the same ball solver (each step takes the
@@ -25,7 +25,7 @@ Implementation: NumPy, batched over trials and α points (float64). The library'
 for ≈ 40 CPU-s (its oracle sampler alone ≈ 6 s per call site, measured), five times the quick budget of this arm;
 NumPy needs no compile. Draws come from π_base's table (an inverse-CDF draw per query, seeded per trial from the
 runner's trial key), rewards are the table's log π_base, and queries are counted as in the finite arms (2T + 2E,
-2n, n·N): the arms see π_base only through these draws and evaluations; scoring uses π*'s argmax y*.
+2n, n·N): the arms see π_base only through these draws and evaluations; scoring (exact π̂(y*) > 1 − δ) uses π_base's argmax y*.
 
 Parameters (Theorem J.3's hypotheses, stated per d): φ(x, y) = y ∈ S^{d−1} (‖φ‖ = 1), π_zero uniform, θ* = y*
 (‖θ*‖ = 1); γ_margin = the instance's own margin expm1(1 − max_{y≠y*}⟨y, y*⟩) (≥ expm1(1/32) by the packing);
