@@ -352,7 +352,8 @@ def plot(summary: dict, out_dir, new_figure, save_figure) -> list:
     for arm, col in zip(ARMS, ("C0", "C1", "C2", "C3")):
         y, lo, hi = (np.array([p[arm][k] for p in per]) for k in ("m_hat", "lower", "upper"))
         ok, f = np.isfinite(y), fits[arm]
-        ax.plot(ds[ok], y[ok], "o-", color=col, label=arm + (f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or ""))
+        rate = f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or ("" if ok.any() else " (not reached)")
+        ax.plot(ds[ok], y[ok], "o-", color=col, label=arm + rate)
         band = ok & np.isfinite(hi) & (lo > 0)
         ax.fill_between(ds[band], lo[band], hi[band], color=col, alpha=0.2)
     ax.plot(ds, [p["C_cov"] for p in per], "k--", lw=1, label=r"$C_{\rm cov}(d)$")
