@@ -10,8 +10,7 @@ budget n·N; m̂ ∝ C_cov, Theorem 4.1); offline_eq8 (control without explorati
 exact law :func:`finite_size.argmax_confuser_success`); xpo (Algorithm 1, T = 2^k, m = 2T + 2E, E = 8 held-out
 queries for each of π^(1), π^(T+1); α(T) = :func:`bounds.xpo_alpha`, Theorem J.2 in the proof's normalisation,
 log N = log|Π|, R_max = 3 + log 2^12, SEC ≈ 12 log(T+1)); xpo_alpha0 (α = 0). β meets Theorem J.2's condition
-for d ≤ 12. Responses padded to 2^{d_max}, one sampler depth: one compile. The log-linear class of Definition
-J.3 is NOT run (docs/experiments.md: measured projected-step cost).
+for d ≤ 12. Padded to 2^{d_max}: one compile. Rows class = "loglinear_j3": Definition J.3's class (_j1_loglinear).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from sharpsim.complexity import budget_at_rate, empirical_sample_complexity, fit
 from sharpsim.plotting import new_figure, save_figure
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope
+from sharpsim_experiments._j1_loglinear import with_loglinear
 
 NAME = "xpo_vs_sft_j1"
 EPSILON, DELTA, RHO = 0.5, 0.1, 0.1
@@ -232,7 +232,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     return save_figure(fig, pathlib.Path(out_dir) / "xpo_vs_sft_j1")
 
 
-EXPERIMENT = Experiment(
+EXPERIMENT = with_loglinear(Experiment(
     name=NAME, title="Example J.1: XPO vs SFT-sharpening vs offline Eq. 8, exponential separation in d",
     claim=("On Example J.1 (|Y| = exp(Θ(d))) SFT-sharpening needs exp(Ω(d)) ≍ C_cov queries while XPO needs poly(d); "
            "offline Eq. 8 on π_base pairs is the control for whether exploration is what XPO adds."),
@@ -246,5 +246,5 @@ EXPERIMENT = Experiment(
                "flat in d (≈ K rounds), so its rate lies below both"),
     how_to_read=("m̂(ρ) per arm against d on a log axis with bootstrap bands; a straight rising line is exponential "
                  "growth. SFT should run parallel to C_cov (dashed), offline Eq. 8 parallel to 1/p_rare (dotted), XPO flat."),
-    settings=settings, run_setting=run_setting, analyze=analyze, plot=plot, trials={"quick": 128, "full": 1000},
-)
+    settings=settings, run_setting=run_setting, analyze=analyze, plot=plot, trials={"quick": 128, "full": 1000}),
+    epsilon=EPSILON, delta=DELTA, rho=RHO, E=EVAL, helpers=dict(arm_matrix=_arm_matrix, fit=_fit, compare=_compare, few=_few))
