@@ -65,15 +65,16 @@ def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
     rcfg = RLHFConfig(n=1, beta=beta, tie_break="random")
     closure = lambda N: FiniteClass(log_probs=bon_lp[Ns.index(N)], valid=cls.valid, product=False)  # noqa: E731
 
+    ev = SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)
+
     def one(key):
         kx, ko, ks = jax.random.split(key, 3)
-        xa = xpo_sharpening_sweep(kx, oracle, cls, xcfg, T_grid=Ts, alphas=jnp.append(alphas, 0.0), delta=DELTA,
+        xa = xpo_sharpening_sweep(kx, oracle, cls, xcfg, evaluate=ev, T_grid=Ts, alphas=jnp.append(alphas, 0.0),
                                   _optimism_sign=sign)
         e = xa.sharpness_error
-        off = [rlhf_sharpening_sweep(ko, oracle, cls, dataclasses.replace(rcfg, loss=loss), n_grid=ns, delta=DELTA)
+        off = [rlhf_sharpening_sweep(ko, oracle, cls, dataclasses.replace(rcfg, loss=loss), n_grid=ns, evaluate=ev)
                for loss in ("squared", "logistic")]
-        sft = sft_sharpening_sweep(ks, oracle, closure, (1,), Ns, evaluate=SharpnessEvaluation.of(
-            oracle.pi_base, oracle.mu, DELTA)).sharpness_error[0]
+        sft = sft_sharpening_sweep(ks, oracle, closure, (1,), Ns, evaluate=ev).sharpness_error[0]
         return dict(xpo=jnp.diagonal(e[:, :-1]), xpo_alpha0=e[:, -1], offline_eq8=off[0].sharpness_error[:, 0],
                     offline_dpo=off[1].sharpness_error[:, 0], sft=sft), xa.num_queries
 

@@ -105,15 +105,16 @@ def _errors(keys, oracle, cls, alpha, *, N_max: int, n_grid: tuple, T_max: int):
     """sharpness errors per trial: SFT [K, n, N], offline Eq. 8 [K, G], XPO [K, T, α] (one trajectory per α)."""
     tie = "random" if _SHUFFLE else "first"
     xcfg = XPOConfig(T=T_max, beta=BETA, alpha=0.0, eval_samples=EVAL, eval_stride=T_max, tie_break=tie)
+    ev = SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)
 
     def one(k):
         c = _permute(k, cls)
         return (sft_sharpening_sweep(jax.random.fold_in(k, 7), oracle, c, SFT_PROMPTS, N_grid(N_max),
-                                     evaluate=SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)).sharpness_error,
+                                     evaluate=ev).sharpness_error,
                 rlhf_sharpening_sweep(jax.random.fold_in(k, 9), oracle, c, RLHFConfig(n=1, beta=BETA, tie_break=tie),
-                                      n_grid=n_grid, delta=DELTA).sharpness_error[:, 0],
+                                      n_grid=n_grid, evaluate=ev).sharpness_error[:, 0],
                 xpo_sharpening_sweep(jax.random.fold_in(k, 3), oracle, c, xcfg, T_grid=T_grid(T_max), alphas=alpha,
-                                     delta=DELTA).sharpness_error)
+                                     evaluate=ev).sharpness_error)
     return jax.vmap(one)(keys)
 
 

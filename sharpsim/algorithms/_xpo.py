@@ -61,7 +61,7 @@ from sharpsim.algorithms._common import (
     raise_if_nonfinite,
     run_core,
 )
-from sharpsim.algorithms._sft import sweep_evaluation
+from sharpsim.algorithms._sft import check_evaluation
 from sharpsim.classes import _first, check_class_matches
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
 from sharpsim.protocols import PolicyClass
@@ -308,13 +308,11 @@ def xpo_sharpening_sweep(
     cls,
     config: XPOConfig,
     *,
+    evaluate: metrics.SharpnessEvaluation,
     T_grid: Optional[Sequence[int]] = None,
     betas=None,
     alphas=None,
     reward_noises=None,
-    delta: Optional[float] = None,
-    gamma: float = 0.0,
-    evaluate: Optional[metrics.SharpnessEvaluation] = None,
     _optimism_sign: float = 1.0,
 ) -> XPOSweep:
     """Algorithm 1 over a grid of T and of traced (β, α, σ) points: one compile per configuration shape.
@@ -323,12 +321,12 @@ def xpo_sharpening_sweep(
     broadcast together; they are traced, so changing them does not recompile. ``T_grid`` (default
     ``(config.T,)``): one trajectory of max(T_grid) rounds per point, each T read off its prefix (keys are
     prefix-consistent, so entry g equals ``xpo_sharpening(key, …, replace(config, T=T_grid[g], beta=…, …))``).
-    Scoring is the caller's ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`; its ``reference``
-    is π^(1) = π_base when the class's members are tabular), or one built from ``delta``/``gamma`` against the
-    oracle's π_base.
+    Scoring is the caller's ``evaluate`` (required: a :class:`~sharpsim.metrics.SharpnessEvaluation`, e.g.
+    ``SharpnessEvaluation.of(pi_base, mu, delta, gamma)``; its ``reference`` is π^(1) = π_base, returned when
+    Algorithm 1 selects the first iterate and the class's members are tabular).
     """
     check_class_matches(cls, oracle.pi_base, "xpo_sharpening_sweep")
-    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "xpo_sharpening_sweep")
+    evaluate = check_evaluation(evaluate, "xpo_sharpening_sweep")
     T_grid = tuple(check_positive_int(T, "T_grid entry") for T in (T_grid or (config.T,)))
     T_max = max(T_grid)
     cfg_max = dataclasses.replace(config, T=T_max, budget=None)
