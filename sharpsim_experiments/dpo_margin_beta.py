@@ -75,12 +75,12 @@ def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, loss, ns, scale):
     cfg = RLHFConfig(n=max(ns), beta=1.0, loss=loss, tie_break="random")
     ev = SharpnessEvaluation.of(oracle.pi_base, mu, delta)  # δ traced: no recompile per δ
 
-    def one(k):
+    def trial_errors(k):
         r = rlhf_sharpening_sweep(k, oracle, cls, cfg, evaluate=ev, n_grid=ns, betas=beta, reward_noises=sigma,
                                   _target_scale=scale)
         return r.sharpness_error[:, 0], r.worst_error[:, 0]
 
-    return jax.lax.map(one, keys, batch_size=32)
+    return jax.lax.map(trial_errors, keys, batch_size=32)
 
 
 @functools.lru_cache(maxsize=None)

@@ -67,7 +67,7 @@ def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
 
     ev = SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)
 
-    def one(key):
+    def arms_of_trial(key):
         kx, ko, ks = jax.random.split(key, 3)
         xa = xpo_sharpening_sweep(kx, oracle, cls, xcfg, evaluate=ev, T_grid=Ts, alphas=jnp.append(alphas, 0.0),
                                   _optimism_sign=sign)
@@ -78,7 +78,7 @@ def _arms(keys, oracle, cls, bon_lp, alphas, *, Ts, ns, Ns, beta, sign=1.0):
         return dict(xpo=jnp.diagonal(e[:, :-1]), xpo_alpha0=e[:, -1], offline_eq8=off[0].sharpness_error[:, 0],
                     offline_dpo=off[1].sharpness_error[:, 0], sft=sft), xa.num_queries
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(arms_of_trial)(keys)
 
 
 @jax.jit

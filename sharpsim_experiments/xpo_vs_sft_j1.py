@@ -68,7 +68,7 @@ def alphas(T_max: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def problem(d: int, y_pad: int, N_max: int, n_max: int):
+def padded_instance(d: int, y_pad: int, N_max: int, n_max: int):
     """(oracle on π_base padded to ``y_pad`` responses, the finite class, exact constants) for dimension d."""
     inst = instances.example_j1(jax.random.key(0), d, 2**d)
     z = (1 + 1 / BETA) * np.asarray(inst.features @ inst.theta_star, float)
@@ -107,7 +107,7 @@ def _errors(keys, oracle, cls, alpha, *, N_max: int, n_grid: tuple, T_max: int):
     xcfg = XPOConfig(T=T_max, beta=BETA, alpha=0.0, eval_samples=EVAL, eval_stride=T_max, tie_break=tie)
     ev = SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)
 
-    def one(k):
+    def trial_errors(k):
         c = _permute(k, cls)
         return (sft_sharpening_sweep(jax.random.fold_in(k, 7), oracle, c, SFT_PROMPTS, N_grid(N_max),
                                      evaluate=ev).sharpness_error,
@@ -115,12 +115,12 @@ def _errors(keys, oracle, cls, alpha, *, N_max: int, n_grid: tuple, T_max: int):
                                       n_grid=n_grid, evaluate=ev).sharpness_error[:, 0],
                 xpo_sharpening_sweep(jax.random.fold_in(k, 3), oracle, c, xcfg, T_grid=T_grid(T_max), alphas=alpha,
                                      evaluate=ev).sharpness_error)
-    return jax.vmap(one)(keys)
+    return jax.vmap(trial_errors)(keys)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     d, N_max, T_max, ns = int(setting["d"]), int(setting["N_max"]), int(setting["T_max"]), N_grid(int(setting["n_max"]))
-    oracle, cls, consts = problem(d, int(setting["y_pad"]), N_max, int(setting["n_max"]))
+    oracle, cls, consts = padded_instance(d, int(setting["y_pad"]), N_max, int(setting["n_max"]))
     rows = [dict(trial=-1, queries=0, algorithm="exact", n=0, N=0, T=0, metric=k, value=v) for k, v in consts.items()]
     add = lambda err, alg, q, n, N, T: rows.extend(  # noqa: E731
         dict(trial=t, queries=int(q), algorithm=alg, n=n, N=N, T=T, metric="sharpness_error", value=float(e))

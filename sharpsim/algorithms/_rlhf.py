@@ -219,13 +219,13 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     mu = evaluate.mu
     onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
 
-    def one(beta, sigma):
+    def at_hyper_point(beta, sigma):
         pair_loss = pair_loss_fn(beta, config.loss, r_y, r_yp, sigma * xi[:, 0], sigma * xi[:, 1], _target_scale)
         per = cls.pair_scores(pair_loss, x, y, yp)
         per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
         cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
 
-        def at(n):
+        def at_prefix(n):  # the fit on the first n pairs
             scores = cum[n - 1]
             scores = jnp.where(scores >= 1e29, jnp.inf, scores)
             idx, tied = select_with_ties(cls, scores, priority)
@@ -239,9 +239,9 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
                 worst = jnp.max(jnp.where(tied[0], per_k, 0.0))
             return err, worst, jnp.sum(tied[0] if not cls.product else tied, dtype=jnp.int32), idx
 
-        return jax.vmap(at)(jnp.asarray(n_grid, jnp.int32))
+        return jax.vmap(at_prefix)(jnp.asarray(n_grid, jnp.int32))
 
-    err, worst, nmin, params = jax.vmap(one)(b, s)  # [P, G, ...]
+    err, worst, nmin, params = jax.vmap(at_hyper_point)(b, s)  # [P, G, ...]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
     nq = jnp.asarray([2 * n for n in n_grid], jnp.int32)
     return RLHFSweep(sharpness_error=swap(err), worst_error=swap(worst), num_minimizers=swap(nmin),

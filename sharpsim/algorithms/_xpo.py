@@ -246,14 +246,14 @@ def _j_hats(key, oracle, cls, iterates, ids: Sequence[int], hp, E: int):
         keys = jax.vmap(lambda c: jax.random.fold_in(k_eval, c))(jnp.asarray(later, jnp.int32))
         counts = []
 
-        def eval_one(args):
+        def j_hat_of_iterate(args):
             k, p = args
             xs, ys, lps = _draw_from(cls.member(p), k, oracle.mu, E)
             r, c = oracle.evaluate(xs, ys)
             counts[:] = [c]
             return _j_hat(r, lps, beta)
 
-        out.append(jax.lax.map(eval_one, (keys, params)))
+        out.append(jax.lax.map(j_hat_of_iterate, (keys, params)))
         queries += len(later) * counts[0]
     return jnp.concatenate([jnp.atleast_1d(o) for o in out]), queries
 
@@ -336,23 +336,24 @@ def xpo_sharpening_sweep(
                          ("reward_noises", reward_noises, config.reward_noise))
     per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
     union = tuple(sorted(set().union(*per_T)))
-    member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
+    candidate_of_T = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
     union_arr = jnp.asarray(union, jnp.int32)
 
-    def one(beta, alpha, sigma):
+    def at_hyper_point(beta, alpha, sigma):
         hp = dict(beta=beta, alpha=alpha, sigma=sigma, sign=jnp.asarray(_optimism_sign, dt))
         iterates, _, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
         j_all, _ = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
 
-        def at(mask):  # first argmax over the candidates of one T, as xpo_sharpening's argmax over its own list
+        def at_horizon(mask):  # the run with T = T_grid[g], mask = its candidates: first argmax over them,
+            # as xpo_sharpening's argmax over its own list
             sel = union_arr[jnp.argmax(jnp.where(mask, j_all, -jnp.inf))]
             pol, prm = _output(evaluate.reference, cls, iterates, sel)
             err, mass = evaluate(pol)
             return err, mass, sel + 1, prm
 
-        return jax.vmap(at)(jnp.asarray(member))
+        return jax.vmap(at_horizon)(jnp.asarray(candidate_of_T))
 
-    err, mass, sel, params = jax.vmap(one)(b, a, s)  # [P, G]
+    err, mass, sel, params = jax.vmap(at_hyper_point)(b, a, s)  # [P, G]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
     nq = jnp.asarray([dataclasses.replace(config, T=T, budget=None).num_queries for T in T_grid], jnp.int32)
     return XPOSweep(sharpness_error=swap(err), target_mass=swap(mass), selected_round=swap(sel), num_queries=nq,
