@@ -25,6 +25,7 @@ import scipy.stats
 import bounds
 from sharpsim import SampleEvaluateOracle, exact, finite_size, instances
 from sharpsim.algorithms import RLHFConfig, rlhf_sharpening_sweep
+from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.complexity import empirical_sample_complexity, fit_loglog_slope, proportion_interval
 from sharpsim.plotting import new_figure, save_figure
 from sharpsim.policies import TabularPolicy
@@ -67,17 +68,19 @@ def instance(gamma_margin: float):
     return instances.planted_mode(jax.random.key(0), NUM_PROMPTS, NUM_RESPONSES, COVERAGE, gamma_margin)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "ns", "scale"))
+@functools.partial(jax.jit, static_argnames=("loss", "ns", "scale"),  # LLVM -O1: compile 9 -> 4 s, same run time
+                   compiler_options={"xla_backend_optimization_level": 1})
 def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, loss, ns, scale):
     """Per trial: (uniform, worst) sharpness errors [G] at (β, σ); trials in batches (memory)."""
     oracle = SampleEvaluateOracle(TabularPolicy(log_probs=log_probs), mu)
     cfg = RLHFConfig(n=max(ns), beta=1.0, loss=loss, tie_break="random")
-    def one(k):
-        r = rlhf_sharpening_sweep(k, oracle, cls, cfg, n_grid=ns, betas=beta, reward_noises=sigma, delta=delta,
+    ev = SharpnessEvaluation.of(oracle.pi_base, mu, delta)  # δ traced: no recompile per δ
+    def trial_errors(k):
+        r = rlhf_sharpening_sweep(k, oracle, cls, cfg, evaluate=ev, n_grid=ns, betas=beta, reward_noises=sigma,
                                   _target_scale=scale)
         return r.sharpness_error[:, 0], r.worst_error[:, 0]
 
-    return jax.lax.map(one, keys, batch_size=32)
+    return jax.lax.map(trial_errors, keys, batch_size=32)
 
 
 @functools.lru_cache(maxsize=None)

@@ -206,6 +206,16 @@ def test_sweeps_score_with_the_callers_evaluation():
         sft_sharpening_sweep(key, oracle, finite, (2,), (1,))
     with pytest.raises(ValueError, match="evaluate must be a metrics.SharpnessEvaluation"):
         sft_sharpening_sweep(key, oracle, finite, (2,), (1,), evaluate=0.3)
+    from sharpsim.algorithms import XPOConfig, xpo_sharpening_sweep
+    xcfg = XPOConfig(T=2, beta=0.5, alpha=0.1, eval_samples=2)
+    for name, sweep in (("rlhf_sharpening_sweep", lambda **kw: rlhf_sharpening_sweep(key, oracle, finite, cfg, **kw)),
+                        ("xpo_sharpening_sweep", lambda **kw: xpo_sharpening_sweep(key, oracle, finite, xcfg, **kw))):
+        with pytest.raises(TypeError, match="evaluate"):  # no evaluation: the sweeps do not score themselves
+            sweep()
+        with pytest.raises(TypeError, match="delta"):  # the removed delta=/gamma= path
+            sweep(delta=delta, evaluate=ev_base)
+        with pytest.raises(ValueError, match=f"{name}: evaluate must be a metrics.SharpnessEvaluation"):
+            sweep(evaluate=delta)
 
 
 def test_map_trials_is_vmap_over_keys_with_one_compile():

@@ -64,7 +64,7 @@ def test_rlhf_sweep_traces_once_across_beta_and_noise():
 
     def sweep(key, beta, sigma):
         return rlhf_sharpening_sweep(key, oracle, cls, cfg, n_grid=(4, 16), betas=beta, reward_noises=sigma,
-                                     delta=0.2).sharpness_error
+                                     evaluate=metrics.SharpnessEvaluation.of(oracle.pi_base, oracle.mu, 0.2)).sharpness_error
 
     f = jax.jit(assert_max_traces(sweep, n=1))
     a = f(jax.random.key(0), jnp.asarray([0.5]), jnp.asarray([0.0]))
@@ -78,7 +78,8 @@ def test_xpo_sweep_traces_once_across_beta_alpha_and_noise():
 
     def sweep(key, beta, alpha, sigma):
         return xpo_sharpening_sweep(key, oracle, cls, cfg, T_grid=(3, 6), betas=beta, alphas=alpha,
-                                    reward_noises=sigma, delta=0.2).sharpness_error
+                                    reward_noises=sigma,
+                                    evaluate=metrics.SharpnessEvaluation.of(oracle.pi_base, oracle.mu, 0.2)).sharpness_error
 
     f = jax.jit(assert_max_traces(sweep, n=1))
     a = f(jax.random.key(0), jnp.asarray([0.5, 1.0]), jnp.asarray([0.1, 0.0]), jnp.asarray([0.0, 0.0]))

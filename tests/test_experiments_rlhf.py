@@ -107,7 +107,7 @@ def test_j1_every_arm_and_its_query_count():
     of π^(1) and π^(T+1)), one row per trial and grid point, errors in [0, 1]. Catches a wrong query count or a
     dropped arm."""
     s = _tiny_j1()[0]
-    oracle, cls, consts = j1.problem(s["d"], s["y_pad"], s["N_max"], s["n_max"])
+    oracle, cls, consts = j1.padded_instance(s["d"], s["y_pad"], s["N_max"], s["n_max"])
     assert cls.num_candidates == 1 + j1.NUM_CONFUSERS + len(j1.N_grid(s["N_max"])) and cls.num_responses == s["y_pad"]
     assert consts["pi_star_mass"] >= 1 - j1.DELTA / 2  # Theorem J.2, step 3: π*_β is (ε, δ)-sharp
     rows = j1.run_setting(trial_keys(0, 0, TRIALS), s, "quick")

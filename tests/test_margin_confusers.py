@@ -81,7 +81,8 @@ def test_sweep_worst_case_failure_follows_the_law():
     cls, _ = instances.margin_confuser_class(inst.pi_base, beta, s)
     oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
     cfg = RLHFConfig(n=8, beta=beta, tie_break="random")
-    f = jax.jit(jax.vmap(lambda k: rlhf_sharpening_sweep(k, oracle, cls, cfg, n_grid=(4, 8), delta=0.2).worst_error[:, 0]))
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2)
+    f = jax.jit(jax.vmap(lambda k: rlhf_sharpening_sweep(k, oracle, cls, cfg, n_grid=(4, 8), evaluate=ev).worst_error[:, 0]))
     w = np.asarray(f(jax.random.split(jax.random.key(1), 400)))
     rates = finite_size.confuser_touch_probabilities(np.exp(np.asarray(inst.pi_base.log_probs))) / 5
     for g, n in enumerate((4, 8)):

@@ -215,7 +215,8 @@ def test_xpo_sweep_equals_per_point_runs():
     pts = dict(betas=jnp.array([0.5, 0.3, 0.5]), alphas=jnp.array([0.0, 0.2, 0.05]), reward_noises=jnp.array([0.0, 0.0, 0.3]))
     Ts = (1, 3, 6)
     for seed in (1, 2):
-        sw = xpo_sharpening_sweep(jax.random.key(seed), oracle, cls, cfg, T_grid=Ts, delta=0.2, **pts)
+        sw = xpo_sharpening_sweep(jax.random.key(seed), oracle, cls, cfg, T_grid=Ts, **pts,
+                                  evaluate=metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2))
         for g, T in enumerate(Ts):
             for p in range(3):
                 c = dataclasses.replace(cfg, T=T, beta=float(pts["betas"][p]), alpha=float(pts["alphas"][p]),
@@ -238,7 +239,8 @@ def test_rlhf_sweep_equals_per_point_runs(loss):
     betas, sig = jnp.array([0.5, 0.2, 0.5]), jnp.array([0.0, 0.0, 0.4])
     for seed in range(4):
         sw = rlhf_sharpening_sweep(jax.random.key(seed), oracle, cls, cfg, n_grid=(3, 12), betas=betas,
-                                   reward_noises=sig, delta=0.2)
+                                   reward_noises=sig,
+                                   evaluate=metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2))
         for p in range(3):
             res = rlhf_sharpening(jax.random.key(seed), oracle, cls,
                                   dataclasses.replace(cfg, beta=float(betas[p]), reward_noise=float(sig[p])))
@@ -264,7 +266,8 @@ def test_optimism_sign_is_pinned():
     alpha = float(bounds.xpo_alpha(beta, 2.0 + math.log(M + k), cls.log_class_size, T, k * math.log(T + 1), 0.1))
     cfg = XPOConfig(T=T, beta=beta, alpha=alpha, eval_samples=4, eval_stride=4, tie_break="random")
     keys = jax.random.split(jax.random.key(0), 32)
-    f = jax.jit(jax.vmap(lambda kk, o, c, s: xpo_sharpening_sweep(kk, o, c, cfg, delta=delta, _optimism_sign=s)
+    ev = metrics.SharpnessEvaluation.of(pi_base, mu, delta)
+    f = jax.jit(jax.vmap(lambda kk, o, c, s: xpo_sharpening_sweep(kk, o, c, cfg, evaluate=ev, _optimism_sign=s)
                          .sharpness_error[0, 0], in_axes=(0, None, None, None)))
     ok = float(np.mean(np.asarray(f(keys, oracle, cls, 1.0)) <= 0.5))
     flipped = float(np.mean(np.asarray(f(keys, oracle, cls, -1.0)) <= 0.5))
@@ -284,7 +287,8 @@ def test_xpo_budget_is_the_oracles_one_check_over_all_calls():
     with pytest.raises(BudgetExceededError, match=f"needs {cfg.num_queries}"):
         xpo_sharpening(jax.random.key(1), tight, TabularClass(2, 4), cfg)
     with pytest.raises(BudgetExceededError, match=f"needs {cfg.num_queries}"):
-        xpo_sharpening_sweep(jax.random.key(1), tight, TabularClass(2, 4), cfg, delta=0.2)
+        xpo_sharpening_sweep(jax.random.key(1), tight, TabularClass(2, 4), cfg,
+                             evaluate=metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2))
     enough = SampleEvaluateOracle(inst.pi_base, inst.mu, budget=cfg.num_queries)
     res = xpo_sharpening(jax.random.key(1), enough, TabularClass(2, 4), cfg)
     assert int(res.num_queries) == 2 * 4 + 5 * 3

@@ -45,7 +45,7 @@ from sharpsim.algorithms._common import (
     raise_if_nonfinite,
     run_core,
 )
-from sharpsim.algorithms._sft import sweep_evaluation
+from sharpsim.algorithms._sft import check_evaluation
 from sharpsim.classes import FiniteClass, check_class_matches, tabular_eq8_minimizer
 from sharpsim.protocols import PolicyClass
 
@@ -187,24 +187,22 @@ class RLHFSweep:
 
 
 def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: RLHFConfig, *,
-                          n_grid: Optional[Sequence[int]] = None, betas=None, reward_noises=None,
-                          delta: Optional[float] = None, gamma: float = 0.0,
-                          evaluate: Optional[metrics.SharpnessEvaluation] = None,
-                          _target_scale: float = 1.0) -> RLHFSweep:
+                          evaluate: metrics.SharpnessEvaluation, n_grid: Optional[Sequence[int]] = None,
+                          betas=None, reward_noises=None, _target_scale: float = 1.0) -> RLHFSweep:
     """RLHF-sharpening over a finite class for a grid of n (prefixes of one draw) and traced (β, σ) points.
 
     One draw of max(n_grid) pairs (with their noise ξ); the per-pair, per-candidate losses are cumulated
     along the pairs, so prefix n costs one gather. ``betas``/``reward_noises``: 1-D arrays (broadcast), or
     None for ``config``'s values. Entry (g, p) equals ``rlhf_sharpening(key, …, replace(config, n=n_max,
     beta=β_p, reward_noise=σ_p))`` restricted to the first n_grid[g] pairs of the same draw (exactly so at
-    n = n_max). Scoring is the caller's ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`), or one
-    built from ``delta``/``gamma`` against the oracle's π_base. ``_target_scale``: private test hook (see
-    :func:`pair_loss_fn`); leave at 1.
+    n = n_max). Scoring is the caller's ``evaluate`` (required: a :class:`~sharpsim.metrics.SharpnessEvaluation`,
+    e.g. ``SharpnessEvaluation.of(pi_base, mu, delta, gamma)``; the sweep never builds one from the oracle).
+    ``_target_scale``: private test hook (see :func:`pair_loss_fn`); leave at 1.
     """
     if not callable(getattr(cls, "pair_scores", None)):
         raise ValueError(f"rlhf_sharpening_sweep needs a FiniteClass (exact minimisation), got {type(cls).__name__}.")
     check_class_matches(cls, oracle.pi_base, "rlhf_sharpening_sweep")
-    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "rlhf_sharpening_sweep")
+    evaluate = check_evaluation(evaluate, "rlhf_sharpening_sweep")
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in (n_grid or (config.n,)))
     n_max = max(n_grid)
     dt = jnp.result_type(float)
@@ -221,13 +219,13 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     mu = evaluate.mu
     onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
 
-    def one(beta, sigma):
+    def at_hyper_point(beta, sigma):
         pair_loss = pair_loss_fn(beta, config.loss, r_y, r_yp, sigma * xi[:, 0], sigma * xi[:, 1], _target_scale)
         per = cls.pair_scores(pair_loss, x, y, yp)
         per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
         cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
 
-        def at(n):
+        def at_prefix(n):  # the fit on the first n pairs
             scores = cum[n - 1]
             scores = jnp.where(scores >= 1e29, jnp.inf, scores)
             idx, tied = select_with_ties(cls, scores, priority)
@@ -241,9 +239,9 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
                 worst = jnp.max(jnp.where(tied[0], per_k, 0.0))
             return err, worst, jnp.sum(tied[0] if not cls.product else tied, dtype=jnp.int32), idx
 
-        return jax.vmap(at)(jnp.asarray(n_grid, jnp.int32))
+        return jax.vmap(at_prefix)(jnp.asarray(n_grid, jnp.int32))
 
-    err, worst, nmin, params = jax.vmap(one)(b, s)  # [P, G, ...]
+    err, worst, nmin, params = jax.vmap(at_hyper_point)(b, s)  # [P, G, ...]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
     nq = jnp.asarray([2 * n for n in n_grid], jnp.int32)
     return RLHFSweep(sharpness_error=swap(err), worst_error=swap(worst), num_minimizers=swap(nmin),

@@ -168,18 +168,6 @@ def check_evaluation(evaluate, what: str) -> metrics.SharpnessEvaluation:
     return evaluate
 
 
-def sweep_evaluation(evaluate, oracle, delta, gamma, what: str) -> metrics.SharpnessEvaluation:
-    """The RLHF / XPO sweeps' scorer (``_rlhf.py``, ``_xpo.py`` import it): the caller's ``evaluate``, or one built
-    from ``delta``/``gamma`` and the oracle's π_base. The SFT sweeps no longer take ``delta``/``gamma``
-    (:func:`check_evaluation`); delete this once the RLHF and XPO sweeps require ``evaluate`` too."""
-    if evaluate is not None:
-        return check_evaluation(evaluate, what)
-    if delta is None:
-        raise ValueError(f"{what}: give delta (the sharpness threshold) or evaluate=SharpnessEvaluation.of(...).")
-    check_open_unit(delta, "delta")
-    return metrics.SharpnessEvaluation.of(oracle.pi_base, oracle.mu, delta, gamma)
-
-
 # ------------------------------------------------------------------------------------ sweep
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

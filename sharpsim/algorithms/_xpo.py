@@ -61,7 +61,7 @@ from sharpsim.algorithms._common import (
     raise_if_nonfinite,
     run_core,
 )
-from sharpsim.algorithms._sft import sweep_evaluation
+from sharpsim.algorithms._sft import check_evaluation
 from sharpsim.classes import _first, check_class_matches
 from sharpsim.policies import TabularPolicy, inverse_cdf_sample
 from sharpsim.protocols import PolicyClass
@@ -246,14 +246,14 @@ def _j_hats(key, oracle, cls, iterates, ids: Sequence[int], hp, E: int):
         keys = jax.vmap(lambda c: jax.random.fold_in(k_eval, c))(jnp.asarray(later, jnp.int32))
         counts = []
 
-        def eval_one(args):
+        def j_hat_of_iterate(args):
             k, p = args
             xs, ys, lps = _draw_from(cls.member(p), k, oracle.mu, E)
             r, c = oracle.evaluate(xs, ys)
             counts[:] = [c]
             return _j_hat(r, lps, beta)
 
-        out.append(jax.lax.map(eval_one, (keys, params)))
+        out.append(jax.lax.map(j_hat_of_iterate, (keys, params)))
         queries += len(later) * counts[0]
     return jnp.concatenate([jnp.atleast_1d(o) for o in out]), queries
 
@@ -308,13 +308,11 @@ def xpo_sharpening_sweep(
     cls,
     config: XPOConfig,
     *,
+    evaluate: metrics.SharpnessEvaluation,
     T_grid: Optional[Sequence[int]] = None,
     betas=None,
     alphas=None,
     reward_noises=None,
-    delta: Optional[float] = None,
-    gamma: float = 0.0,
-    evaluate: Optional[metrics.SharpnessEvaluation] = None,
     _optimism_sign: float = 1.0,
 ) -> XPOSweep:
     """Algorithm 1 over a grid of T and of traced (β, α, σ) points: one compile per configuration shape.
@@ -323,12 +321,12 @@ def xpo_sharpening_sweep(
     broadcast together; they are traced, so changing them does not recompile. ``T_grid`` (default
     ``(config.T,)``): one trajectory of max(T_grid) rounds per point, each T read off its prefix (keys are
     prefix-consistent, so entry g equals ``xpo_sharpening(key, …, replace(config, T=T_grid[g], beta=…, …))``).
-    Scoring is the caller's ``evaluate`` (a :class:`~sharpsim.metrics.SharpnessEvaluation`; its ``reference``
-    is π^(1) = π_base when the class's members are tabular), or one built from ``delta``/``gamma`` against the
-    oracle's π_base.
+    Scoring is the caller's ``evaluate`` (required: a :class:`~sharpsim.metrics.SharpnessEvaluation`, e.g.
+    ``SharpnessEvaluation.of(pi_base, mu, delta, gamma)``; its ``reference`` is π^(1) = π_base, returned when
+    Algorithm 1 selects the first iterate and the class's members are tabular).
     """
     check_class_matches(cls, oracle.pi_base, "xpo_sharpening_sweep")
-    evaluate = sweep_evaluation(evaluate, oracle, delta, gamma, "xpo_sharpening_sweep")
+    evaluate = check_evaluation(evaluate, "xpo_sharpening_sweep")
     T_grid = tuple(check_positive_int(T, "T_grid entry") for T in (T_grid or (config.T,)))
     T_max = max(T_grid)
     cfg_max = dataclasses.replace(config, T=T_max, budget=None)
@@ -338,23 +336,24 @@ def xpo_sharpening_sweep(
                          ("reward_noises", reward_noises, config.reward_noise))
     per_T = [_candidates(T, int(config.eval_stride)) for T in T_grid]
     union = tuple(sorted(set().union(*per_T)))
-    member = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
+    candidate_of_T = np.array([[c in cands for c in union] for cands in per_T])  # [G, U] static
     union_arr = jnp.asarray(union, jnp.int32)
 
-    def one(beta, alpha, sigma):
+    def at_hyper_point(beta, alpha, sigma):
         hp = dict(beta=beta, alpha=alpha, sigma=sigma, sign=jnp.asarray(_optimism_sign, dt))
         iterates, _, _, _ = _trajectory(key, oracle, cls, cfg_max, T_max, hp)
         j_all, _ = _j_hats(key, oracle, cls, iterates, union, hp, config.eval_samples)
 
-        def at(mask):  # first argmax over the candidates of one T, as xpo_sharpening's argmax over its own list
+        def at_horizon(mask):  # the run with T = T_grid[g], mask = its candidates: first argmax over them,
+            # as xpo_sharpening's argmax over its own list
             sel = union_arr[jnp.argmax(jnp.where(mask, j_all, -jnp.inf))]
             pol, prm = _output(evaluate.reference, cls, iterates, sel)
             err, mass = evaluate(pol)
             return err, mass, sel + 1, prm
 
-        return jax.vmap(at)(jnp.asarray(member))
+        return jax.vmap(at_horizon)(jnp.asarray(candidate_of_T))
 
-    err, mass, sel, params = jax.vmap(one)(b, a, s)  # [P, G]
+    err, mass, sel, params = jax.vmap(at_hyper_point)(b, a, s)  # [P, G]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
     nq = jnp.asarray([dataclasses.replace(config, T=T, budget=None).num_queries for T in T_grid], jnp.int32)
     return XPOSweep(sharpness_error=swap(err), target_mass=swap(mass), selected_round=swap(sel), num_queries=nq,
