@@ -105,7 +105,7 @@ def tiny_case():
     seqs = _completions(len(tok), tok.eos_token_id, H)  # 40 completions
     lp, lq = _token_tables(model, prompt, seqs, ALPHA)
     log_pi = torch.tensor([sum(lp[s]) for s in seqs], dtype=torch.float64)
-    assert float(log_pi.exp().sum()) == pytest.approx(1.0, abs=1e-9)
+    assert float(log_pi.exp().sum()) == pytest.approx(1.0, abs=1e-6)  # float32 logits
     target = (ALPHA * log_pi).softmax(0)
     start = torch.tensor([math.exp(sum(lq[s])) for s in seqs], dtype=torch.float64)  # temperature-1/α law
     law = start.clone()
@@ -116,11 +116,12 @@ def tiny_case():
 
 
 def test_mh_chain_law_approaches_exact_power_law(tiny_case):
-    """1,000 chains × 20 steps (≈ 40 model calls per chain; 40 completions, H = 3, α = 2).
+    """1,000 chains × 20 steps (≈ 45 model calls per chain; 40 completions, H = 3, α = 2).
 
     Exact (kernel): TV(temperature 1/α, π^α) = 0.244, TV(MH law after 20 steps, π^α) = 0.042. The empirical
     law of the chains must be within ε = noise(n = 1000, δ = 1e-4) ≈ 0.12 of the exact 20-step law, and within
-    0.05 + ε of π^α: each check fails with probability ≤ 1e-4 when the sampler is right (false-failure rate
+    0.05 + ε of π^α (measured, seed 0: 0.025 and 0.059; without the proposal correction
+    0.44 and 0.47). Each check fails with probability ≤ 1e-4 when the sampler is right (false-failure rate
     ≤ 2e-4 for the test).
     """
     model, tok, seqs, target, start, law = tiny_case
@@ -134,9 +135,10 @@ def test_mh_chain_law_approaches_exact_power_law(tiny_case):
     assert _tv(emp, law) <= eps, (_tv(emp, law), eps)
     assert _tv(emp, target) <= 0.05 + eps, (_tv(emp, target), eps)
     # the cost: L₀ + Σ (L' − t) next-token distributions per chain, as recorded step by step
-    L0 = res.model_calls - (res.proposal_lengths - res.positions).sum(0)
+    L0 = res.initial_lengths
+    assert torch.equal(res.model_calls, L0 + (res.proposal_lengths - res.positions).sum(0))
     assert bool(((L0 >= 1) & (L0 <= H)).all())
-    assert float(res.model_calls.float().mean()) == pytest.approx(40, rel=0.25)
+    assert 20 * 1 + 1 <= float(res.model_calls.float().mean()) <= 20 * H + H
     # one generate (≤ H forward passes) + one scoring pass per step, plus the start
     assert (STEPS + 1) * 2 <= res.forward_passes <= (STEPS + 1) * (H + 1)
 
@@ -207,7 +209,8 @@ def test_every_step_of_a_chain_uses_the_hand_ratio(iid_model):
     res = power_mh_sample(model, tok, ["ab", "b"], 2.0, steps, num_chains=3, max_new_tokens=H2, seed=3)
     S = sum(p * p for p in P)
     assert res.log_accept.shape == (steps, 6)
-    L_cur = res.model_calls - (res.proposal_lengths - res.positions).sum(0)  # the start lengths
+    L_cur = res.initial_lengths.clone()
+    assert torch.equal(res.model_calls, L_cur + (res.proposal_lengths - res.positions).sum(0))
     assert bool(((L_cur >= 1) & (L_cur <= H2)).all())
     for s in range(steps):
         t, Lp = res.positions[s], res.proposal_lengths[s]

@@ -62,7 +62,8 @@ class PowerMHSamples:
 
     ``samples``: a :class:`~sharpsim.bridge.Samples` with ``N = num_chains`` rows per prompt (rows ``i·N …``
     belong to prompt i), ``token_logps`` = teacher-forced float32 log π of each token, so ``samples.logps`` is
-    log π(y|x) of the final state. ``initial_logps``: log π of each chain's temperature-1/α start. Per chain
+    log π(y|x) of the final state. ``initial_logps`` / ``initial_lengths``: log π and length L₀ of each chain's
+    temperature-1/α start. Per chain
     (``[B·N]``): ``model_calls`` (next-token distributions sampled from: L₀ + Σ_steps (L' − t)),
     ``scored_tokens`` (tokens teacher-forced: L₀ + Σ_steps L'), ``accepted`` (accepted proposals). Per step and
     chain (``[num_steps, B·N]``): ``positions`` (t), ``proposal_lengths`` (L'), ``log_accept`` (log of the
@@ -72,6 +73,7 @@ class PowerMHSamples:
 
     samples: Samples
     initial_logps: "torch.Tensor"
+    initial_lengths: "torch.Tensor"
     model_calls: "torch.Tensor"
     scored_tokens: "torch.Tensor"
     accepted: "torch.Tensor"
@@ -175,7 +177,7 @@ def power_mh_sample(
             empty = torch.full((R, H), pad_id, dtype=torch.long, device=dev)
             y, ymask, L = _propose(model, row_pids, row_pmask, empty, zeros_t, H, alpha, pad_id, eos_ids, max_batch_rows)
             lp, lq = _score(model, row_pids, row_pmask, y, ymask, alpha, max_batch_rows)
-            initial_logps = lp.sum(-1).cpu()
+            initial_logps, initial_lengths = lp.sum(-1).cpu(), L.cpu()
             model_calls = L.clone()
             scored = L.clone()
             n_acc = torch.zeros(R, dtype=torch.long, device=dev)
@@ -207,7 +209,8 @@ def power_mh_sample(
     def stack(xs, dtype):
         return torch.stack(xs) if xs else torch.zeros((0, R), dtype=dtype)
 
-    return PowerMHSamples(samples=samples, initial_logps=initial_logps, model_calls=model_calls.cpu(),
+    return PowerMHSamples(samples=samples, initial_logps=initial_logps, initial_lengths=initial_lengths,
+                          model_calls=model_calls.cpu(),
                           scored_tokens=scored.cpu(), accepted=n_acc.cpu(), positions=stack(traj_t, torch.long),
                           proposal_lengths=stack(traj_len, torch.long), log_accept=stack(traj_loga, torch.float32),
                           accepted_steps=stack(traj_acc, torch.bool), forward_passes=calls[0], alpha=alpha,
