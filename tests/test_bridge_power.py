@@ -221,3 +221,14 @@ def test_every_step_of_a_chain_uses_the_hand_ratio(iid_model):
     assert torch.equal(L_cur, res.samples.lengths)  # replaying the decisions gives the final lengths
     assert torch.equal(res.accepted, res.accepted_steps.long().sum(0))
     assert res.accepted_steps.any() and not res.accepted_steps.all()
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(alpha=0.0), "alpha"), (dict(alpha=float("nan")), "alpha"), (dict(num_steps=-1), "num_steps"),
+    (dict(num_chains=0), "num_chains"), (dict(max_new_tokens=0), "max_new_tokens"), (dict(seed=-1), "seed"),
+])
+def test_bad_arguments_name_the_argument(iid_model, kwargs, name):
+    model, tok = iid_model
+    args = dict(alpha=2.0, num_steps=1) | kwargs
+    with pytest.raises(ValueError, match=name):
+        power_mh_sample(model, tok, ["a"], args.pop("alpha"), args.pop("num_steps"), **args)
