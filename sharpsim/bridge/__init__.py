@@ -15,13 +15,16 @@ import importlib
 _LAZY = {
     # scoring
     "Scores": "_scoring", "score_completions": "_scoring", "score_ids": "_scoring",
-    "completion_token_logps": "_scoring", "completion_mask_from_ids": "_scoring",
+    "completion_token_logps": "_scoring", "completion_token_logps_tempered": "_scoring",
+    "completion_mask_from_ids": "_scoring",
     "resolve_special_ids": "_scoring", "pad_left": "_scoring", "pad_right": "_scoring",
     # sampling
     "Samples": "_sampling", "sample_completions": "_sampling",
     # self-rewards and best-of-N
     "BestOfN": "_rewards", "best_of_n": "_rewards", "compute_self_reward": "_rewards",
     "majority_reward": "_rewards", "select_best": "_rewards",
+    # power sampling: Metropolis–Hastings targeting π^α (Karan & Du 2025)
+    "PowerMHSamples": "_power", "power_mh_sample": "_power", "mh_log_acceptance": "_power",
     # algorithms
     "SFTConfig": "_algorithms", "RLHFConfig": "_algorithms", "XPOConfig": "_algorithms",
     "SharpeningResult": "_algorithms", "sft_sharpening": "_algorithms", "rlhf_sharpening": "_algorithms",

@@ -29,6 +29,7 @@ __all__ = [
     "check_same_device",
     "completion_mask_from_ids",
     "completion_token_logps",
+    "completion_token_logps_tempered",
     "context_length",
     "model_device",
     "pad_left",
@@ -229,6 +230,21 @@ def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, compl
     ``prompt_ids/prompt_mask``: ``[B, P]`` left-padded; ``completion_ids/completion_mask``: ``[B, T]``
     right-padded. Returns ``[B, T]`` float32 with masked positions set to 0 (``masked_fill``).
     """
+    return _token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask, None)[0]
+
+
+def completion_token_logps_tempered(model, prompt_ids, prompt_mask, completion_ids, completion_mask, alpha: float):
+    """Per-token ``(log π(c_t | p, c_<t), log q_α(c_t | p, c_<t))`` from ONE teacher-forced float32 pass, where
+    q_α = softmax(α · logits) is the next-token law at temperature 1/α (no top-k / top-p).
+
+    Same shapes and masking as :func:`completion_token_logps` (both ``[B, T]``, 0 outside the mask). Used by the
+    power sampler (:func:`~sharpsim.bridge.power_mh_sample`), whose acceptance ratio needs both densities.
+    """
+    return _token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask, float(alpha))
+
+
+def _token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask, alpha):
+    """log π per token and, when ``alpha`` is not None, log softmax(α·logits) per token (else ``None``)."""
     check_same_device(model, prompt_ids=prompt_ids, completion_ids=completion_ids)
     prompt_mask = prompt_mask.bool()
     completion_mask = completion_mask.bool()
@@ -242,7 +258,8 @@ def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, compl
     t_used = int(completion_mask.long().sum(-1).max()) if completion_ids.numel() else 0
     B, T = completion_ids.shape
     if t_used == 0:
-        return torch.zeros((B, T), dtype=torch.float32, device=completion_ids.device)
+        zeros = torch.zeros((B, T), dtype=torch.float32, device=completion_ids.device)
+        return zeros, (None if alpha is None else zeros.clone())
     c_ids, c_mask = completion_ids[:, :t_used], completion_mask[:, :t_used]
     ctx = context_length(model)
     total = prompt_mask.long().sum(-1) + c_mask.long().sum(-1)
@@ -255,9 +272,13 @@ def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, compl
     input_ids = torch.cat([prompt_ids, c_ids], dim=1)
     attn = torch.cat([prompt_mask, c_mask], dim=1)
     logits = _forward_completion_logits(model, input_ids, attn, t_used)
-    tok = torch.gather(logits, -1, c_ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    tok = tok.masked_fill(~c_mask, 0.0)
-    return torch.nn.functional.pad(tok, (0, T - t_used))
+    picked = torch.gather(logits, -1, c_ids.unsqueeze(-1)).squeeze(-1)
+    tok = (picked - torch.logsumexp(logits, dim=-1)).masked_fill(~c_mask, 0.0)
+    tok = torch.nn.functional.pad(tok, (0, T - t_used))
+    if alpha is None:
+        return tok, None
+    tempered = (alpha * picked - torch.logsumexp(alpha * logits, dim=-1)).masked_fill(~c_mask, 0.0)
+    return tok, torch.nn.functional.pad(tempered, (0, T - t_used))
 
 
 def _distinct_rows(model, prompt_ids, prompt_mask, completion_ids, completion_mask, group: int):
