@@ -342,35 +342,45 @@ def analyze(rows: list, *, arm_matrix, fit, compare, few) -> dict:
     return dict(checks=checks, per_d=per, semilog_fits=fd)
 
 
-def plot(summary: dict, out_dir, new_figure, save_figure) -> list:
-    """m̂ against d on the log-linear class (same layout as the finite-class figure)."""
-    import pathlib
+def m_hat_vs_d_figure(per: list, fits: dict, arms, reference: tuple, title: str, path, *,
+                      mark_unreached: bool = False) -> list:
+    """m̂(ρ) per arm against d on a log axis with 95% bootstrap bands, C_cov(d) dashed and one dotted ``reference``
+    curve ``(values, label)``: the figure of ``xpo_vs_sft_j1`` for the finite and for the log-linear class."""
+    from sharpsim.plotting import new_figure, save_figure
 
-    per, fits = summary["per_d"], summary["semilog_fits"]
     ds = np.array([p["d"] for p in per], float)
     fig, (ax,) = new_figure(1, width=6.4, height=4.6)
-    for arm, col in zip(ARMS, ("C0", "C1", "C2", "C3")):
+    for arm, col in zip(arms, ("C0", "C1", "C2", "C3")):
         y, lo, hi = (np.array([p[arm][k] for p in per]) for k in ("m_hat", "lower", "upper"))
         ok, f = np.isfinite(y), fits[arm]
-        rate = f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or ("" if ok.any() else " (not reached)")
+        unreached = " (not reached)" if mark_unreached and not ok.any() else ""
+        rate = f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or unreached
         ax.plot(ds[ok], y[ok], "o-", color=col, label=arm + rate)
         band = ok & np.isfinite(hi) & (lo > 0)
         ax.fill_between(ds[band], lo[band], hi[band], color=col, alpha=0.2)
     ax.plot(ds, [p["C_cov"] for p in per], "k--", lw=1, label=r"$C_{\rm cov}(d)$")
-    ax.plot(ds, 2 * ds, "k:", lw=1, label="2d (d pairs)")
+    ax.plot(ds, reference[0], "k:", lw=1, label=reference[1])
     ax.set(yscale="log", xlabel="d  (|Y| = 2^d)", ylabel=r"$\hat m(\rho)$ (queries)")
-    ax.set_title("log-linear class Π_{φ,B} (Def. J.3): m̂ vs d, 95% bootstrap bands", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6.5)
     fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "xpo_vs_sft_j1_loglinear")
+    return save_figure(fig, path)
+
+
+def plot(summary: dict, out_dir) -> list:
+    """m̂ against d on the log-linear class (same layout as the finite-class figure)."""
+    import pathlib
+
+    ds = np.array([p["d"] for p in summary["per_d"]], float)
+    return m_hat_vs_d_figure(summary["per_d"], summary["semilog_fits"], ARMS, (2 * ds, "2d (d pairs)"),
+                             "log-linear class Π_{φ,B} (Def. J.3): m̂ vs d, 95% bootstrap bands",
+                             pathlib.Path(out_dir) / "xpo_vs_sft_j1_loglinear", mark_unreached=True)
 
 
 def with_loglinear(exp, *, epsilon: float, delta: float, rho: float, E: int, helpers: dict):
     """``exp`` (the finite-class ``xpo_vs_sft_j1``) with the log-linear settings appended: their rows carry
     ``class = "loglinear_j3"``; their checks follow the finite ones and their summary sits under ``loglinear_j3``."""
     import dataclasses
-
-    from sharpsim.plotting import new_figure, save_figure
 
     is_ll = lambda r: r.get("class") == CLASS  # noqa: E731
 
@@ -390,6 +400,6 @@ def with_loglinear(exp, *, epsilon: float, delta: float, rho: float, E: int, hel
 
     def plot_(rows, summary, out_dir):
         figs = exp.plot([r for r in rows if not is_ll(r)], summary, out_dir) if "per_d" in summary else []
-        return figs + (plot(summary[CLASS], out_dir, new_figure, save_figure) if CLASS in summary else [])
+        return figs + (plot(summary[CLASS], out_dir) if CLASS in summary else [])
 
     return dataclasses.replace(exp, settings=settings_, run_setting=run_setting_, analyze=analyze_, plot=plot_)

@@ -32,10 +32,9 @@ from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.classes import FiniteClass
 from sharpsim.finite_size import argmax_confuser_success as offline_law
 from sharpsim.complexity import budget_at_rate, empirical_sample_complexity, fit_loglog_slope, proportion_interval
-from sharpsim.plotting import new_figure, save_figure
 from sharpsim.policies import TabularPolicy
 from sharpsim.runner import Check, Experiment, check_slope
-from sharpsim_experiments._j1_loglinear import with_loglinear
+from sharpsim_experiments._j1_loglinear import m_hat_vs_d_figure, with_loglinear
 
 NAME = "xpo_vs_sft_j1"
 EPSILON, DELTA, RHO = 0.5, 0.1, 0.1
@@ -214,22 +213,11 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    per, fits = summary["per_d"], summary["semilog_fits"]
-    ds = np.array([p["d"] for p in per], float)
-    fig, (ax,) = new_figure(1, width=6.4, height=4.6)
-    for arm, c in zip(ARMS, ("C0", "C1", "C2", "C3")):
-        y, lo, hi = (np.array([p[arm][k] for p in per]) for k in ("m_hat", "lower", "upper"))
-        ok, f = np.isfinite(y), fits[arm]
-        ax.plot(ds[ok], y[ok], "o-", color=c, label=arm + (f and f" (rate {f['slope']:.2f} [{f['lower']:.2f}, {f['upper']:.2f}])" or ""))
-        band = ok & np.isfinite(hi) & (lo > 0)
-        ax.fill_between(ds[band], lo[band], hi[band], color=c, alpha=0.2)
-    ax.plot(ds, [p["C_cov"] for p in per], "k--", lw=1, label=r"$C_{\rm cov}(d)$")
-    ax.plot(ds, [1 / p["p_rare"] for p in per], "k:", lw=1, label=r"$1/\pi_{\rm base}$(rarest confuser response)")
-    ax.set(yscale="log", xlabel="d  (|Y| = 2^d)", ylabel=r"$\hat m(\rho)$ (queries)")
-    ax.set_title("m̂ vs d, semilog (straight = exponential), 95% bootstrap bands", fontsize=9)
-    ax.legend(fontsize=6.5)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "xpo_vs_sft_j1")
+    per = summary["per_d"]
+    return m_hat_vs_d_figure(per, summary["semilog_fits"], ARMS,
+                             ([1 / p["p_rare"] for p in per], r"$1/\pi_{\rm base}$(rarest confuser response)"),
+                             "m̂ vs d, semilog (straight = exponential), 95% bootstrap bands",
+                             pathlib.Path(out_dir) / "xpo_vs_sft_j1")
 
 
 EXPERIMENT = with_loglinear(Experiment(
