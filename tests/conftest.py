@@ -9,6 +9,7 @@ import os
 # Tests do not write JAX's persistent compilation cache into the user's home (the CLI turns it on by default);
 # tests/test_compilation.py turns it on explicitly in a temporary folder.
 os.environ.setdefault("SHARPSIM_NO_COMPILE_CACHE", "1")
+os.environ.setdefault("SHARPSIM_NO_MODEL_CACHE", "1")  # no 0.5 GB converted SmolLM2 in your home
 
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings

@@ -95,3 +95,27 @@ def test_power_mh_on_smollm2_raises_log_likelihood(smol):
           f"calls/chain {float(res.model_calls.float().mean()):.1f}, acceptance {res.acceptance_rate:.2f}, "
           f"forward passes {res.forward_passes}")
     assert diff - 1.96 * se > 0
+
+
+def test_converted_model_cache_is_the_same_model(tmp_path, monkeypatch):
+    """load_smollm2's cache of the de-quantised model (issue 14: reading the GGUF costs ~40 s): the copy it writes
+    and reads back has the same tensors, tokenizer, chat template and special ids as the GGUF load."""
+    from sharpsim.bridge import load_smollm2
+    from sharpsim.bridge._models import model_cache_dir
+
+    monkeypatch.delenv("SHARPSIM_NO_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("SHARPSIM_MODEL_CACHE", str(tmp_path))
+    assert model_cache_dir() == tmp_path
+    ref, ref_tok = load_smollm2("cpu", cache=False)
+    load_smollm2("cpu")  # converts and writes the copy
+    (saved,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert (saved / "model.safetensors").exists() and not list(tmp_path.glob(".partial-*"))
+    model, tok = load_smollm2("cpu")  # reads the copy
+    a, b = ref.state_dict(), model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    prompts = [chat_prompt(ref_tok, p) for p in arithmetic_problems(3, seed=1)]
+    assert prompts == [chat_prompt(tok, p) for p in arithmetic_problems(3, seed=1)]
+    assert ref_tok(prompts).input_ids == tok(prompts).input_ids
+    assert (tok.pad_token_id, tok.eos_token_id) == (ref_tok.pad_token_id, ref_tok.eos_token_id)
+    monkeypatch.setenv("SHARPSIM_NO_MODEL_CACHE", "1")
+    assert model_cache_dir() is None

@@ -1,13 +1,15 @@
-"""Batched sampling of N completions per prompt with ``generate(num_return_sequences=N)``, chunked.
+"""Batched sampling of N completions per prompt, chunked: the bridge's own decoding loop (shared prompt
+prefill, rows leave the batch at EOS, inverse-CDF draws; :func:`_decode`) for pure temperature sampling and
+greedy decoding, ``generate(num_return_sequences=N)`` otherwise.
 
-Rows are grouped per prompt (rows ``i·N … i·N+N−1`` belong to prompt ``i``), exactly as ``generate`` returns
-them. The completion mask runs up to and including the first EOS (correct when pad == eos), and every
+Rows are grouped per prompt (rows ``i·N … i·N+N−1`` belong to prompt ``i``), as ``generate`` returns them. The completion mask runs up to and including the first EOS (correct when pad == eos), and every
 completion carries its length and a ``truncated`` flag (no EOS within ``max_new_tokens``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 
 from sharpsim._validation import check_count, check_float, check_prompts
@@ -114,10 +116,12 @@ def sample_completions(
     whose N exceeds the chunk is split over several calls. ``do_sample=False`` gives greedy decoding (use
     ``N=1``). ``seed`` seeds torch's global RNG before sampling.
 
-    ``share_prompt_cache=True`` pre-fills each prompt's KV cache once and repeats it for its N rows (instead of
-    letting ``num_return_sequences`` pre-fill N copies of the prompt): with long prompts this divides the
-    pre-fill cost by N. Rows and the sampling law are unchanged; it falls back to the plain call when the model's
-    cache does not support it.
+    ``share_prompt_cache=True`` (with top_k=0, top_p=1) decodes with the bridge's own loop (:func:`_decode`):
+    each prompt's KV cache is pre-filled once and repeated for its N rows (with long prompts this divides the
+    pre-fill cost by N), rows that emitted EOS leave the batch, and tokens are drawn by inverting the CDF. The
+    sampling law is that of ``generate`` (tested against it); the draws for a seed differ. It falls back to
+    ``generate`` when the model's cache does not support repeating and selecting rows, and
+    ``share_prompt_cache=False`` always uses ``generate``.
 
     ``return_logps=True`` also returns each sampled token's log-probability, taken from the generation pass's raw
     (unprocessed) logits in float32: with temperature 1 and no top-k / top-p these ARE log π(y_t | x, y_<t), so no
@@ -174,12 +178,20 @@ def sample_completions(
                 remaining = N
                 while remaining > 0:
                     k = min(remaining, max_batch_rows) if ids.shape[0] == 1 else remaining
+                    own = None
+                    if share_prompt_cache and top_k == 0 and float(top_p) == 1.0:
+                        own = _decode(model, ids, mask, k, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                                      pad_id=pad_id, temperature=float(temperature) if do_sample else None,
+                                      want_logps=return_logps)
+                    if own is not None:
+                        pieces.append(own[0])
+                        if return_logps:
+                            lp_pieces.append(own[1])
+                        remaining -= k
+                        continue
                     if do_sample:
-                        out = _generate_shared_prefix(model, ids, mask, k, gen_kwargs) if share_prompt_cache \
-                            else None
-                        if out is None:
-                            out = model.generate(input_ids=ids, attention_mask=mask.long(),
-                                                 num_return_sequences=k, **gen_kwargs)
+                        out = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=k,
+                                             **gen_kwargs)
                     else:  # generate refuses num_return_sequences > 1 for greedy: repeat rows ourselves
                         out = model.generate(input_ids=ids.repeat_interleave(k, 0),
                                              attention_mask=mask.long().repeat_interleave(k, 0), **gen_kwargs)
@@ -217,24 +229,109 @@ def sample_completions(
 _CACHE_FALLBACK: set[str] = set()
 
 
-def _generate_shared_prefix(model, ids, mask, k: int, gen_kwargs: dict):
-    """``generate`` for k samples per row with the prompt pre-filled once per row; ``None`` if unsupported."""
-    if ids.shape[1] < 2 or type(model).__name__ in _CACHE_FALLBACK:
+def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: int, temperature: float | None,
+            want_logps: bool):
+    """The bridge's own decoding loop for k completions of each row of ``ids`` (prompt-major), or ``None`` when
+    the model's KV cache cannot be repeated and row-selected (then the caller uses ``generate``).
+
+    Same law as ``generate(do_sample=True, temperature=t, top_k=0, top_p=1)`` (or greedy when ``temperature`` is
+    None), cheaper on CPU in three ways: the prompt is pre-filled once per row and its cache repeated k times;
+    rows that emitted EOS leave the batch (their cache rows are dropped: no forward pass is spent on padding);
+    a token is drawn by inverting the float64 CDF with one uniform per row (``torch.multinomial`` over a
+    49k-token vocabulary cost more than a transformer layer at 128 rows). Log-probs are float32 log-softmax of
+    the raw logits at the drawn token (= teacher forcing, tested). Returns ``(tokens [R, T], logps [R, T] |
+    None)`` with pad after each row's EOS, T = the number of steps taken.
+    """
+    if ids.shape[1] < 1 or type(model).__name__ in _CACHE_FALLBACK:
         return None
-    attn = mask.long()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
+    params = inspect.signature(base.forward).parameters
+    last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers ≥ 5.2x renamed it
     try:
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+        out, attn, pos_last = _prefill(model, ids, mask, cache_kw, last)
         cache = out.past_key_values
-        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        if cache is None or not (hasattr(cache, "batch_repeat_interleave") and hasattr(cache, "batch_select_indices")):
             raise TypeError("no repeatable cache")
         if k > 1:
             cache.batch_repeat_interleave(k)
-        return model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=attn.repeat_interleave(k, 0),
-                              past_key_values=cache, **gen_kwargs)
     except (TypeError, ValueError, AttributeError, NotImplementedError):
         _CACHE_FALLBACK.add(type(model).__name__)
         return None
+    logits = out.logits[:, -1].float().repeat_interleave(k, 0)  # [R, V]
+    attn, nxt = attn.repeat_interleave(k, 0), pos_last.repeat_interleave(k, 0) + 1
+    R, dev = logits.shape[0], logits.device
+    tokens = torch.full((R, max_new_tokens), pad_id, dtype=torch.long, device=dev)
+    logps = torch.zeros((R, max_new_tokens), dtype=torch.float32, device=dev) if want_logps else None
+    eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=dev)
+    live = torch.arange(R, device=dev)  # the original row of each row still in the batch
+    steps = 0
+    for t in range(max_new_tokens):
+        if temperature is None:
+            tok = logits.argmax(-1)
+        else:
+            cdf = torch.softmax(logits.double() / temperature, -1).cumsum(-1)
+            u = torch.rand((cdf.shape[0], 1), dtype=torch.float64, device=dev) * cdf[:, -1:]
+            tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
+        tokens[live, t] = tok
+        if want_logps:
+            logps[live, t] = torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+        steps = t + 1
+        going = ~torch.isin(tok, eos)
+        if t == max_new_tokens - 1 or not bool(going.any()):
+            break
+        if not bool(going.all()):
+            keep = going.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            live, tok, attn, nxt = live[keep], tok[keep], attn[keep], nxt[keep]
+        attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], 1)
+        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=nxt, use_cache=True, **{cache_kw: cache})
+        cache, logits, nxt = out.past_key_values, out.logits[:, -1].float(), nxt + 1
+    return tokens[:, :steps], (None if logps is None else logps[:, :steps])
+
+
+#: rows of a chunk that share at least this many leading tokens (a chat template, a few-shot example) have that
+#: prefix pre-filled once (:func:`_prefill`)
+MIN_SHARED_PREFIX = 8
+
+
+def _prefill(model, ids, mask, cache_kw: str, last: dict):
+    """The prompt pass of :func:`_decode`: ``(output, attention mask, position of each row's last token [B, 1])``.
+
+    Prompts of one task share a long start (SmolLM2's system turn and a one-shot example: 50–74 of 70–125
+    tokens). When the rows' first ``c >= MIN_SHARED_PREFIX`` tokens agree, they are run once (batch 1), the cache
+    is repeated to the B rows and only each row's rest is run on top of it: the left padding then sits between
+    prefix and rest, masked, with positions counted from the mask as before (each token keeps its position
+    0 … len−1, so the logits are those of the plain pass up to float rounding; tested against teacher forcing).
+    """
+    attn = mask.long()
+    B, P = ids.shape
+    lens = attn.sum(1)
+    first = P - lens
+    c = 0
+    if B > 1:
+        rows = [ids[i, int(first[i]):].tolist() for i in range(B)]
+        top = int(lens.min()) - 1  # every row keeps at least one token of its own
+        while c < top and all(r[c] == rows[0][c] for r in rows):
+            c += 1
+    if c < MIN_SHARED_PREFIX:
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        return model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **last), attn, pos[:, -1:]
+    pre = ids[:1, int(first[0]): int(first[0]) + c]
+    out = model(input_ids=pre, attention_mask=torch.ones_like(pre), position_ids=torch.arange(c, device=ids.device)[None],
+                use_cache=True)
+    cache = out.past_key_values
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        raise TypeError("no repeatable cache")
+    cache.batch_repeat_interleave(B)
+    S = int(lens.max()) - c
+    cols = torch.arange(P - S, P, device=ids.device)[None]
+    rest = (cols >= (first + c)[:, None]).long()  # [B, S]: this row's own tokens (left-padded)
+    full = torch.cat([torch.ones((B, c), dtype=torch.long, device=ids.device), rest], 1)
+    pos = (c + rest.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids[:, P - S:], attention_mask=full, position_ids=pos, use_cache=True,
+                **{cache_kw: cache}, **last)
+    return out, full, (lens - 1)[:, None]
 
 
 def _trim_left(ids, mask):

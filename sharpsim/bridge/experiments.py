@@ -434,15 +434,21 @@ def _skip_without_smollm2():
 
 
 def study_threads() -> int:
-    """Torch threads for the SmolLM2 studies: ``$SHARPSIM_TORCH_THREADS`` if set, else 1. Measured on 2 cores
-    shared with other jobs: 1 thread generated 28–34 positions/s where 2 threads managed ≈ 1/s (contention);
-    on an idle 2-core machine 2 threads are ≈ 1.5× faster (140 vs 95 positions/s, issue 14), so set the variable
-    there."""
+    """Torch threads for the SmolLM2 studies: ``$SHARPSIM_TORCH_THREADS`` if set; else every CPU this process may
+    use when the machine is idle (1-minute load average below 0.5), else 1. Measured on 2 cores: idle, 2 threads
+    generate ≈ 1.5× faster than 1 (140 vs 95 positions/s, issue 14); shared with other jobs, 1 thread generated
+    28–34 positions/s where 2 managed ≈ 1/s (spinning threads contend)."""
     import os
 
-    from sharpsim.bridge._runtime import THREADS_ENV
+    from sharpsim.bridge._runtime import THREADS_ENV, _available_cpus
 
-    return int(os.environ.get(THREADS_ENV, "1"))
+    if os.environ.get(THREADS_ENV):
+        return int(os.environ[THREADS_ENV])
+    try:
+        idle = os.getloadavg()[0] < 0.5
+    except OSError:  # pragma: no cover - no load average on this platform
+        idle = False
+    return _available_cpus() if idle else 1
 
 
 def _with_study_threads(fn):
@@ -450,7 +456,9 @@ def _with_study_threads(fn):
     def run(*args, **kwargs):
         from sharpsim.bridge._runtime import torch_threads
 
-        with torch_threads(study_threads()):
+        n = study_threads()
+        print(f"[bridge] torch threads: {n} (set $SHARPSIM_TORCH_THREADS to choose)", flush=True)
+        with torch_threads(n):
             return fn(*args, **kwargs)
 
     return run
