@@ -112,12 +112,12 @@ def test_shared_prefix_prefill_and_row_dropping_keep_logps_and_greedy(arch):
     or more, padding then sits between prefix and rest) and drops rows after their EOS. Prompts of different
     lengths with a 9-token common start: log-probs still equal teacher forcing (a wrong position, mask or dropped
     cache row would change them), and greedy rows equal generate's (share_prompt_cache=False)."""
-    from sharpsim.bridge import _sampling
+    from sharpsim.bridge import _sampling, _scoring
 
     tok = char_tokenizer("ab", pad="$")
     model = (tiny_gpt2 if arch == "gpt2" else tiny_llama)(tok, seed=4)
     prompts = ["ababbabab" + t for t in ("a", "bba", "b", "abab")]
-    assert _sampling.MIN_SHARED_PREFIX <= 9
+    assert _scoring.MIN_SHARED_PREFIX <= 9
     s = sample_completions(model, tok, prompts, 6, max_new_tokens=7, seed=3, return_logps=True, max_batch_rows=24)
     assert s.truncated.any() and (~s.truncated).any()  # rows leave the batch at different steps
     sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
@@ -147,3 +147,30 @@ def test_decoding_loop_has_the_law_of_generate(arch):
         pa, pb = fa[text] / 3000, fb[text] / 3000
         p = (pa + pb) / 2
         assert abs(pa - pb) < 5 * (2 * p * (1 - p) / 3000) ** 0.5 + 1e-12, (text, pa, pb)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_shared_prefix_scoring_and_gradients_equal_the_plain_pass(arch, monkeypatch):
+    """Teacher-forced scores and their gradients (training uses the same pass) with the rows' common start run
+    once equal those of the plain pass (MIN_SHARED_PREFIX raised so that nothing is shared)."""
+    from sharpsim.bridge import _scoring
+    from sharpsim.bridge._algorithms import sequence_logps
+
+    tok = char_tokenizer("ab", pad="$")
+    model = (tiny_gpt2 if arch == "gpt2" else tiny_llama)(tok, seed=8)
+    prompts = [tok("ababbaba" + t).input_ids for t in ("ab", "b", "bbab")]
+    comps = [tok(c).input_ids + [tok.eos_token_id] for c in ("a", "bab", "")]
+
+    def run():
+        model.zero_grad()
+        lp = sequence_logps(model, prompts, comps, tok.pad_token_id)
+        lp.sum().backward()
+        return lp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    shared, g_shared = run()
+    monkeypatch.setattr(_scoring, "MIN_SHARED_PREFIX", 10**6)
+    plain, g_plain = run()
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    assert len(g_shared) == len(g_plain) > 0
+    for a, b in zip(g_shared, g_plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

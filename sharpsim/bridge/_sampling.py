@@ -9,7 +9,6 @@ completion carries its length and a ``truncated`` flag (no EOS within ``max_new_
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Sequence
 
 from sharpsim._validation import check_count, check_float, check_prompts
@@ -18,9 +17,11 @@ from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
     context_length,
+    forward_kwargs,
     model_device,
     pad_left,
     resolve_special_ids,
+    shared_prefix_forward,
     tokenize_prompts,
 )
 
@@ -244,12 +245,11 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
     """
     if ids.shape[1] < 1 or type(model).__name__ in _CACHE_FALLBACK:
         return None
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
-    params = inspect.signature(base.forward).parameters
-    last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers ≥ 5.2x renamed it
+    last, cache_kw = forward_kwargs(model)
+    lens = mask.long().sum(-1)
     try:
-        out, attn, pos_last = _prefill(model, ids, mask, cache_kw, last)
+        out, attn = shared_prefix_forward(model, ids, mask, max_shared=int(lens.min()) - 1, cache_kw=cache_kw,
+                                          use_cache=True, **last)
         cache = out.past_key_values
         if cache is None or not (hasattr(cache, "batch_repeat_interleave") and hasattr(cache, "batch_select_indices")):
             raise TypeError("no repeatable cache")
@@ -259,7 +259,7 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
         _CACHE_FALLBACK.add(type(model).__name__)
         return None
     logits = out.logits[:, -1].float().repeat_interleave(k, 0)  # [R, V]
-    attn, nxt = attn.repeat_interleave(k, 0), pos_last.repeat_interleave(k, 0) + 1
+    attn, nxt = attn.repeat_interleave(k, 0), lens[:, None].repeat_interleave(k, 0)  # next position
     R, dev = logits.shape[0], logits.device
     tokens = torch.full((R, max_new_tokens), pad_id, dtype=torch.long, device=dev)
     logps = torch.zeros((R, max_new_tokens), dtype=torch.float32, device=dev) if want_logps else None
@@ -288,50 +288,6 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=nxt, use_cache=True, **{cache_kw: cache})
         cache, logits, nxt = out.past_key_values, out.logits[:, -1].float(), nxt + 1
     return tokens[:, :steps], (None if logps is None else logps[:, :steps])
-
-
-#: rows of a chunk that share at least this many leading tokens (a chat template, a few-shot example) have that
-#: prefix pre-filled once (:func:`_prefill`)
-MIN_SHARED_PREFIX = 8
-
-
-def _prefill(model, ids, mask, cache_kw: str, last: dict):
-    """The prompt pass of :func:`_decode`: ``(output, attention mask, position of each row's last token [B, 1])``.
-
-    Prompts of one task share a long start (SmolLM2's system turn and a one-shot example: 50–74 of 70–125
-    tokens). When the rows' first ``c >= MIN_SHARED_PREFIX`` tokens agree, they are run once (batch 1), the cache
-    is repeated to the B rows and only each row's rest is run on top of it: the left padding then sits between
-    prefix and rest, masked, with positions counted from the mask as before (each token keeps its position
-    0 … len−1, so the logits are those of the plain pass up to float rounding; tested against teacher forcing).
-    """
-    attn = mask.long()
-    B, P = ids.shape
-    lens = attn.sum(1)
-    first = P - lens
-    c = 0
-    if B > 1:
-        rows = [ids[i, int(first[i]):].tolist() for i in range(B)]
-        top = int(lens.min()) - 1  # every row keeps at least one token of its own
-        while c < top and all(r[c] == rows[0][c] for r in rows):
-            c += 1
-    if c < MIN_SHARED_PREFIX:
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        return model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **last), attn, pos[:, -1:]
-    pre = ids[:1, int(first[0]): int(first[0]) + c]
-    out = model(input_ids=pre, attention_mask=torch.ones_like(pre), position_ids=torch.arange(c, device=ids.device)[None],
-                use_cache=True)
-    cache = out.past_key_values
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        raise TypeError("no repeatable cache")
-    cache.batch_repeat_interleave(B)
-    S = int(lens.max()) - c
-    cols = torch.arange(P - S, P, device=ids.device)[None]
-    rest = (cols >= (first + c)[:, None]).long()  # [B, S]: this row's own tokens (left-padded)
-    full = torch.cat([torch.ones((B, c), dtype=torch.long, device=ids.device), rest], 1)
-    pos = (c + rest.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids[:, P - S:], attention_mask=full, position_ids=pos, use_cache=True,
-                **{cache_kw: cache}, **last)
-    return out, full, (lens - 1)[:, None]
 
 
 def _trim_left(ids, mask):

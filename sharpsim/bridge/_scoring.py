@@ -13,6 +13,8 @@ Traps handled here (``design.md`` §5):
 
 from __future__ import annotations
 
+import inspect
+
 import dataclasses
 import weakref
 from collections.abc import Sequence
@@ -208,20 +210,77 @@ def stochastic_forward(model) -> bool:
 
 
 
-def _forward_completion_logits(model, input_ids, attention_mask, num_completion: int):
-    """Logits predicting the last ``num_completion`` positions (``[B, num_completion, V]``), float32.
+#: rows of a batch that share at least this many leading tokens (a chat template, a few-shot example) have that
+#: prefix run once (:func:`shared_prefix_forward`)
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_forward(model, ids, attn, *, max_shared: int, cache_kw: str = "past_key_values", **kwargs):
+    """``model(input_ids=ids, attention_mask=attn, position_ids=…, **kwargs)`` with the rows' common start run once.
+
+    Prompts of one task share a long start (SmolLM2's system turn and a one-shot example: 50–74 of 70–125
+    tokens). When the rows' first ``c`` real tokens agree (``MIN_SHARED_PREFIX ≤ c ≤ max_shared``), they are run
+    once (batch 1), the KV cache is repeated to the B rows (differentiably: training uses it too) and only the
+    rest of each row is run on top of it. Left padding then sits between prefix and rest, masked, and every token
+    keeps its position 0 … len−1, so the outputs equal the plain pass up to float rounding (tested against it).
+    Returns ``(output, attention mask of prefix + rest)``; the output covers the last ``ids.shape[1] − m`` columns
+    (m ≤ the first column after any row's prefix), so logits of the last ``k`` columns are those of the plain pass
+    while every row keeps a real token outside the prefix (``max_shared`` < each row's length). Falls back to the
+    plain pass when fewer tokens are shared or the model's cache cannot be repeated.
+    """
+    attn = attn.long()
+    B, P = ids.shape
+    first = (attn.cumsum(-1) == 0).long().sum(-1)  # leading padding of each row
+    c = 0
+    if B > 1 and max_shared >= MIN_SHARED_PREFIX:
+        rows = [ids[i, int(first[i]): int(first[i]) + max_shared].tolist() for i in range(B)]
+        top = min(len(r) for r in rows)
+        while c < top and all(r[c] == rows[0][c] for r in rows):
+            c += 1
+    if c >= MIN_SHARED_PREFIX:
+        f0 = int(first[0])
+        pre = ids[:1, f0: f0 + c]
+        try:
+            out = model(input_ids=pre, attention_mask=torch.ones_like(pre),
+                        position_ids=torch.arange(c, device=ids.device)[None], use_cache=True)
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(B)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            cache = None
+        if cache is not None:
+            m = int((first + c).min())
+            rest = attn[:, m:] * (torch.arange(m, P, device=ids.device)[None] >= (first + c)[:, None]).long()
+            full = torch.cat([torch.ones((B, c), dtype=torch.long, device=ids.device), rest], 1)
+            pos = (c + rest.cumsum(-1) - 1).clamp(min=0)
+            kwargs = {**kwargs, "use_cache": True, cache_kw: cache}
+            return model(input_ids=ids[:, m:], attention_mask=full, position_ids=pos, **kwargs), full
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    return model(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs), attn
+
+
+def forward_kwargs(model) -> tuple[dict, str]:
+    """``({"logits_to_keep": 1} or {}, name of the KV-cache argument)`` for ``model``'s forward (a peft wrapper
+    passes keyword arguments on to its base model; transformers ≥ 5.2x renamed ``past_key_values`` to ``cache``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return ({"logits_to_keep": 1} if "logits_to_keep" in params else {},
+            "cache" if "cache" in params else "past_key_values")
+
+
+def _forward_completion_logits(model, input_ids, attention_mask, num_completion: int, max_shared: int = 0):
+    """Logits predicting the last ``num_completion`` positions (``[B, num_completion, V]``), float32; a start
+    shared by the rows (at most ``max_shared`` tokens) is run once (:func:`shared_prefix_forward`).
 
     The forward pass runs under :func:`float32_forward`: autocast off, accelerate's mixed-precision wrapper bypassed.
     """
-    attn = attention_mask.long()
-    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
-    kwargs = dict(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=False)
+    keep, cache_kw = forward_kwargs(model)
+    kwargs = {"use_cache": False}
+    if keep:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
+        kwargs["logits_to_keep"] = num_completion + 1
     with float32_forward(model):
-        try:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
-            logits = model(**kwargs, logits_to_keep=num_completion + 1).logits
-        except TypeError:
-            logits = model(**kwargs).logits
-    return logits[:, -(num_completion + 1):-1, :].float()
+        out, _ = shared_prefix_forward(model, input_ids, attention_mask, max_shared=max_shared, cache_kw=cache_kw,
+                                       **kwargs)
+    return out.logits[:, -(num_completion + 1):-1, :].float()
 
 
 def completion_token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
@@ -271,7 +330,8 @@ def _token_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask
         )
     input_ids = torch.cat([prompt_ids, c_ids], dim=1)
     attn = torch.cat([prompt_mask, c_mask], dim=1)
-    logits = _forward_completion_logits(model, input_ids, attn, t_used)
+    logits = _forward_completion_logits(model, input_ids, attn, t_used,
+                                        max_shared=int(prompt_mask.long().sum(-1).min()) - 1)
     picked = torch.gather(logits, -1, c_ids.unsqueeze(-1)).squeeze(-1)
     tok = (picked - torch.logsumexp(logits, dim=-1)).masked_fill(~c_mask, 0.0)
     tok = torch.nn.functional.pad(tok, (0, T - t_used))
