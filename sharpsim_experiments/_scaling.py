@@ -17,7 +17,7 @@ check and the figure they share:
 * :func:`epsilon_slope_checks` — the slope of a measured budget vs 1/ε over the asymptotic range, judged against
   the predicted exponent with the bounds' log-factor band AND against the exact finite-size reference's own slope
   (:func:`slope_checks_with_exact_reference`), the full-range fit reported with its lack of fit;
-* :func:`along_sweep_slope`, :func:`bound_values`, :func:`bound_curves`, :func:`fitted_constants` — the bounds
+* :func:`along_sweep_slope`, :func:`bound_values`, :func:`symbol_values`, :func:`bound_curves`, :func:`fitted_constants` — the bounds
   evaluated along a sweep (slopes with their log factors, figure curves, constants via ``Bound.fit_constant``);
 * :func:`figure` — the empirical m̂ with band, the bounds dashed (constant fitted), log-log, slope in legend.
 
@@ -114,12 +114,16 @@ def bound_values(pts: list, rho: float, delta: float) -> dict:
     return {**{k: np.array([p[k] for p in pts]) for k in fields}, "rho": rho, "delta": delta}
 
 
+def symbol_values(bound, values: dict) -> dict:
+    """The entries of ``values`` that are symbols of ``bound`` (a sweep carries more fields than a bound uses)."""
+    return {k: v for k, v in values.items() if k in bound.symbols}
+
+
 def bound_shape(name: str, values: dict) -> np.ndarray:
     """The shape of bound ``name`` (``bounds.get``) at the given symbol values (those it does not use ignored)."""
     import bounds
 
-    b = bounds.get(name)
-    return np.asarray(b.numeric(**{k: v for k, v in values.items() if k in b.symbols}), float)
+    return np.asarray(bounds.get(name).numeric(**symbol_values(bounds.get(name), values)), float)
 
 
 def bound_curves(names, values: dict, constants: dict | None = None) -> list:
@@ -131,16 +135,15 @@ def bound_curves(names, values: dict, constants: dict | None = None) -> list:
     curves = []
     for name in names:
         b = bounds.get(name)
-        curves.append(BoundCurve(b, {k: v for k, v in values.items() if k in b.symbols},
-                                 constant=(constants or {}).get(name)))
+        curves.append(BoundCurve(b, symbol_values(b, values), constant=(constants or {}).get(name)))
     return curves
 
 
 def along_sweep_slope(bound, values: dict, x) -> float:
     """Log-log slope of a bound's shape along the actual sweep points (its log factors included)."""
-    vals = {k: v for k, v in values.items() if k in bound.symbols}
     x = np.asarray(x, float)
-    return float(fit_loglog_slope(x, np.broadcast_to(np.asarray(bound.numeric(**vals), float), x.shape)).slope)
+    shape = np.asarray(bound.numeric(**symbol_values(bound, values)), float)
+    return float(fit_loglog_slope(x, np.broadcast_to(shape, x.shape)).slope)
 
 
 def fitted_constants(names, measured, values: dict) -> dict:
@@ -148,8 +151,7 @@ def fitted_constants(names, measured, values: dict) -> dict:
     geometric mean of measured / shape), each bound taking the symbols of ``values`` it uses."""
     import bounds
 
-    return {b: bounds.get(b).fit_constant(measured, **{k: v for k, v in values.items() if k in bounds.get(b).symbols})
-            for b in names}
+    return {b: bounds.get(b).fit_constant(measured, **symbol_values(bounds.get(b), values)) for b in names}
 
 
 def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: str = "") -> tuple[dict, object]:

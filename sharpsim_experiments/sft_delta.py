@@ -37,7 +37,6 @@ from sharpsim import rewards
 from sharpsim.classes import TabularClass
 from sharpsim.complexity import fit_loglog_slope
 from sharpsim.instances import hard_instance_coverage
-from sharpsim.plotting import BoundCurve
 from sharpsim.runner import Check, Experiment, revise_check
 
 from sharpsim_experiments import _scaling as S
@@ -157,8 +156,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         fit = info["slopes"]["fit"]
         files += S.figure(pathlib.Path(out_dir) / f"sft_delta_{fam}", pts, x, xlabel="1 / δ",
                           title=f"SFT-sharpening vs 1/δ ({fam} family, ε = {pts[0]['epsilon']:g})",
-                          label="SFT-sharpening m̂(ρ)", bounds=[BoundCurve(bounds.THM_4_1, {
-                              k: v for k, v in _values(pts).items() if k in bounds.THM_4_1.symbols})],
+                          label="SFT-sharpening m̂(ρ)", bounds=S.bound_curves(("thm_4_1",), _values(pts)),
                           fit=fit, predicted=1.0)
     return files
 
