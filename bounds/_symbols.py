@@ -1,6 +1,9 @@
-"""The symbols shared by the result modules (one sympy object per name, see :func:`bounds._core.symbol`)."""
+"""The symbols shared by the result modules (one sympy object per name, see :func:`bounds._core.symbol`), and the
+sub-expression and hypotheses that several results share (one home each)."""
 
-from bounds._core import CONSTANT, symbol
+import sympy
+
+from bounds._core import CONSTANT, Condition, symbol
 
 c = symbol(CONSTANT)  # the absolute constant of a "≲" / O / Õ bound
 
@@ -33,3 +36,10 @@ gamma = symbol("gamma")  # approximate-maximiser slack γ of App. F.1
 T = symbol("T")  # XPO iterations
 eps_disc = symbol("eps_disc")  # discretisation scale ε_disc of Theorem J.2
 c_beta = symbol("c_beta")  # constant of the condition β ≲ γ_margin δ ε (Theorem 4.2)
+
+#: log(|Π| ρ^{-1}), the class-size term of Lemma F.1 and Theorems 4.1, D.1 and 4.3
+log_class_over_rho = log_class_size + sympy.log(1 / rho)
+
+EPSILON_IN_UNIT = Condition("ε ∈ (0, 1)", epsilon < 1)
+DELTA_IN_UNIT = Condition("δ ∈ (0, 1)", delta < 1)
+RHO_IN_UNIT = Condition("ρ ∈ (0, 1)", rho < 1)

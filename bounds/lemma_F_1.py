@@ -10,10 +10,8 @@ with D_H²(P, Q) = Σ_y (√P(y) − √Q(y))² (no factor 1/2, so D_H² ∈ [0,
 
 from __future__ import annotations
 
-import sympy
-
 from bounds._core import Bound, Condition
-from bounds._symbols import log_class_size, n, rho
+from bounds._symbols import RHO_IN_UNIT, log_class_over_rho, log_class_size, n, rho
 
 __all__ = ["LEMMA_F_1"]
 
@@ -22,11 +20,11 @@ LEMMA_F_1 = Bound(
     reference="Lemma F.1 (App. F.2)",
     kind="upper",
     quantity="E_{x~μ}[D_H²(π̂(·|x), π*(·|x))] of the MLE, w.p. ≥ 1 − ρ (D_H² without the factor 1/2)",
-    expr=2 * (log_class_size + sympy.log(1 / rho)) / n,
+    expr=2 * log_class_over_rho / n,
     symbols={"log_class_size": log_class_size, "rho": rho, "n": n},
     explicit_constant=True,
     conditions=(
-        Condition("ρ ∈ (0, 1)", rho < 1),
+        RHO_IN_UNIT,
         Condition("realizability: π* ∈ Π, Π finite"),
         Condition("n i.i.d. pairs x ~ μ, y ~ π*(·|x)"),
     ),

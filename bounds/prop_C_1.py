@@ -13,7 +13,7 @@ import sympy
 
 from bounds._core import Bound, Condition
 from bounds._recipes import ceil_int, evaluate, open_unit
-from bounds._symbols import N, mass, rho
+from bounds._symbols import RHO_IN_UNIT, N, mass, rho
 
 __all__ = ["PROP_C_1", "PROP_C_1_BUDGET", "BON_EXACT_FAILURE", "bon_budget"]
 
@@ -40,7 +40,7 @@ PROP_C_1_BUDGET = Bound(
     expr=sympy.log(1 / rho) / mass,
     symbols={"rho": rho, "mass": mass},
     explicit_constant=True,
-    conditions=(Condition("ρ ∈ (0, 1)", rho < 1), Condition("mass = π_base(y*_γ(x)|x) ∈ (0, 1]", mass <= 1)),
+    conditions=(RHO_IN_UNIT, Condition("mass = π_base(y*_γ(x)|x) ∈ (0, 1]", mass <= 1)),
 )
 
 

@@ -18,77 +18,56 @@ import numpy as np
 import sympy
 
 from bounds._core import Bound, Condition
-from bounds._symbols import C_cov, c, epsilon, log_class_size, p
+from bounds._symbols import EPSILON_IN_UNIT, C_cov, c, epsilon, log_class_size, p
 
 __all__ = ["THM_3_1", "THM_D_2", "THM_3_1_PRIME", "THM_3_1_PRIME_ADAPTIVE", "hard_instance_parameters",
            "HARD_INSTANCE_C1"]
 
 _COMMON = (
-    Condition("ε ∈ (0, 1)", epsilon < 1),
+    EPSILON_IN_UNIT,
     Condition("C ≥ 1 (class coverage bound: sup_π C_cov(π) ≲ C)", C_cov >= 1),
     Condition("log|Π| ≍ d (1 + log(C ε^{-1/p})) for an integer d ≥ 1 (the class is the App. H hard class)"),
     Condition("y^π(x) is a singleton for every π ∈ Π and x"),
 )
 
-THM_3_1 = Bound(
-    name="thm_3_1",
-    reference="Theorem 3.1",
-    kind="lower",
-    quantity="m = n·N queries needed for E[P_x[π̂(y^{π_base}(x)|x) > 1/2]] ≥ 1 − ε",
-    expr=c * C_cov * log_class_size / (epsilon**2 * (1 + sympy.log(C_cov / epsilon))),
-    symbols={"C_cov": C_cov, "log_class_size": log_class_size, "epsilon": epsilon},
-    explicit_constant=False,
-    constant=c,
-    conditions=_COMMON,
-    notes="Covers every (ε, 1/2 − δ)-sharpening algorithm with δ > 0 in the sample-and-evaluate framework.",
-)
 
-THM_D_2 = Bound(
-    name="thm_D_2",
-    reference="Theorem D.2",
-    kind="lower",
-    quantity="E[m] queries (adaptive sample-and-evaluate, Definition D.1)",
-    expr=c * C_cov * log_class_size / (epsilon * (1 + sympy.log(C_cov / epsilon))),
-    symbols={"C_cov": C_cov, "log_class_size": log_class_size, "epsilon": epsilon},
-    explicit_constant=False,
-    constant=c,
-    conditions=_COMMON,
-    notes="ε instead of ε² compared with Theorem 3.1: adaptivity saves a factor 1/ε.",
-)
+def _lower(name: str, reference: str, quantity: str, eps_power, log_term, conditions, notes: str, **extra) -> Bound:
+    """The four lower bounds share one form, c C log|Π| / (ε^eps_power · log_term), with an absolute constant c;
+    ``extra`` are further symbols of the exponent (p)."""
+    return Bound(
+        name=name,
+        reference=reference,
+        kind="lower",
+        quantity=quantity,
+        expr=c * C_cov * log_class_size / (epsilon**eps_power * log_term),
+        symbols={"C_cov": C_cov, "log_class_size": log_class_size, "epsilon": epsilon, **extra},
+        explicit_constant=False,
+        constant=c,
+        conditions=conditions,
+        notes=notes,
+    )
+
+
+_LOG = 1 + sympy.log(C_cov / epsilon)
+THM_3_1 = _lower("thm_3_1", "Theorem 3.1",
+                 "m = n·N queries needed for E[P_x[π̂(y^{π_base}(x)|x) > 1/2]] ≥ 1 − ε", 2, _LOG, _COMMON,
+                 "Covers every (ε, 1/2 − δ)-sharpening algorithm with δ > 0 in the sample-and-evaluate framework.")
+THM_D_2 = _lower("thm_D_2", "Theorem D.2", "E[m] queries (adaptive sample-and-evaluate, Definition D.1)", 1, _LOG,
+                 _COMMON, "ε instead of ε² compared with Theorem 3.1: adaptivity saves a factor 1/ε.")
 
 _LOG_P = 1 + sympy.log(C_cov * epsilon ** (-1 / p))
 _PRIME_CONDITIONS = (
-    Condition("ε ∈ (0, 1)", epsilon < 1),
+    EPSILON_IN_UNIT,
     Condition("C ≥ 1 (bound on C_cov,γ,p with γ = 1/2)", C_cov >= 1),
     Condition("p ≥ 1 is an integer", p >= 1),
     Condition("γ = 1/2; y^π_γ(x) is a singleton for every π ∈ Π and x"),
 )
-
-THM_3_1_PRIME = Bound(
-    name="thm_3_1_prime",
-    reference="Theorem 3.1′ (App. H), sample-and-evaluate",
-    kind="lower",
-    quantity="m = n·N queries needed for E[P_x[π̂(y^{π_base}_γ(x)|x) > 1/2]] ≥ 1 − ε",
-    expr=c * C_cov * log_class_size / (epsilon ** (1 + 1 / p) * _LOG_P),
-    symbols={"C_cov": C_cov, "log_class_size": log_class_size, "epsilon": epsilon, "p": p},
-    explicit_constant=False,
-    constant=c,
-    conditions=_PRIME_CONDITIONS,
-    notes="p = 1 recovers Theorem 3.1.",
-)
-
-THM_3_1_PRIME_ADAPTIVE = Bound(
-    name="thm_3_1_prime_adaptive",
-    reference="Theorem 3.1′ (App. H), adaptive",
-    kind="lower",
-    quantity="E[m] queries (adaptive sample-and-evaluate)",
-    expr=c * C_cov * log_class_size / (epsilon ** (1 / p) * _LOG_P),
-    symbols={"C_cov": C_cov, "log_class_size": log_class_size, "epsilon": epsilon, "p": p},
-    explicit_constant=False,
-    constant=c,
-    conditions=_PRIME_CONDITIONS,
-    notes="p = 1 recovers Theorem D.2.",
-)
+THM_3_1_PRIME = _lower("thm_3_1_prime", "Theorem 3.1′ (App. H), sample-and-evaluate",
+                       "m = n·N queries needed for E[P_x[π̂(y^{π_base}_γ(x)|x) > 1/2]] ≥ 1 − ε", 1 + 1 / p, _LOG_P,
+                       _PRIME_CONDITIONS, "p = 1 recovers Theorem 3.1.", p=p)
+THM_3_1_PRIME_ADAPTIVE = _lower("thm_3_1_prime_adaptive", "Theorem 3.1′ (App. H), adaptive",
+                                "E[m] queries (adaptive sample-and-evaluate)", 1 / p, _LOG_P, _PRIME_CONDITIONS,
+                                "p = 1 recovers Theorem D.2.", p=p)
 
 
 #: The adaptive hard instance's absolute constant c₁ (Δ = c₁ ε, Theorem 3.1′ adaptive part; the paper leaves it

@@ -16,22 +16,21 @@ import sympy
 
 from bounds._core import Bound, Condition
 from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
-from bounds._symbols import C_cov, C_cov_gamma, N_star, c, delta, epsilon, log_class_size, n, rho
+from bounds._symbols import (DELTA_IN_UNIT, EPSILON_IN_UNIT, RHO_IN_UNIT, C_cov, C_cov_gamma, N_star, c, delta, epsilon,
+                             log_class_over_rho, log_class_size, n, rho)
 
 __all__ = ["THM_4_1", "THM_4_1_PRIME", "SFT_NUM_PROMPTS", "SFT_NUM_RESPONSES", "sft_parameters",
            "sft_responses_per_prompt", "THEOREM_4_1_C"]
 
-_LOG_CLASS_OVER_RHO = log_class_size + sympy.log(1 / rho)  # log(|Π| ρ^{-1})
-
 #: n of Theorem 4.1: c log(|Π|ρ^{-1}) / (δ ε)
-SFT_NUM_PROMPTS = c * _LOG_CLASS_OVER_RHO / (delta * epsilon)
+SFT_NUM_PROMPTS = c * log_class_over_rho / (delta * epsilon)
 #: N of Theorem 4.1: c C_cov log(2δ^{-1}) / ε
 SFT_NUM_RESPONSES = c * C_cov * sympy.log(2 / delta) / epsilon
 
 _CONDITIONS = (
-    Condition("ε ∈ (0, 1)", epsilon < 1),
-    Condition("δ ∈ (0, 1)", delta < 1),
-    Condition("ρ ∈ (0, 1)", rho < 1),
+    EPSILON_IN_UNIT,
+    DELTA_IN_UNIT,
+    RHO_IN_UNIT,
     Condition("Assumption 4.1 (realizability): π^BoN_N ∈ Π for the N used"),
     Condition("Π is finite (log|Π| < ∞)"),
 )
@@ -41,7 +40,7 @@ THM_4_1 = Bound(
     reference="Theorem 4.1, Eq. (7)",
     kind="upper",
     quantity="m = n·N queries sufficient for P_x[π̂(y*(x)|x) ≤ 1 − δ] ≤ ε w.p. ≥ 1 − ρ",
-    expr=c * C_cov * _LOG_CLASS_OVER_RHO * sympy.log(1 / delta) / (delta * epsilon**2),
+    expr=c * C_cov * log_class_over_rho * sympy.log(1 / delta) / (delta * epsilon**2),
     symbols={"C_cov": C_cov, "log_class_size": log_class_size, "rho": rho, "delta": delta, "epsilon": epsilon},
     explicit_constant=False,
     constant=c,
@@ -57,7 +56,7 @@ THM_4_1_PRIME = Bound(
     reference="Theorem 4.1′ (App. I)",
     kind="upper",
     quantity="P_x[π̂(y*_γ(x)|x) ≤ 1 − 2δ] w.p. ≥ 1 − ρ, with N = N* log(2δ^{-1}) responses per prompt",
-    expr=c * (_LOG_CLASS_OVER_RHO / (delta * n) + C_cov_gamma / N_star),
+    expr=c * (log_class_over_rho / (delta * n) + C_cov_gamma / N_star),
     symbols={
         "log_class_size": log_class_size, "rho": rho, "delta": delta, "n": n, "N_star": N_star,
         "C_cov_gamma": C_cov_gamma,
@@ -65,8 +64,8 @@ THM_4_1_PRIME = Bound(
     explicit_constant=False,
     constant=c,
     conditions=(
-        Condition("δ ∈ (0, 1)", delta < 1),
-        Condition("ρ ∈ (0, 1)", rho < 1),
+        DELTA_IN_UNIT,
+        RHO_IN_UNIT,
         Condition("N = N* log(2δ^{-1}) responses per prompt, N* ∈ ℕ"),
         Condition("Assumption 4.1 (realizability) for that N; holds simultaneously for all γ ∈ (0, 1)"),
     ),
@@ -90,13 +89,16 @@ def sft_parameters(epsilon, delta, rho, C_cov, log_class_size, *, c: float = THE
     recipe: ``sharpsim.algorithms.sft_parameters`` and the bridge planner's ``recommend_n_sft`` call it.
     Inputs broadcast; scalars give Python ints.
     """
+    n_val = sft_num_prompts(epsilon, delta, rho, log_class_size, c=c)
+    return n_val, sft_responses_per_prompt(epsilon, delta, C_cov, c=c)
+
+
+def sft_num_prompts(epsilon, delta, rho, log_class_size, *, c: float = THEOREM_4_1_C):
+    """Theorem 4.1's n = ⌈c log(|Π|/ρ)/(δε)⌉ alone (also Theorem D.1's n, :func:`bounds.adaptive_sft_parameters`)."""
     eps, dlt, r = open_unit(epsilon, "epsilon"), open_unit(delta, "delta"), open_unit(rho, "rho")
-    cov = at_least(C_cov, 1.0, "C_cov")
     logpi = at_least(log_class_size, 0.0, "log_class_size")
-    cc = positive(c, "c")
-    n_val = evaluate(SFT_NUM_PROMPTS, c=cc, log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
-    N_val = evaluate(SFT_NUM_RESPONSES, c=cc, C_cov=cov, delta=dlt, epsilon=eps)
-    return ceil_int(n_val), ceil_int(N_val)
+    n_val = evaluate(SFT_NUM_PROMPTS, c=positive(c, "c"), log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
+    return ceil_int(n_val)
 
 
 def sft_responses_per_prompt(epsilon, delta, C_cov, *, c: float = THEOREM_4_1_C):

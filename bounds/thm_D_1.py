@@ -14,24 +14,24 @@ from __future__ import annotations
 import sympy
 
 from bounds._core import Bound, Condition
-from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
-from bounds._symbols import C_cov_bar, c, delta, epsilon, log_class_size, mu_stop, n, rho
+from bounds._recipes import evaluate, open_unit
+from bounds._symbols import (DELTA_IN_UNIT, EPSILON_IN_UNIT, RHO_IN_UNIT, C_cov_bar, c, delta, epsilon, log_class_over_rho,
+                             log_class_size, mu_stop, n, rho)
+from bounds.thm_4_1 import SFT_NUM_PROMPTS, sft_num_prompts
 
 __all__ = [
     "THM_D_1", "THM_D_1_ERROR", "THM_D_1_QUERIES", "ADAPTIVE_STOP", "ADAPTIVE_NUM_PROMPTS", "adaptive_stop_parameter",
     "adaptive_sft_parameters",
 ]
 
-_LOG_CLASS_OVER_RHO = log_class_size + sympy.log(1 / rho)
-
 #: μ_stop of Theorem D.1: ln(2δ^{-1})
 ADAPTIVE_STOP = sympy.log(2 / delta)
-#: n of Theorem D.1: c log(|Π|ρ^{-1}) / (δ ε)
-ADAPTIVE_NUM_PROMPTS = c * _LOG_CLASS_OVER_RHO / (delta * epsilon)
+#: n of Theorem D.1: c log(|Π|ρ^{-1}) / (δ ε), the same n as Theorem 4.1's
+ADAPTIVE_NUM_PROMPTS = SFT_NUM_PROMPTS
 
 _CONDITIONS = (
-    Condition("δ ∈ (0, 1)", delta < 1),
-    Condition("ρ ∈ (0, 1)", rho < 1),
+    DELTA_IN_UNIT,
+    RHO_IN_UNIT,
     Condition("μ_stop = ln(2δ^{-1}) in the stopping rule of Eq. (10)"),
     Condition("Assumption D.1 (realizability): π^AdaBoN_{μ_stop} ∈ Π"),
 )
@@ -41,11 +41,11 @@ THM_D_1 = Bound(
     reference="Theorem D.1",
     kind="upper",
     quantity="E[m] queries sufficient for P_x[π̂(y*(x)|x) ≤ 1 − δ] ≤ ε w.p. ≥ 1 − ρ (adaptive)",
-    expr=c * C_cov_bar * _LOG_CLASS_OVER_RHO * sympy.log(1 / delta) / (delta * epsilon),
+    expr=c * C_cov_bar * log_class_over_rho * sympy.log(1 / delta) / (delta * epsilon),
     symbols={"C_cov_bar": C_cov_bar, "log_class_size": log_class_size, "rho": rho, "delta": delta, "epsilon": epsilon},
     explicit_constant=False,
     constant=c,
-    conditions=(Condition("ε ∈ (0, 1)", epsilon < 1),) + _CONDITIONS,
+    conditions=(EPSILON_IN_UNIT,) + _CONDITIONS,
     notes="The statement prints C_cov; the proof and the final bound use C̄_cov = E_x[1/max_y π_base(y|x)] ≥ C_cov.",
 )
 
@@ -54,7 +54,7 @@ THM_D_1_ERROR = Bound(
     reference="Theorem D.1 (error bound)",
     kind="upper",
     quantity="P_x[π̂(y*(x)|x) ≤ 1 − δ] w.p. ≥ 1 − ρ, n prompts (adaptive)",
-    expr=c * _LOG_CLASS_OVER_RHO / (delta * n),
+    expr=c * log_class_over_rho / (delta * n),
     symbols={"log_class_size": log_class_size, "rho": rho, "delta": delta, "n": n},
     explicit_constant=False,
     constant=c,
@@ -80,9 +80,5 @@ def adaptive_stop_parameter(delta):
 
 
 def adaptive_sft_parameters(epsilon, delta, rho, log_class_size, *, c: float = 1.0):
-    """Theorem D.1's recipe ``(n, mu_stop)``: n = ⌈c log(|Π|/ρ)/(δε)⌉ prompts and μ_stop = ln(2/δ)."""
-    eps, dlt, r = open_unit(epsilon, "epsilon"), open_unit(delta, "delta"), open_unit(rho, "rho")
-    logpi = at_least(log_class_size, 0.0, "log_class_size")
-    cc = positive(c, "c")
-    n_val = evaluate(ADAPTIVE_NUM_PROMPTS, c=cc, log_class_size=logpi, rho=r, delta=dlt, epsilon=eps)
-    return ceil_int(n_val), adaptive_stop_parameter(dlt)
+    """Theorem D.1's recipe ``(n, mu_stop)``: n = ⌈c log(|Π|/ρ)/(δε)⌉ prompts (Theorem 4.1's n) and μ_stop = ln(2/δ)."""
+    return sft_num_prompts(epsilon, delta, rho, log_class_size, c=c), adaptive_stop_parameter(delta)

@@ -18,7 +18,8 @@ import sympy
 from bounds._core import Bound, Condition
 from bounds._recipes import at_least, ceil_int, evaluate, open_unit, positive
 from bounds._symbols import (
-    R_max, SEC, T, Y_size, beta, c, delta, epsilon, gamma_margin, log_class_size, log_cover_size, rho,
+    R_max, SEC, T, Y_size, beta, c, delta, epsilon, gamma_margin, log_class_over_rho, log_class_size, log_cover_size,
+    rho,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ THM_4_3 = Bound(
     reference="Theorem 4.3 (informal version of J.2)",
     kind="upper",
     quantity="m queries sufficient for an (ε, δ)-sharpened π̂ ∈ Π w.p. ≥ 1 − ρ (XPO)",
-    expr=c * SEC * (log_class_size + sympy.log(1 / rho)) / (gamma_margin**2 * delta**2 * epsilon**2),
+    expr=c * SEC * log_class_over_rho / (gamma_margin**2 * delta**2 * epsilon**2),
     symbols={"SEC": SEC, "log_class_size": log_class_size, "rho": rho, "gamma_margin": gamma_margin,
              "delta": delta, "epsilon": epsilon},
     explicit_constant=False,

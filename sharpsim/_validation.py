@@ -160,14 +160,9 @@ def _scalar(value: Any, name: str) -> float:
     """``value`` as a Python float, or a ``ValueError`` naming ``name`` (strings, arrays with > 1 entry, None)."""
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}.")
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name} must be a real number: {err}") from None
+    a = as_numeric_array(value, name)
     if a.size != 1:
         raise ValueError(f"{name} must be a scalar, got an array of shape {a.shape}.")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be a real number, got {value!r} (dtype {a.dtype}).")
     return float(a.reshape(()))
 
 

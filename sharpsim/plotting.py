@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["BoundCurve", "scaling_figure", "save_figure", "new_figure"]
+__all__ = ["BoundCurve", "scaling_figure", "save_figure", "new_figure", "finish_figure", "curve_with_band", "hist_by_outcome"]
 
 
 @dataclasses.dataclass
@@ -82,11 +82,15 @@ def curve_with_band(ax, x, y, lower=None, upper=None, *, fmt: str = "-", color=N
         ax.fill_between(x, lower, upper, color=color, alpha=alpha)
 
 
-def finish_figure(fig, axes, path_stem, *, legend_fontsize: float = 7) -> list[pathlib.Path]:
-    """Light grid and a legend on every axis, tight layout, then :func:`save_figure` (PNG and PDF)."""
-    for ax in axes:
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=legend_fontsize, loc="best")
+def finish_figure(fig, axes, path_stem, *, legend_fontsize: float = 7, legend_loc: str = "best",
+                  grid: Optional[str] = "major", legend_axes=None) -> list[pathlib.Path]:
+    """The common end of an experiment's figure: a light grid on every axis (``grid="major"``; ``"both"`` adds
+    the minor grid of log axes; ``None``: no grid), a legend on each of ``legend_axes`` (default: every axis;
+    ``()``: none), tight layout, then :func:`save_figure` (PNG and PDF)."""
+    for ax in axes if grid else ():
+        ax.grid(True, which=grid, alpha=0.3)
+    for ax in axes if legend_axes is None else legend_axes:
+        ax.legend(fontsize=legend_fontsize, loc=legend_loc)
     fig.tight_layout()
     return save_figure(fig, path_stem)
 

@@ -17,9 +17,11 @@ check and the figure they share:
 * :func:`epsilon_slope_checks` — the slope of a measured budget vs 1/ε over the asymptotic range, judged against
   the predicted exponent with the bounds' log-factor band AND against the exact finite-size reference's own slope
   (:func:`slope_checks_with_exact_reference`), the full-range fit reported with its lack of fit;
-* :func:`along_sweep_slope`, :func:`bound_values`, :func:`bound_curves`, :func:`fitted_constants` — the bounds
+* :func:`along_sweep_slope`, :func:`bound_values`, :func:`symbol_values`, :func:`bound_curves`, :func:`fitted_constants` — the bounds
   evaluated along a sweep (slopes with their log factors, figure curves, constants via ``Bound.fit_constant``);
 * :func:`figure` — the empirical m̂ with band, the bounds dashed (constant fitted), log-log, slope in legend.
+
+The compiled sweep programs that sft_delta and sft_gamma share live in :mod:`sharpsim_experiments._sft_programs`.
 
 Generic statistics live in :mod:`sharpsim.complexity` (fits over the usable points, z statistics, coverage) and
 generic check forms in :mod:`sharpsim.runner` (``check_slope``, ``check_sign``, ``check_max_abs_z``).
@@ -30,20 +32,11 @@ from __future__ import annotations
 import math
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from sharpsim import metrics
-from sharpsim.algorithms import map_trials, sft_sharpening_sweep
-from sharpsim.classes import TabularClass
-from sharpsim.complexity import (SlopeFit, first_stable_index, fit_loglog_slope, fit_loglog_slope_finite,
-                                 geometric_lattice, grid_sample_complexity, reference_coverage, success_from_first)
-from sharpsim.instances import near_max_group
-from sharpsim.oracle import SampleEvaluateOracle
+from sharpsim.complexity import (SlopeFit, fit_loglog_slope, fit_loglog_slope_finite, grid_sample_complexity,
+                                 reference_coverage, success_from_first)
 from sharpsim.runner import Check, check_slope, pivot, revise_check
-
-from sharpsim_experiments._hard_instance import bon_closure_stack, fixed_sweep_trial, hard_class_arrays
 
 MIN_POINTS = 5  # slope fits use at least this many sweep points
 
@@ -121,12 +114,16 @@ def bound_values(pts: list, rho: float, delta: float) -> dict:
     return {**{k: np.array([p[k] for p in pts]) for k in fields}, "rho": rho, "delta": delta}
 
 
+def symbol_values(bound, values: dict) -> dict:
+    """The entries of ``values`` that are symbols of ``bound`` (a sweep carries more fields than a bound uses)."""
+    return {k: v for k, v in values.items() if k in bound.symbols}
+
+
 def bound_shape(name: str, values: dict) -> np.ndarray:
     """The shape of bound ``name`` (``bounds.get``) at the given symbol values (those it does not use ignored)."""
     import bounds
 
-    b = bounds.get(name)
-    return np.asarray(b.numeric(**{k: v for k, v in values.items() if k in b.symbols}), float)
+    return np.asarray(bounds.get(name).numeric(**symbol_values(bounds.get(name), values)), float)
 
 
 def bound_curves(names, values: dict, constants: dict | None = None) -> list:
@@ -138,16 +135,15 @@ def bound_curves(names, values: dict, constants: dict | None = None) -> list:
     curves = []
     for name in names:
         b = bounds.get(name)
-        curves.append(BoundCurve(b, {k: v for k, v in values.items() if k in b.symbols},
-                                 constant=(constants or {}).get(name)))
+        curves.append(BoundCurve(b, symbol_values(b, values), constant=(constants or {}).get(name)))
     return curves
 
 
 def along_sweep_slope(bound, values: dict, x) -> float:
     """Log-log slope of a bound's shape along the actual sweep points (its log factors included)."""
-    vals = {k: v for k, v in values.items() if k in bound.symbols}
     x = np.asarray(x, float)
-    return float(fit_loglog_slope(x, np.broadcast_to(np.asarray(bound.numeric(**vals), float), x.shape)).slope)
+    shape = np.asarray(bound.numeric(**symbol_values(bound, values)), float)
+    return float(fit_loglog_slope(x, np.broadcast_to(shape, x.shape)).slope)
 
 
 def fitted_constants(names, measured, values: dict) -> dict:
@@ -155,8 +151,7 @@ def fitted_constants(names, measured, values: dict) -> dict:
     geometric mean of measured / shape), each bound taking the symbols of ``values`` it uses."""
     import bounds
 
-    return {b: bounds.get(b).fit_constant(measured, **{k: v for k, v in values.items() if k in bounds.get(b).symbols})
-            for b in names}
+    return {b: bounds.get(b).fit_constant(measured, **symbol_values(bounds.get(b), values)) for b in names}
 
 
 def slope_check(label: str, predicted: float, pts: list, x, band: dict, note: str = "") -> tuple[dict, object]:
@@ -278,77 +273,3 @@ def figure(path_stem, pts: list, x, *, xlabel: str, title: str, label: str, boun
         label=label, bounds=bounds,
         fit=None if fit is None else SlopeFit.from_dict(fit), predicted_slope=predicted,
         normalise_by=0 if bounds else None, extra_series=extra_series)
-
-
-# ------------------------------------------------------------------------------------------ shared programs
-# One compiled program per instance family, shared by the experiments that use it (sft_delta's hard family and
-# sft_gamma's p = 2 part; sft_delta's random family and sft_gamma's γ part): same static grids, same padded
-# shapes, so ``sharpsim reproduce`` compiles each once. Every setting parameter is a traced argument.
-GROUP_SHAPE = {"X": 4, "Y": 96}  # near_max_group instances: prompts (uniform μ) and responses
-HARD_D = 2  # rare prompts of the hard instances of sft_delta (ε = 0.04) and sft_gamma's p = 2 sweep
-
-
-def hard_settings_M_max(mode: str) -> int:
-    from sharpsim_experiments import sft_delta, sft_gamma
-
-    return max(s["M"] for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if "M" in s and s.get("d") == HARD_D
-               and s.get("family", "hard") == "hard")
-
-
-def hard_grids(mode: str) -> tuple:
-    """The (n, N) lattice shared by every d = 2 hard-instance setting of sft_delta and sft_gamma."""
-    from sharpsim_experiments import sft_delta, sft_gamma
-
-    ss = [s for s in sft_delta.settings(mode) + sft_gamma.settings(mode) if s.get("family", "hard") == "hard" and "M" in s]
-    dd = [s["d"] / s["Delta"] for s in ss]
-    N_hi = max(max(0.9 * s["M"] for s in ss), max(1.4 * s.get("N_delta", 0) for s in ss))
-    return (tuple(geometric_lattice(1.2 * min(dd), 20 * max(dd), 2)),
-            tuple(geometric_lattice(0.22 * min(s["M"] for s in ss), N_hi, 4)))
-
-
-def group_grids(mode: str) -> tuple:
-    X = GROUP_SHAPE["X"]
-    return tuple(geometric_lattice(X, 16 * X, 2)), tuple(geometric_lattice(1, 160, 4))
-
-
-def run_hard(keys, setting: dict, mode: str, reward, delta: float) -> list:
-    """One hard-instance setting (fields M, d, Delta, epsilon): :func:`sharpsim_experiments._hard_instance.fixed_sweep_trial`
-    over the trial keys (δ and ε traced: one compile per experiment), as tidy rows."""
-    n_grid, N_grid = hard_grids(mode)
-    M, d, M_max = int(setting["M"]), int(setting["d"]), hard_settings_M_max(mode)
-    lp, valid, mu = hard_class_arrays(M, d, M_max, float(setting["Delta"]))
-    stack = bon_closure_stack(M, d, M_max, N_grid)
-    dtype = jnp.result_type(float)
-    first, viol = map_trials(
-        fixed_sweep_trial, keys, jnp.asarray(lp, dtype), jnp.asarray(valid), jnp.asarray(stack, dtype),
-        jnp.asarray(mu, dtype), jnp.int32(M), jnp.asarray(setting["epsilon"], dtype), jnp.asarray(delta, dtype),
-        n_grid, N_grid, reward)
-    return stable_rows(first, viol, n_grid, N_grid)
-
-
-def group_trial(key, K, p, epsilon, delta, n_grid: tuple, N_grid: tuple, reward):
-    """One trial of SFT with the tabular class on a :func:`sharpsim.instances.near_max_group` instance (K, mode
-    mass p, ε, δ traced). One draw scored against y*_{1/2} and y* (γ = 0). Returns (first_γ, viol_γ, first_0,
-    viol_0, exact C_cov,1/2, exact C_cov)."""
-    X, Y = GROUP_SHAPE["X"], GROUP_SHAPE["Y"]
-    k_inst, k_alg = jax.random.split(key)
-    pi = near_max_group(k_inst, K, X, Y, p)
-    mu = jnp.full((X,), 1.0 / X, pi.log_probs.dtype)
-    oracle = SampleEvaluateOracle(pi, mu)
-
-    def sweep_error(gamma):
-        evaluate = metrics.SharpnessEvaluation.of(pi, mu, delta, gamma)
-        return sft_sharpening_sweep(k_alg, oracle, TabularClass(X, Y), n_grid, N_grid, evaluate=evaluate,
-                                    reward=reward).sharpness_error
-
-    err = jax.vmap(sweep_error)(jnp.array([0.5, 0.0], mu.dtype))
-    return (*first_stable_index(err[0] <= epsilon), *first_stable_index(err[1] <= epsilon),
-            metrics.coverage(pi, mu, gamma=0.5), metrics.coverage(pi, mu))
-
-
-def run_group(keys, K: int, p: float, epsilon: float, delta: float, mode: str, reward) -> tuple:
-    n_grid, N_grid = group_grids(mode)
-    dtype = jnp.result_type(float)
-    out = map_trials(group_trial, keys, jnp.int32(K), jnp.asarray(p, dtype), jnp.asarray(epsilon, dtype),
-                     jnp.asarray(delta, dtype), n_grid, N_grid, reward)
-    return tuple(np.asarray(a) for a in out)

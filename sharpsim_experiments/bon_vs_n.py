@@ -33,7 +33,7 @@ from sharpsim.complexity import (SlopeFit, empirical_sample_complexity, fit_logl
 from sharpsim.instances import planted_mode
 from sharpsim.plotting import BoundCurve, new_figure, save_figure, scaling_figure
 from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Check, Experiment, check_slope, pivot, rows_where
+from sharpsim.runner import Check, Experiment, check_slope, group_rows, pivot, rows_where
 
 from sharpsim_experiments._scaling import reference_coverage_check
 
@@ -109,8 +109,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 # ------------------------------------------------------------------------------------------ analysis
 def _per_setting(rows: list):
     out = []
-    for s in sorted({r["setting"] for r in rows}):
-        rs = rows_where(rows, setting=s, metric="success")
+    for s, rs in group_rows(rows_where(rows, metric="success")).items():
         Ns = np.array(sorted({r["N"] for r in rs}))
         table = pivot(rs, "N", "trial", index_values=Ns) > 0.5  # [N, trial]; a missing cell (NaN) is a failure
         out.append((s, float(rs[0]["p_exact"]), Ns, table))

@@ -177,7 +177,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, (ax, ax2) = new_figure(2)
     edges = np.asarray(summary["bin_edges"])
@@ -195,7 +195,6 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax.set(xlim=(0, 1), ylim=(-0.02, 1.05), xlabel="π(y*|x)  (exact, by enumeration)",
            ylabel="P[decoder returns y*]  (95% Wilson band)")
     ax.set_title(f"Prop. 3.1: greedy = argmax when π(y*) > 1/2 ({total} instances)", fontsize=10)
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
 
     table = summary.get("nonclosure", [])
@@ -210,10 +209,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax2.axhline(0.5, color="k", ls="--", lw=1, label="1/2")
     ax2.set(xscale="log", ylim=(0, 0.55), xlabel="norm bound B′ of the class", ylabel="max_θ π_θ(2,1)")
     ax2.set_title("Prop. E.2: no member of the class exceeds 1/2 on the argmax", fontsize=10)
-    ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "greedy_vs_argmax")
+    return finish_figure(fig, (ax, ax2), pathlib.Path(out_dir) / "greedy_vs_argmax", grid="both",  # ax is linear
+                         legend_axes=(ax2,), legend_fontsize=6, legend_loc="lower right")
 
 
 EXPERIMENT = Experiment(

@@ -205,7 +205,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, (ax, ax2) = new_figure(2)
     pts = summary["points"]
@@ -216,15 +216,12 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ax.fill_between(x, [p[arm][1] for p in ok], [min(p[arm][2], 4 * p[arm][0]) for p in ok], alpha=0.2)
     ax.set(xscale="log", yscale="log", xlabel="C_cov = 1/π_base(y*)", ylabel="total queries to (ε, δ)-sharpening",
            title="Iterated rounds vs one shot: SFT (best-of-2), Eq. 8")
-    ax.legend(fontsize=7)
     for inst, c in zip(summary["lockin"], ("C0", "C1")):
         L = summary["lockin"][inst]
         ax2.plot(range(1, K_LOCK + 1), L["per_round"], "o-", color=c, label=f"{inst}: iterated, n = {N_LOCK[0]}/round")
         ax2.axhline(L["one_shot_same_queries"], color=c, ls=":", label=f"{inst}: exact one shot, same queries")
     ax2.set(xlabel="round k", ylabel="P(mode of π_k ≠ y*)", title="Error lock-in")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "iterated_sharpening")
+    return finish_figure(fig, (ax, ax2), pathlib.Path(out_dir) / "iterated_sharpening", grid=None)
 
 
 EXPERIMENT = Experiment(

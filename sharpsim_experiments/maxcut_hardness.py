@@ -183,7 +183,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, (ax, ax2) = new_figure(2)
     for i, (name, c) in enumerate(summary["curves"].items()):
@@ -199,8 +199,6 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax.set_xlabel("2^H")
     ax.set_ylabel("prefixes expanded by the exact search")
     ax.set_title("Prop. E.1: exact argmax search is exponential in H", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
     Hs = sorted(summary["per_H"], key=int)
     for j, dec in enumerate(("greedy", "beam2")):
         k = np.array([summary["per_H"][h][f"{dec}_hits"] for h in Hs])
@@ -212,10 +210,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax2.set_xlabel("H (graph on H − 2 nodes)")
     ax2.set_ylabel("P[decoder returns a maximum cut] (95% CP)")
     ax2.set_title("token-level decoders vs the argmax", fontsize=10)
-    ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "maxcut_hardness")
+    return finish_figure(fig, (ax, ax2), pathlib.Path(out_dir) / "maxcut_hardness", grid="both")  # ax2 is linear
 
 
 EXPERIMENT = Experiment(

@@ -22,6 +22,7 @@ import numpy as np
 
 from sharpsim.algorithms import PGConfig, pg_reward, pg_sharpening
 from sharpsim.classes import TabularClass
+from sharpsim.complexity import standard_error
 from sharpsim.exact import bon_policy
 from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.passk import pass_at_k_curve, pass_at_k_plugin, pass_at_k_unbiased, passk_task_family
@@ -121,7 +122,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 
 
 def _interval(d):
-    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    se = float(standard_error(d)) if len(d) > 1 else 0.0
     return float(np.mean(d)), float(np.mean(d)) - Z * se, float(np.mean(d)) + Z * se
 
 
@@ -199,7 +200,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fams = list(summary["curves"])
     fig, axes = new_figure(len(fams))
@@ -217,10 +218,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k")
         ax.set_title(f"{fam} tasks: exact (lines) and unbiased estimate ±3 s.e. (dots)", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "passk_shrinkage")
+    return finish_figure(fig, axes, pathlib.Path(out_dir) / "passk_shrinkage", grid="both", legend_axes=axes[:1],
+                         legend_fontsize=6)
 
 
 EXPERIMENT = Experiment(

@@ -152,7 +152,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, (ax, ax2) = new_figure(2)
     for i, s in enumerate(summary["settings"]):
@@ -172,17 +172,12 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax.set_xlabel("model calls per sample (next-token evaluations)")
     ax.set_ylabel("TV(sampler law, exact π^α)")
     ax.set_title("Power samplers vs the exact π^α (dotted: test tolerance)", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6)
     ax2.set_xscale("log")
     ax2.xaxis.set_minor_formatter(__import__("matplotlib").ticker.NullFormatter())
     ax2.set_xlabel("model calls per sample")
     ax2.set_ylabel("P[sample = y*]")
     ax2.set_title("Mass on y*: MH vs exact best-of-N (dashed: π^α(y*))", fontsize=10)
-    ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend(fontsize=6)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "power_sampling")
+    return finish_figure(fig, (ax, ax2), pathlib.Path(out_dir) / "power_sampling", legend_fontsize=6, grid="both")
 
 
 EXPERIMENT = Experiment(

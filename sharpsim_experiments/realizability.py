@@ -36,7 +36,7 @@ from sharpsim.complexity import first_stable_index, geometric_lattice as lattice
 from sharpsim.metrics import SharpnessEvaluation
 from sharpsim.oracle import SampleEvaluateOracle
 from sharpsim.policies import TabularPolicy
-from sharpsim.runner import Check, Experiment
+from sharpsim.runner import Check, Experiment, group_rows
 
 from sharpsim_experiments import _scaling as S
 
@@ -117,8 +117,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
 def analyze(rows: list, mode: str) -> dict:
     n_grid, N_grid = grids(mode)
     table, checks = [], []
-    for s in sorted({r["setting"] for r in rows}):
-        rs = [r for r in rows if r["setting"] == s]
+    for s, rs in group_rows(rows).items():
         values_of = lambda m: [r["value"] for r in rs if r["metric"] == m]  # noqa: E731
         at_max = np.array([r["value"] for r in rs if r["metric"] == "net_mass_at_Nmax" and r["n"] == n_grid[-1]])
         tab = S.measure([r for r in rs if r.get("arm") == "tabular"], n_grid, N_grid, RHO, fields=("norm_bound",))[0]
@@ -167,7 +166,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, (ax, ax2) = new_figure(2)
     n = np.asarray(summary["n_grid"], float) * summary["N_max"]
@@ -181,8 +180,6 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax.set_xlabel(f"budget n·N (N = {summary['N_max']})")
     ax.set_ylabel("π̂(2,1) of the SFT output")
     ax.set_title("Remark 4.1 / Prop. E.2: SFT over the E.2 class never sharpens", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, loc="center right")
     for i, t in enumerate(summary["table"]):
         if math.isfinite(t["tabular_m_hat"]):
             ax2.errorbar([t["norm_bound"]], [t["tabular_m_hat"]], yerr=[[t["tabular_m_hat"] - t["tabular_lower"]],
@@ -192,9 +189,8 @@ def plot(rows: list, summary: dict, out_dir) -> list:
     ax2.set_xlabel("norm bound B′ (the control does not depend on it)")
     ax2.set_ylabel("control: m̂(ρ) over the tabular class (95% CI)")
     ax2.set_title("control: a realizable class sharpens at a finite budget", fontsize=10)
-    ax2.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "realizability")
+    return finish_figure(fig, (ax, ax2), pathlib.Path(out_dir) / "realizability", grid="both", legend_axes=(ax,),
+                         legend_fontsize=6, legend_loc="center right")
 
 
 EXPERIMENT = Experiment(

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.stats
 
 from sharpsim import inference_time as it
+from sharpsim.complexity import standard_error
 from sharpsim.runner import Check, Experiment, rows_where
 
 Y, INSTANCE_SEED, N0, SIGMA = 64, 20251, 64, 1.0
@@ -119,7 +120,7 @@ def run_setting(keys, setting: dict, mode: str) -> list:
                 continue
             v = vals[:, i, j]
             rows.append(dict(base, queries=float(n), N=n, method=m, metric="true_reward_mc", value=float(v.mean()),
-                             proxy_value=float(r_hat[sel[:, i, j]].mean()), se=float(v.std(ddof=1) / math.sqrt(T)), n=T))
+                             proxy_value=float(r_hat[sel[:, i, j]].mean()), se=float(standard_error(v)), n=T))
     return rows
 
 
@@ -200,7 +201,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fams = list(summary["families"])
     fig, axes = new_figure(len(fams))
@@ -218,10 +219,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         ax.axhline(e["base_value"], color="gray", ls=":", lw=0.8, label="π_ref (N = 1)")
         ax.set(xscale="log", xlabel="N (draws per prompt; BoP: mean)", ylabel="E[r*(selected response)]")
         ax.set_title(f.replace("_", " "), fontsize=10)
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "reward_hacking")
+    return finish_figure(fig, axes, pathlib.Path(out_dir) / "reward_hacking", legend_axes=axes[:1], legend_fontsize=6)
 
 
 EXPERIMENT = Experiment(

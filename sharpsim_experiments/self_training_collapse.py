@@ -17,7 +17,6 @@ the n → ∞ trajectories (BoN_4 applied k times; its accumulate average, :func
 from __future__ import annotations
 
 import functools
-import math
 import pathlib
 
 import jax
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sharpsim import iterated as it
+from sharpsim.complexity import standard_error
 from sharpsim.runner import Check, Experiment
 
 X, Y, n_ROUND, Z = 4, 16, 16, 3.0  # Z: normal quantile of the 99.7% intervals on trial means
@@ -74,7 +74,7 @@ def _table(rows) -> dict:
 
 
 def _mean_ci(v):
-    m, se = float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v)))
+    m, se = float(np.mean(v)), float(standard_error(v))
     return m, m - Z * se, m + Z * se
 
 
@@ -143,7 +143,7 @@ def analyze(rows: list, mode: str) -> dict:
 
 
 def plot(rows: list, summary: dict, out_dir) -> list:
-    from sharpsim.plotting import new_figure, save_figure
+    from sharpsim.plotting import finish_figure, new_figure
 
     fig, axes = new_figure(3, width=4.4)
     K, pr, ex = summary["K"], summary["per_round"], summary["exact"]
@@ -162,10 +162,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
                             "π_k(y*) (dotted: n → ∞, N = 4)")):
         ax.set_xlabel("round k")
         ax.set_title(t, fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, pathlib.Path(out_dir) / "self_training_collapse")
+    return finish_figure(fig, axes, pathlib.Path(out_dir) / "self_training_collapse", legend_axes=axes[:1])
 
 
 EXPERIMENT = Experiment(

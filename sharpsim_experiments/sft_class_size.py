@@ -30,6 +30,7 @@ from sharpsim import rewards
 from sharpsim.algorithms import map_trials, sft_sharpening_sweep
 from sharpsim.classes import FiniteClass
 from sharpsim.complexity import first_stable_index, geometric_lattice as lattice
+from sharpsim.instances import hard_instance_coverage
 from sharpsim.runner import Check, Experiment
 
 from sharpsim_experiments import _scaling as S
@@ -49,7 +50,7 @@ def _constants():
 
 def settings(mode: str) -> list:
     Delta, M = _constants()
-    return [{"d": d, "epsilon": EPSILON, "C": C, "M": M, "Delta": Delta, "C_cov": (1 - Delta) + Delta * M / 2,
+    return [{"d": d, "epsilon": EPSILON, "C": C, "M": M, "Delta": Delta, "C_cov": hard_instance_coverage(M, Delta),
              "log_class_size": d * math.log(M), "log_class_size_tied": math.log(M), "allowed_wrong": int(EPSILON * d / Delta + 1e-9)}
             for d in _D[mode]]
 
@@ -128,9 +129,7 @@ def analyze(rows: list, mode: str) -> dict:
     constants = {}
     ok = [p for p in pts if math.isfinite(p["m_hat"])]
     if ok:
-        m = np.array([p["m_hat"] for p in ok])
-        for b in ("thm_3_1", "thm_4_1"):
-            cf = bounds.get(b).fit_constant(m, **{k: v for k, v in _values(ok).items() if k in bounds.get(b).symbols})
+        for b, cf in S.fitted_constants(("thm_3_1", "thm_4_1"), np.array([p["m_hat"] for p in ok]), _values(ok)).items():
             constants[b] = {"constant": cf.constant, "lower": cf.lower, "upper": cf.upper, "residual_sd": cf.residual_sd}
     return {"checks": checks, "rho": RHO, "points": pts, "control": ctrl, "bound_slopes": band,
             "fits": {"product": S.fit_dict(fit), "tied": S.fit_dict(c_fit)}, "fitted_constants": constants,

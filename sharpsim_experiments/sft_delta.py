@@ -22,7 +22,7 @@ Control (the mechanism absent): the reference slope of log(2/δ) alone (what m̂
 95% interval of the fitted exponent lies below 1 (the 1/δ factor is not needed there), ``consistent`` when it
 reaches [1, Theorem 4.1's along-sweep slope], ``inconsistent`` above it (faster than the upper bound).
 Every setting shares one compiled program per family (δ, ε, the instance are traced arguments), and those
-programs are shared with ``sft_gamma`` (:mod:`sharpsim_experiments._scaling`).
+programs are shared with ``sft_gamma`` (:mod:`sharpsim_experiments._sft_programs`).
 """
 
 from __future__ import annotations
@@ -36,16 +36,17 @@ import bounds
 from sharpsim import rewards
 from sharpsim.classes import TabularClass
 from sharpsim.complexity import fit_loglog_slope
-from sharpsim.plotting import BoundCurve
+from sharpsim.instances import hard_instance_coverage
 from sharpsim.runner import Check, Experiment, revise_check
 
 from sharpsim_experiments import _scaling as S
+from sharpsim_experiments import _sft_programs as P
 
 RHO = 0.1
 REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
 _DELTAS = {"quick": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625),
            "full": (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625)}
-HARD = {"epsilon": 0.04, "C": 1.0, "d": S.HARD_D}
+HARD = {"epsilon": 0.04, "C": 1.0, "d": P.HARD_D}
 RANDOM = {"K": 1, "p": 0.125, "epsilon": 0.1}  # near_max_group with K = 1: a random planted mode, C_cov = 8
 
 
@@ -58,22 +59,22 @@ def settings(mode: str) -> list:
     Delta, M = bounds.hard_instance_parameters(HARD["epsilon"], HARD["C"])
     Delta, M = float(Delta), int(M)
     out = [{"family": "hard", "delta": dl, "epsilon": HARD["epsilon"], "C": HARD["C"], "d": HARD["d"], "M": M,
-            "Delta": Delta, "C_cov": (1 - Delta) + Delta * M / 2, "log_class_size": HARD["d"] * math.log(M),
+            "Delta": Delta, "C_cov": hard_instance_coverage(M, Delta), "log_class_size": HARD["d"] * math.log(M),
             "N_delta": n_delta(M, dl)} for dl in _DELTAS[mode]]
-    X, Y = S.GROUP_SHAPE["X"], S.GROUP_SHAPE["Y"]
+    X, Y = P.GROUP_SHAPE["X"], P.GROUP_SHAPE["Y"]
     return out + [{"family": "random", "delta": dl, **RANDOM, "C_cov": 1.0 / RANDOM["p"],
                    "log_class_size": TabularClass(X, Y).log_covering_number(RANDOM["epsilon"])} for dl in _DELTAS[mode]]
 
 
 def grids(family: str, mode: str) -> tuple:
-    return S.hard_grids(mode) if family == "hard" else S.group_grids(mode)
+    return P.hard_grids(mode) if family == "hard" else P.group_grids(mode)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     if setting["family"] == "hard":
-        return S.run_hard(keys, setting, mode, REWARD, setting["delta"])
+        return P.run_hard(keys, setting, mode, REWARD, setting["delta"])
     n_grid, N_grid = grids("random", mode)
-    _, _, first, viol, _, _ = S.run_group(keys, RANDOM["K"], RANDOM["p"], RANDOM["epsilon"], setting["delta"], mode,
+    _, _, first, viol, _, _ = P.run_group(keys, RANDOM["K"], RANDOM["p"], RANDOM["epsilon"], setting["delta"], mode,
                                           REWARD)
     return S.stable_rows(first, viol, n_grid, N_grid)  # the exact-argmax arm (γ = 0; the same set when K = 1)
 
@@ -155,8 +156,7 @@ def plot(rows: list, summary: dict, out_dir) -> list:
         fit = info["slopes"]["fit"]
         files += S.figure(pathlib.Path(out_dir) / f"sft_delta_{fam}", pts, x, xlabel="1 / δ",
                           title=f"SFT-sharpening vs 1/δ ({fam} family, ε = {pts[0]['epsilon']:g})",
-                          label="SFT-sharpening m̂(ρ)", bounds=[BoundCurve(bounds.THM_4_1, {
-                              k: v for k, v in _values(pts).items() if k in bounds.THM_4_1.symbols})],
+                          label="SFT-sharpening m̂(ρ)", bounds=S.bound_curves(("thm_4_1",), _values(pts)),
                           fit=fit, predicted=1.0)
     return files
 

@@ -32,16 +32,18 @@ import numpy as np
 import bounds
 from sharpsim import rewards
 from sharpsim.complexity import fit_loglog_slope
+from sharpsim.instances import hard_instance_coverage
 from sharpsim.plotting import BoundCurve
 from sharpsim.runner import Check, Experiment, revise_check
 
 from sharpsim_experiments import _scaling as S
+from sharpsim_experiments import _sft_programs as P
 
 RHO = 0.1
 REWARD = rewards.logprob_reward  # private hook: the tests swap in a reward that ignores the best-of-N pick
-GROUP = {**S.GROUP_SHAPE, "p": 1.0 / 32, "epsilon": 0.1, "delta": 0.5}
+GROUP = {**P.GROUP_SHAPE, "p": 1.0 / 32, "epsilon": 0.1, "delta": 0.5}
 _K = {"quick": (1, 2, 4, 8, 16), "full": (1, 2, 3, 4, 6, 8, 12, 16)}
-P2 = {"C": 2.0, "d": S.HARD_D, "p": 2}
+P2 = {"C": 2.0, "d": P.HARD_D, "p": 2}
 _EPS = {"quick": (0.04, 0.02, 0.01, 0.005, 0.0025), "full": (0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125, 0.000625)}
 
 
@@ -49,7 +51,7 @@ def _p2_setting(eps: float) -> dict:
     Delta, M = bounds.hard_instance_parameters(eps, P2["C"], p=P2["p"])
     Delta, M, d = float(Delta), int(M), P2["d"]
     return {"part": "p2", "epsilon": eps, "C": P2["C"], "d": d, "M": M, "Delta": Delta, "p": P2["p"],
-            "C_cov": (1 - Delta) + Delta * M / 2, "C_cov_p2": math.sqrt((1 - Delta) + (M / 2) ** 2 * Delta),
+            "C_cov": hard_instance_coverage(M, Delta), "C_cov_p2": hard_instance_coverage(M, Delta, p=2),
             "log_class_size": d * math.log(M)}
 
 
@@ -59,14 +61,14 @@ def settings(mode: str) -> list:
 
 
 def grids(part: str, mode: str) -> tuple:
-    return S.group_grids(mode) if part == "gamma" else S.hard_grids(mode)
+    return P.group_grids(mode) if part == "gamma" else P.hard_grids(mode)
 
 
 def run_setting(keys, setting: dict, mode: str) -> list:
     if setting["part"] == "p2":
-        return [dict(r, arm="p2") for r in S.run_hard(keys, setting, mode, REWARD, 0.5)]
+        return [dict(r, arm="p2") for r in P.run_hard(keys, setting, mode, REWARD, 0.5)]
     n_grid, N_grid = grids("gamma", mode)
-    f1, v1, f0, v0, cg, c0 = S.run_group(keys, setting["K"], GROUP["p"], GROUP["epsilon"], GROUP["delta"], mode, REWARD)
+    f1, v1, f0, v0, cg, c0 = P.run_group(keys, setting["K"], GROUP["p"], GROUP["epsilon"], GROUP["delta"], mode, REWARD)
     rows = S.stable_rows(f1, v1, n_grid, N_grid, arm="gamma") + S.stable_rows(f0, v0, n_grid, N_grid, arm="exact")
     rows += [{"trial": t, "queries": 0, "metric": "C_cov_gamma_exact", "value": float(a), "arm": "instance"}
              for t, a in enumerate(cg)]

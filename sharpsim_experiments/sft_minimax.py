@@ -43,11 +43,12 @@ from sharpsim import rewards
 from sharpsim.algorithms import map_trials
 from sharpsim.complexity import SlopeFit, fit_loglog_slope, geometric_lattice, grid_sample_complexity
 from sharpsim.finite_size import hard_fixed_grid_budget
+from sharpsim.instances import hard_instance_coverage
 from sharpsim.plotting import scaling_figure
 from sharpsim.runner import Check, Experiment, check_slope, rows_where
 
 from sharpsim_experiments._scaling import along_sweep_slope, reference_coverage_check, stable_rows, success_table
-from sharpsim_experiments._scaling import bound_curves, bound_values as _scaling_bound_values
+from sharpsim_experiments._scaling import bound_curves, bound_values as _scaling_bound_values, fitted_constants
 from sharpsim_experiments._hard_instance import DELTA, bon_closure_stack, first_draw_reward, fixed_sweep_trial, hard_class_arrays
 
 RHO = 0.1  # m̂(ρ): smallest budget with success ≥ 1 − ρ
@@ -67,7 +68,7 @@ def _setting(eps: float, C: float, d: int, sweep: str) -> dict:
     M, Delta = int(M), float(Delta)
     return {
         "sweep": sweep, "epsilon": eps, "C": C, "d": d, "M": M, "Delta": Delta,
-        "C_cov": (1.0 - Delta) + Delta * M / 2.0,  # C_cov,γ=1/2 = C_cov (unique argmax) of App. H
+        "C_cov": hard_instance_coverage(M, Delta),  # C_cov,γ=1/2 = C_cov (unique argmax) of App. H
         "log_class_size": d * math.log(M), "rho": RHO, "delta": DELTA,
     }
 
@@ -172,11 +173,8 @@ def analyze(rows: list, mode: str) -> dict:
     for name, sweep_pts in (("epsilon", eps_pts), ("C", C_pts)):
         ok = [p for p in sweep_pts if np.isfinite(p["m_hat"])]
         if ok:
-            vals = bound_values(ok)
-            m = np.array([p["m_hat"] for p in ok])
-            constants[name] = {b: float(bounds.get(b).fit_constant(
-                m, **{k: v for k, v in vals.items() if k in bounds.get(b).symbols}).constant)
-                for b in ("thm_3_1", "thm_4_1")}
+            cf = fitted_constants(("thm_3_1", "thm_4_1"), np.array([p["m_hat"] for p in ok]), bound_values(ok))
+            constants[name] = {b: float(c.constant) for b, c in cf.items()}
     fits = {k: (None if f is None else f.as_dict()) for k, f in (("epsilon", fit_eps), ("C", fit_C))}
     return {"checks": checks, "rho": RHO, "points": pts, "epsilon_sweep": eps_pts, "C_sweep": C_pts,
             "fits": fits, "bound_slopes": {"epsilon": bs_eps, "C": bs_C}, "fitted_constants": constants,

@@ -10,6 +10,7 @@ import pytest
 from sharpsim import SampleEvaluateOracle, TabularPolicy, exact, instances
 from sharpsim.algorithms import SFTConfig, sft_sharpening
 from sharpsim.classes import FiniteClass, LogLinearClass, ParametricClass, TabularClass
+from _features import unit_features  # tests/ is on sys.path (pytest prepend import mode)
 
 
 def _random_log_probs(rng, shape, zero_frac=0.2):
@@ -115,9 +116,7 @@ def test_tabular_mle_is_normalised_counts_and_maximises_likelihood():
 
 
 def test_log_linear_class():
-    rng = np.random.default_rng(0)
-    f = rng.normal(size=(6, 3))
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    f = unit_features(0, 6, 3)
     cls = LogLinearClass.create(f, norm_bound=2.0)
     theta = cls.project(jnp.array([3.0, 4.0, 0.0]))
     assert float(jnp.linalg.norm(theta)) == pytest.approx(2.0, rel=1e-5)
@@ -149,8 +148,6 @@ def test_class_shape_mismatch_is_a_clear_error():
 # ------------------------------------------------------------------------------ the PolicyClass protocol
 def _protocol_instances():
     """One small instance of every class in sharpsim.classes (X = 2 prompts, Y = 3 responses)."""
-    from sharpsim.fitting import FitConfig  # noqa: F401  (the classes' fitting primitives)
-
     rng = np.random.default_rng(7)
     lp = _random_log_probs(rng, (2, 4, 3), zero_frac=0.0)
     feats = rng.normal(size=(2, 3, 2))

@@ -16,7 +16,7 @@ from sharpsim_experiments import adaptive_vs_fixed as ADA
 from sharpsim_experiments import bon_vs_n as BON
 from sharpsim_experiments import sft_minimax as SFT
 from sharpsim.classes import FiniteClass
-from sharpsim.instances import hard_instance
+from sharpsim.instances import hard_instance, hard_instance_coverage
 from sharpsim.runner import is_verdict, read_results, run_experiment, trial_keys
 
 TRIALS = 8
@@ -180,7 +180,7 @@ def _tiny_ada_settings(mode):
     out = []
     for eps in (0.04, 0.0336, 0.0283, 0.0238, 0.02):
         Delta, M = 16 * eps, math.ceil(1 + 1 / eps)
-        C_cov = (1 - Delta) + Delta * M / 2
+        C_cov = hard_instance_coverage(M, Delta)
         out.append({"sweep": "epsilon", "epsilon": eps, "C": 1.0, "d": 1, "M": M, "Delta": Delta, "C_cov": C_cov,
                     "C_cov_bar": C_cov, "log_class_size": math.log(M), "rho": ADA.RHO, "delta": 0.5,
                     "mu_stop": ADA.MU_STOP})
@@ -189,6 +189,16 @@ def _tiny_ada_settings(mode):
 
 def _exact_check(summary):
     return next(c for c in summary["checks"] if c["quantity"].startswith("exact finite-size reference"))
+
+
+def _run_quick(name: str, settings, tmp_path, trials: int):
+    """Run the registered experiment ``name`` with the given settings; its folder and summary, every check of
+    which must carry the check keys and a verdict."""
+    exp = dataclasses.replace(sharpsim_experiments.get(name), settings=settings)
+    folder = run_experiment(exp, tmp_path, mode="quick", trials=trials, progress=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
+    return folder, summary
 
 
 @pytest.mark.parametrize("broken", [False, True])
@@ -202,10 +212,7 @@ def test_end_to_end_adaptive_vs_fixed_known_verdict(tmp_path, monkeypatch, broke
     monkeypatch.setattr(ADA, "settings", _tiny_ada_settings)
     monkeypatch.setattr(ADA, "EPS_ASYMPTOTIC", 0.05)
     monkeypatch.setitem(ADA._BREAK, "ignore_best_of_n", broken)
-    exp = dataclasses.replace(sharpsim_experiments.get("adaptive_vs_fixed"), settings=ADA.settings)
-    folder = run_experiment(exp, tmp_path, mode="quick", trials=300, progress=False)
-    summary = json.loads((folder / "summary.json").read_text())
-    assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
+    folder, summary = _run_quick("adaptive_vs_fixed", ADA.settings, tmp_path, trials=300)
     assert _exact_check(summary)["verdict"] == ("inconsistent" if broken else "consistent")
     if not broken:
         assert summary["figures"] and all((folder / f).exists() for f in summary["figures"])
@@ -218,10 +225,7 @@ def test_end_to_end_sft_minimax_known_verdict(tiny, tmp_path, monkeypatch, broke
     # N" is the first draw): the runs never sharpen, m̂ = ∞ everywhere while the exact reference is finite:
     # "inconsistent". Catches an experiment whose checks cannot fail when best-of-N selection is lost.
     monkeypatch.setitem(SFT._BREAK, "ignore_best_of_n", broken)
-    exp = dataclasses.replace(sharpsim_experiments.get("sft_minimax"), settings=SFT.settings)
-    folder = run_experiment(exp, tmp_path, mode="quick", trials=200, progress=False)
-    summary = json.loads((folder / "summary.json").read_text())
-    assert all(CHECK_KEYS <= set(c) and is_verdict(c["verdict"]) for c in summary["checks"])
+    _, summary = _run_quick("sft_minimax", SFT.settings, tmp_path, trials=200)
     assert _exact_check(summary)["verdict"] == ("inconsistent" if broken else "consistent")
 
 

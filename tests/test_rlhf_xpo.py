@@ -13,7 +13,6 @@ from sharpsim.algorithms import (
     RLHFConfig,
     rlhf_sharpening_sweep,
     xpo_sharpening_sweep,
-    SFTConfig,
     XPOConfig,
     rlhf_sharpening,
     run_trials,
@@ -23,6 +22,7 @@ from sharpsim.algorithms import (
 from sharpsim.algorithms._rlhf import pair_losses_finite
 from sharpsim.classes import FiniteClass, LogLinearClass, TabularClass
 from sharpsim.policies import TabularPolicy
+from _features import unit_features  # tests/ is on sys.path (pytest prepend import mode)
 
 
 def _tv(p, q, mu):
@@ -65,9 +65,7 @@ def test_eq8_gradient_paths_reach_zero_loss():
     assert float(res.diagnostics["train_loss"]) < 1e-4
     assert _tv(res.policy, star, inst.mu) < 0.02
     # log-linear (Definition J.3), realizable: π_base = π_{θ*} and π*_β = π_{(1+1/β)θ*} inside the ball
-    rng = np.random.default_rng(0)
-    f = rng.normal(size=(12, 3))
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    f = unit_features(0, 12, 3)
     theta_star = jnp.array([1.0, -0.5, 0.8])
     cls = LogLinearClass.create(f, norm_bound=10.0)
     base = cls.member(theta_star)
@@ -161,9 +159,7 @@ def test_example_J1_xpo_beats_sft_at_equal_budget(d, num_responses, sft_wins):
 @pytest.mark.slow
 def test_xpo_log_linear_gradient_path():
     """XPO over the log-linear ball (projected adam, warm-started) improves on π_base towards π*_β."""
-    rng = np.random.default_rng(3)
-    f = rng.normal(size=(10, 3))
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    f = unit_features(3, 10, 3)
     cls = LogLinearClass.create(f, norm_bound=8.0)
     base = cls.member(jnp.array([1.5, 0.0, 0.5]))
     oracle = SampleEvaluateOracle(base, jnp.ones((1,)))

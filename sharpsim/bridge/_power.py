@@ -43,11 +43,8 @@ from sharpsim.bridge._sampling import Samples
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
     completion_token_logps_tempered,
-    context_length,
+    generation_prompts,
     model_device,
-    pad_left,
-    resolve_special_ids,
-    tokenize_prompts,
 )
 
 torch = require_torch()
@@ -153,16 +150,9 @@ def power_mh_sample(
     check_count("seed", seed, minimum=0)
     check_count("max_batch_rows", max_batch_rows)
     prompts = check_prompts(prompts)
-    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    _, prompt_ids, prompt_mask, pad_id, eos_ids = generation_prompts(model, tokenizer, prompts, H,
+                                                                     add_special_tokens=add_special_tokens)
     dev = model_device(model)
-    p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
-    ctx = context_length(model)
-    if ctx is not None:
-        for i, ids in enumerate(p_ids):
-            if len(ids) + H > ctx:
-                raise ValueError(f"prompt {i} has {len(ids)} tokens; with max_new_tokens={H} that exceeds the "
-                                 f"model's context of {ctx} tokens. Shorten the prompt or lower max_new_tokens")
-    prompt_ids, prompt_mask = pad_left(p_ids, pad_id, dev)
     row_pids, row_pmask = prompt_ids.repeat_interleave(C, 0), prompt_mask.repeat_interleave(C, 0)  # prompt-major
     R = row_pids.shape[0]
 

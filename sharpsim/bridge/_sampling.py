@@ -16,13 +16,10 @@ from sharpsim.bridge._deps import require_torch
 from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
-    context_length,
     forward_kwargs,
+    generation_prompts,
     model_device,
-    pad_left,
-    resolve_special_ids,
     shared_prefix_forward,
-    tokenize_prompts,
 )
 
 torch = require_torch()
@@ -143,18 +140,9 @@ def sample_completions(
     if return_logps and not (do_sample and float(temperature) == 1.0 and top_k == 0 and float(top_p) == 1.0):
         raise ValueError("return_logps=True needs pure sampling from π (do_sample=True, temperature=1.0, top_k=0, "
                          "top_p=1.0); score other samples with score_ids")
-    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    p_ids, prompt_ids, prompt_mask, pad_id, eos_ids = generation_prompts(
+        model, tokenizer, prompts, max_new_tokens, add_special_tokens=add_special_tokens)
     dev = model_device(model)
-    p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
-    ctx = context_length(model)
-    if ctx is not None:
-        for i, ids in enumerate(p_ids):
-            if len(ids) + max_new_tokens > ctx:
-                raise ValueError(
-                    f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
-                    f"model's context of {ctx} tokens. Shorten the prompt or lower max_new_tokens"
-                )
-    prompt_ids, prompt_mask = pad_left(p_ids, pad_id, dev)
     if seed is not None:
         torch.manual_seed(seed)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=list(eos_ids),

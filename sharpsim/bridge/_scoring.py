@@ -33,6 +33,7 @@ __all__ = [
     "completion_token_logps",
     "completion_token_logps_tempered",
     "context_length",
+    "generation_prompts",
     "model_device",
     "pad_left",
     "pad_right",
@@ -186,6 +187,25 @@ def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: b
         if not ids:
             raise ValueError(f"prompt {i} tokenizes to zero tokens; log π(c|p) needs at least one prompt token")
     return out
+
+
+def generation_prompts(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, *,
+                       add_special_tokens: bool = True):
+    """Prompts made ready for ``generate``: ``(p_ids, prompt_ids, prompt_mask, pad_id, eos_ids)`` — each prompt's
+    token ids, the ``[B, P]`` left-padded ids and mask on the model's device, and the special ids — after checking
+    that every prompt plus ``max_new_tokens`` fits the model's context (the samplers' one home of that check)."""
+    pad_id, eos_ids = resolve_special_ids(tokenizer, model)
+    p_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
+    ctx = context_length(model)
+    if ctx is not None:
+        for i, ids in enumerate(p_ids):
+            if len(ids) + max_new_tokens > ctx:
+                raise ValueError(
+                    f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
+                    f"model's context of {ctx} tokens. Shorten the prompt or lower max_new_tokens"
+                )
+    prompt_ids, prompt_mask = pad_left(p_ids, pad_id, model_device(model))
+    return p_ids, prompt_ids, prompt_mask, pad_id, eos_ids
 
 
 # --- the forward pass -------------------------------------------------------------------------------------
