@@ -172,7 +172,8 @@ def _bench_argmax(V, H, scale, reps) -> dict:
         name="exact_argmax_best_first_vs_brute_force", benchmark="exact argmax: best-first vs brute force",
         shape=f"V={V} H={H}", unit="searches", **environment(),
         dtype=str(pol.log_probs.dtype), V=V, H=H, logit_scale=scale, sequences=V**H,
-        method_used=res.method, nodes_expanded=res.nodes_expanded, search_s=search_s, brute_force_s=brute_s, ratio=brute_s / search_s,
+        method_used=res.method, nodes_expanded=res.nodes_expanded, search_s=search_s, brute_force_s=brute_s,
+        ratio=brute_s / search_s,
         jax_per_s=1.0 / search_s, numpy_per_s=1.0 / brute_s,
     )
 
