@@ -46,10 +46,18 @@ __all__ = [
     "exact_argmax",
     "ArgmaxResult",
     "BRUTE_FORCE_LIMIT",
+    "ONE_CALL_ENUMERATE_LIMIT",
 ]
 
 #: ``method="auto"`` enumerates all V^H sequences when there are at most this many.
 BRUTE_FORCE_LIMIT = 2**16
+
+#: Trees of at most this many sequences are scored in ONE jitted call that also takes the argmax on the device
+#: (``method="auto"`` for a non-Markov policy, and ``method="best_first"`` given ``enumerate_limit``): a
+#: best-first search needs at least H sequential expansion calls, each a dispatch plus Python heap work, and
+#: ``enumerate_log_probs`` a call per chunk of 1,024 plus a float64 copy of every log-probability; on such small
+#: trees one program is cheaper than either (measured in docs/performance.md).
+ONE_CALL_ENUMERATE_LIMIT = 4096
 
 
 def _check_policy(policy) -> None:
@@ -181,6 +189,27 @@ def _batched_next_log_probs(policy, x, prefixes, lengths):
 @jax.jit
 def _batched_log_prob(policy, x, seqs):
     return jax.vmap(lambda y: jnp.sum(policy.token_log_probs(x, y)))(seqs)
+
+
+@jax.jit
+def _enumerated_argmax(policy, x):
+    """(sequence [H], log π) of the first most likely of all V^H sequences, in one program."""
+    seqs = index_to_sequences(jnp.arange(policy.num_sequences, dtype=jnp.int32), policy.vocab_size, policy.horizon)
+    lps = jax.vmap(lambda y: jnp.sum(policy.token_log_probs(x, y)))(seqs)
+    i = jnp.argmax(lps)
+    return seqs[i], lps[i]
+
+
+def _argmax_in_one_call(policy, x: int) -> "ArgmaxResult":
+    """Brute force in one program: the same sequence and log-probability as ``method="brute_force"``."""
+    y, lp = _enumerated_argmax(policy, jnp.asarray(x, jnp.int32))
+    lp = float(lp)
+    return ArgmaxResult(np.asarray(y), lp, True, "brute_force", policy.num_sequences, lp)
+
+
+def _prefix_tree_size(V: int, H: int) -> int:
+    """Internal nodes of the prefix tree (prefixes of length 0..H-1): what an exhaustive search expands."""
+    return H if V == 1 else (V**H - 1) // (V - 1)
 
 
 def enumerate_log_probs(
@@ -315,6 +344,7 @@ def exact_argmax(
     method: str = "auto",
     max_nodes: int = 200_000,
     batch_size: int = 64,
+    enumerate_limit: int = 0,
 ) -> ArgmaxResult:
     """The sequence-level argmax y*(x) = argmax_y log π(y|x) (Eq. 5) and its log-probability.
 
@@ -323,11 +353,17 @@ def exact_argmax(
         x: the prompt id.
         method: ``"viterbi"`` (Markov tables only, O(H V²)), ``"best_first"`` (any policy; exact unless the
             node budget runs out), ``"brute_force"`` (all V^H sequences), or ``"auto"``: Viterbi for a
-            :class:`~sharpsim.MarkovPolicy`, brute force when V^H ≤ ``BRUTE_FORCE_LIMIT``, best-first otherwise.
+            :class:`~sharpsim.MarkovPolicy`, brute force when V^H ≤ ``BRUTE_FORCE_LIMIT`` (in one jitted call
+            when V^H ≤ ``ONE_CALL_ENUMERATE_LIMIT``; same answer), best-first otherwise.
         max_nodes: best-first budget (prefix expansions). When it runs out the result holds the best
             complete sequence seen so far or the greedy completion of the most promising prefix, whichever
             is more likely, with ``optimal=False`` and ``upper_bound`` = the best open prefix's log-prob.
         batch_size: prefixes expanded per jitted call in best-first search.
+        enumerate_limit: ``"best_first"`` only: score all V^H sequences in one jitted call instead of searching
+            when V^H ≤ ``enumerate_limit`` and ``max_nodes`` covers every prefix of the tree (so the search could
+            not have run out of budget); the result then says ``method="brute_force"`` and
+            ``nodes_expanded = V^H``. The default 0 always searches (node counts are the search's own); e.g.
+            :data:`ONE_CALL_ENUMERATE_LIMIT` takes the faster route on small trees.
 
     Finding the argmax is NP-hard in general (Proposition E.1): best-first search can expand
     exponentially many prefixes on flat distributions.
@@ -338,6 +374,8 @@ def exact_argmax(
     if method == "auto":
         if isinstance(policy, MarkovPolicy):
             method = "viterbi"
+        elif policy.num_sequences <= ONE_CALL_ENUMERATE_LIMIT:
+            return _argmax_in_one_call(policy, x)
         elif policy.num_sequences <= BRUTE_FORCE_LIMIT:
             method = "brute_force"
         else:
@@ -352,6 +390,13 @@ def exact_argmax(
         y = np.asarray(index_to_sequences(jnp.asarray(i), policy.vocab_size, policy.horizon))
         return ArgmaxResult(y, float(lps[i]), True, "brute_force", lps.size, float(lps[i]))
     if method == "best_first":
+        max_nodes = check_positive_int(max_nodes, "max_nodes")
+        if isinstance(enumerate_limit, bool) or not isinstance(enumerate_limit, (int, np.integer)) \
+                or enumerate_limit < 0:
+            raise ValueError(f"enumerate_limit must be a non-negative integer, got {enumerate_limit!r}.")
+        V, H = policy.vocab_size, policy.horizon
+        if policy.num_sequences <= enumerate_limit and max_nodes >= _prefix_tree_size(V, H):
+            return _argmax_in_one_call(policy, x)
         search = _BestFirst(policy, x, max_nodes=max_nodes, batch_size=batch_size)
         for y, lp in search:
             return ArgmaxResult(y, float(lp), True, "best_first", search.nodes, float(lp))

@@ -24,6 +24,11 @@ def test_viterbi_best_first_brute_force_agree(seed, eos_id):
     tab = np.asarray(pol.to_tabular().log_probs, np.float64)
     for x in range(X):
         results = [D.exact_argmax(pol, x, method=m) for m in ("viterbi", "best_first", "brute_force")]
+        # best-first enumerating the small tree (V^H = 81) in one call instead of searching
+        results.append(D.exact_argmax(pol, x, method="best_first", enumerate_limit=D.ONE_CALL_ENUMERATE_LIMIT))
+        assert [r.method for r in results[1:]] == ["best_first", "brute_force", "brute_force"]
+        np.testing.assert_array_equal(results[3].sequence, results[2].sequence)  # the same first maximiser
+        assert results[3].log_prob == results[2].log_prob
         for r in results:
             assert r.optimal and r.upper_bound == r.log_prob
             np.testing.assert_allclose(r.log_prob, tab[x].max(), rtol=1e-5, atol=1e-5)
@@ -43,18 +48,23 @@ def test_best_first_equals_brute_force_for_general_policies(kind):
         pol = TransformerPolicy.init(key, num_prompts=X, vocab_size=V, horizon=H, d_model=8, eos_id=2)
         pol = pol.with_params(jax.tree_util.tree_map(lambda a: a * 40.0 if a.ndim == 2 else a, pol.params))
     for x in range(X):
-        bf = D.exact_argmax(pol, x, method="best_first", batch_size=4)
         bru = D.exact_argmax(pol, x, method="brute_force")
-        assert bf.optimal and bru.optimal
-        np.testing.assert_allclose(bf.log_prob, bru.log_prob, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(float(pol.log_prob(x, jnp.asarray(bf.sequence))), bf.log_prob, atol=1e-5)
+        auto = D.exact_argmax(pol, x)  # V^H = 81: brute force in one call, the same answer
+        assert auto.method == "brute_force" and auto.log_prob == bru.log_prob and auto.nodes_expanded == V**H
+        np.testing.assert_array_equal(auto.sequence, bru.sequence)
+        for limit in (0, D.ONE_CALL_ENUMERATE_LIMIT):  # the search, and the one-call enumeration of small trees
+            bf = D.exact_argmax(pol, x, method="best_first", batch_size=4, enumerate_limit=limit)
+            assert bf.method == ("best_first" if limit == 0 else "brute_force")
+            assert bf.optimal and bru.optimal
+            np.testing.assert_allclose(bf.log_prob, bru.log_prob, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(float(pol.log_prob(x, jnp.asarray(bf.sequence))), bf.log_prob, atol=1e-5)
 
 
 def test_best_first_budget_returns_flagged_best_effort():
     pol = _markov(3, scale=0.3)  # flat: the search needs many expansions
     exact = D.exact_argmax(pol, 0, method="brute_force")
     r = D.exact_argmax(pol, 0, method="best_first", max_nodes=3, batch_size=2)
-    assert not r.optimal and r.nodes_expanded <= 3
+    assert not r.optimal and r.nodes_expanded <= 3  # a budget below the tree's 40 prefixes: no enumeration
     assert r.sequence.shape == (H,)
     np.testing.assert_allclose(float(pol.log_prob(0, jnp.asarray(r.sequence))), r.log_prob, atol=1e-5)
     assert r.log_prob <= exact.log_prob + 1e-5 <= r.upper_bound + 2e-5
@@ -157,6 +167,8 @@ def test_decoding_errors():
     pol = _markov(0)
     with pytest.raises(ValueError, match="method"):
         D.exact_argmax(pol, 0, method="magic")
+    with pytest.raises(ValueError, match="enumerate_limit"):
+        D.exact_argmax(pol, 0, method="best_first", enumerate_limit=-1)
     with pytest.raises(ValueError, match="MarkovPolicy"):
         D.viterbi(TransformerPolicy.init(jax.random.key(0), num_prompts=1, vocab_size=2, horizon=2, d_model=4), 0)
     with pytest.raises(ValueError, match="AutoregressivePolicy"):

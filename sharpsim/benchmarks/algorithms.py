@@ -1,13 +1,16 @@
 """Benchmark: trials/s of SFT-sharpening and XPO on the Theorem 3.1′ hard instance, JAX vs vectorised NumPy.
 
-* ``sft``: hard instance d = 64, M = 64 (X = 65, Y = 65, class [M]^d BoN-closed), n·N up to 1e6 queries per
-  trial; JAX = ``jit(vmap(sft_sharpening))`` over trials; NumPy = the same algorithm (inverse-CDF draws,
-  best-of-N, count table, einsum MLE over [X, K, Y]) vectorised within a trial, trials in a loop.
-* ``xpo``: Algorithm 1 over the same finite class, T rounds, running per-candidate sums; JAX =
-  ``jit(vmap(xpo_sharpening))``; NumPy = the same rounds vectorised across trials (a loop over T).
+* ``sft``: hard instance (quick: d = M = 16, n = N = 100; ``--full``: d = M = 64, i.e. X = Y = 65, with
+  n·N = 10⁵ and 10⁶ queries per trial), class BoN-closed; JAX = ``jit(vmap(sft_sharpening))`` over trials
+  (``lax.map`` over batches of trials when ~2^24 draws would not fit at once); NumPy = the same algorithm
+  (inverse-CDF draws, best-of-N, count table, einsum MLE over [X, K, Y]) vectorised within a trial, trials in
+  a loop; PyTorch = the same vectorised over trials, in chunks of at most 256 trials.
+* ``xpo``: Algorithm 1 over the same finite class, T rounds (quick 100, ``--full`` 1000), running
+  per-candidate sums; JAX = ``jit(vmap(xpo_sharpening))``; NumPy and PyTorch = the same rounds vectorised
+  across trials (a loop over T).
 
-Compile time is reported apart; timings are the best of ``reps`` after a warm-up, with
-``block_until_ready`` on every output.
+Every side times all :data:`TRIALS` = 1024 trials of a row. Compile time is reported apart; timings are the
+median of ``reps`` calls after a warm-up, with ``block_until_ready`` on every output.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from sharpsim.algorithms import SFTConfig, XPOConfig, sft_sharpening, xpo_sharpe
 from sharpsim.benchmarks._timing import (environment, moments_agree, time_jax, time_numpy, time_torch,
                                          torch_or_none, with_peers)
 from sharpsim.classes import FiniteClass
+
+#: trials timed per row, on every side (JAX, NumPy, PyTorch): enough to measure throughput (issue 17)
+TRIALS = 1024
 
 
 # ------------------------------------------------------------------------------------------- NumPy SFT
@@ -172,32 +178,38 @@ def run(quick: bool = True) -> list[dict]:
     sft_shapes = [(100, 100)] if quick else [(1000, 100), (1000, 1000)]
     torch = torch_or_none()
     for n, N in sft_shapes:
-        trials = 1024 if n * N <= 1e5 else 64
+        trials = TRIALS  # every side times all of them (no slices: a rate per trial from a few is noisy)
+        # at most ~2^24 draws in memory at once: JAX maps over batches of trials, PyTorch loops over chunks
+        chunk = max(1, min(trials, (1 << 24) // (n * N)))
         cls = base.bon_closure(N)
         cfg = SFTConfig(n=n, N=N)
-        f = jax.jit(jax.vmap(lambda k: sft_sharpening(k, oracle, cls, cfg).params))
+        one = lambda k: sft_sharpening(k, oracle, cls, cfg).params  # noqa: E731
+        f = jax.jit(jax.vmap(one) if chunk >= trials else lambda ks: jax.lax.map(one, ks, batch_size=chunk))
         keys = jax.random.split(jax.random.key(1), trials)
         compile_s, jt = time_jax(f, keys, reps=reps)
         cls_lp = np.asarray(cls.log_probs, np.float64)
         rng = np.random.default_rng(0)
-        np_trials = min(trials, 64)  # the NumPy loop over trials: timed on a slice, rate per trial
-        nt = time_numpy(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(np_trials)], reps=reps)
-        peers = {"numpy": np_trials / nt}
+        nt = time_numpy(lambda: [_np_sft_trial(rng, log_pb, mu, cls_lp, n, N) for _ in range(trials)], reps=reps)
+        peers = {"numpy": trials / nt}
         agree = None
         if torch is not None:
             gen = torch.Generator().manual_seed(0)
             t_args = (torch.as_tensor(log_pb, dtype=torch.float32), torch.as_tensor(mu, dtype=torch.float32),
                       torch.as_tensor(cls_lp, dtype=torch.float32))
-            t_trials = min(trials, 256)  # memory: [trials, n, N, ...] at once
-            tt = time_torch(lambda: _torch_sft_trials(torch, gen, *t_args, n, N, t_trials), reps=reps)
-            peers["torch"] = t_trials / tt
+            t_chunk = min(chunk, 256)  # memory: [chunk, n, N, ...] at once
+
+            def t_all():
+                return torch.cat([_torch_sft_trials(torch, gen, *t_args, n, N, min(t_chunk, trials - i))
+                                  for i in range(0, trials, t_chunk)])
+
+            peers["torch"] = trials / time_torch(t_all, reps=reps)
             # same computation: the chosen member per prompt has the same distribution (mean within 6 s.e.)
-            agree = moments_agree(np.asarray(f(keys)), _torch_sft_trials(torch, gen, *t_args, n, N, t_trials).numpy())
+            agree = moments_agree(np.asarray(f(keys)), t_all().numpy())
         rows.append(_row("sft_sharpening", dict(d=d, M=M, n=n, N=N, queries_per_trial=n * N, trials=trials),
                          compile_s, trials / jt, peers, agree))
 
     T = 100 if quick else 1000
-    trials = 1024
+    trials = TRIALS
     beta = 0.5
     cfg = XPOConfig(T=T, beta=beta, alpha=0.05 * beta, eval_samples=64, eval_stride=max(T // 10, 1))
     cls = base
