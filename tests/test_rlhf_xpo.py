@@ -13,7 +13,6 @@ from sharpsim.algorithms import (
     RLHFConfig,
     rlhf_sharpening_sweep,
     xpo_sharpening_sweep,
-    SFTConfig,
     XPOConfig,
     rlhf_sharpening,
     run_trials,
