@@ -33,14 +33,12 @@ from sharpsim.runner import Check, Experiment, check_slope, pivot
 
 NAME = "dpo_margin_beta"
 RHO, NUM_PROMPTS, NUM_RESPONSES, COVERAGE, NOISE, SLACK = 0.1, 8, 10, 2.5, 0.1, 1e-6  # SLACK: float32 μ-sums
-_LOSS = {"eq8": "squared", "dpo": "logistic"}  # arms: Eq. (8) and logistic DPO
-ARMS = tuple(_LOSS)
+_LOSS = {"eq8": "squared", "dpo": "logistic"}; ARMS = tuple(_LOSS)  # arms: Eq. (8) and logistic DPO  # noqa: E702
 #: private test hook: scale of the reward in Eq. (8)'s regression target (0 drops it: a broken Eq. 8)
 _TARGET_SCALE = 1.0
 _MARGINS = {"quick": (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 256), "full": tuple(2.0**-k for k in range(9))}
 _NOISY = {"quick": tuple(2.0 ** (-4 - k / 2) for k in range(5)), "full": tuple(2.0 ** (-4 - k / 2) for k in range(7))}
-# quick: δ only (traced, no recompile); ε changes the class size
-_ED = {"quick": ((0.2, 0.1), (0.2, 0.4)), "full": ((0.1, 0.2), (0.3, 0.2), (0.2, 0.1), (0.2, 0.4))}
+_ED = {"quick": ((0.2, 0.1), (0.2, 0.4)), "full": ((0.1, 0.2), (0.3, 0.2), (0.2, 0.1), (0.2, 0.4))}  # quick: δ only
 #: the noisy control reads the median budget m̂(1/2) (fewer trials and pairs than ρ = 0.1 for the same precision)
 NOISY_RHO, NOISY_TRIALS = 0.5, 64
 
@@ -68,17 +66,17 @@ def instance(gamma_margin: float):
     return instances.planted_mode(jax.random.key(0), NUM_PROMPTS, NUM_RESPONSES, COVERAGE, gamma_margin)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "ns", "scale"),  # LLVM -O1: compile 9 -> 4 s, same run time
-                   compiler_options={"xla_backend_optimization_level": 1})
-def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, loss, ns, scale):
-    """Per trial: (uniform, worst) sharpness errors [G] at (β, σ); trials in batches (memory)."""
+@functools.partial(jax.jit, static_argnames=("ns", "losses", "scale"),  # LLVM -O1, elemental emitters: cheaper compile
+                   compiler_options={"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False})
+def _trials(keys, log_probs, mu, cls, beta, sigma, delta, *, ns, losses, scale):
+    """Per trial: (uniform, worst) errors [G, arm] at (β, σ) for each loss (a traced selector: one program)."""
     oracle = SampleEvaluateOracle(TabularPolicy(log_probs=log_probs), mu)
-    cfg = RLHFConfig(n=max(ns), beta=1.0, loss=loss, tie_break="random")
+    cfg = RLHFConfig(n=max(ns), beta=1.0, tie_break="random")
     ev = SharpnessEvaluation.of(oracle.pi_base, mu, delta)  # δ traced: no recompile per δ
     def trial_errors(k):
-        r = rlhf_sharpening_sweep(k, oracle, cls, cfg, evaluate=ev, n_grid=ns, betas=beta, reward_noises=sigma,
-                                  _target_scale=scale)
-        return r.sharpness_error[:, 0], r.worst_error[:, 0]
+        r = rlhf_sharpening_sweep(k, oracle, cls, cfg, evaluate=ev, n_grid=ns, betas=jnp.full(len(losses), beta),
+                                  reward_noises=jnp.full(len(losses), sigma), losses=losses, _target_scale=scale)
+        return r.sharpness_error, r.worst_error
 
     return jax.lax.map(trial_errors, keys, batch_size=32)
 
@@ -95,11 +93,13 @@ def run_setting(keys, s: dict, mode: str) -> list:
     ns, rows = n_grid(s), []
     keys = keys[:NOISY_TRIALS] if s["sweep"] == "noisy" else keys
     keep = ns[-1:] if s["sweep"] == "beta" else ns  # the β sweep reads n = n_max only
-    for arm in s["arms"].split(","):
-        u, w = (np.asarray(a) for a in _trials(keys, inst.pi_base.log_probs, inst.mu, cls, jnp.float32(s["beta"]),
-                                                jnp.float32(s["sigma"]), jnp.float32(s["delta"]), loss=_LOSS[arm],
-                                                ns=ns, scale=_TARGET_SCALE))
-        rows += [dict(trial=t, arm=arm, n=n, queries=2 * n, metric=m, value=float(v[t, g])) for t in range(u.shape[0])
+    arms = ("eq8",) if s["sweep"] == "noisy" else ARMS  # exact rewards: both arms, one program for every setting
+    u, w = (np.asarray(a) for a in _trials(keys, inst.pi_base.log_probs, inst.mu, cls, jnp.float32(s["beta"]),
+                                            jnp.float32(s["sigma"]), jnp.float32(s["delta"]), ns=ns,
+                                            losses=tuple(_LOSS[a] for a in arms), scale=_TARGET_SCALE))
+    for arm in s["arms"].split(","):  # a setting keeps the rows of its own arms
+        a = arms.index(arm)
+        rows += [dict(trial=t, arm=arm, n=n, queries=2 * n, metric=m, value=float(v[t, g, a])) for t in range(u.shape[0])
                  for g, n in enumerate(ns) if n in keep for m, v in (("sharpness_error", u), ("worst_error", w))]
     # exact rewards: the version-space law (rates = μ_x q_x), beside each measurement
     rates = finite_size.confuser_touch_probabilities(np.exp(np.asarray(inst.pi_base.log_probs))) * np.asarray(inst.mu)

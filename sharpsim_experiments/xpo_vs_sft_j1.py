@@ -47,6 +47,10 @@ _MODE = {"quick": dict(ds=(3, 4, 5, 6, 7), N_max=512, n_max=1024, T_max=16),
          "full": dict(ds=tuple(range(3, 11)), N_max=16384, n_max=16384, T_max=128)}
 
 
+#: LLVM -O1 and XLA:CPU's elemental fusion emitters: _errors compiles in 15 instead of 20 CPU-s, same rows and run time
+_FAST_COMPILE = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+
+
 def N_grid(N_max: int) -> tuple:  # also the T grid
     return tuple(2**k for k in range(int(math.log2(N_max)) + 1))
 
@@ -85,7 +89,7 @@ def padded_instance(d: int, y_pad: int, N_max: int, n_max: int):
     return dataclasses.replace(oracle, sampler=dataclasses.replace(oracle.sampler, depth=y_pad.bit_length())), cls, consts
 
 
-@functools.partial(jax.jit, static_argnames=("Ns",), compiler_options={"xla_backend_optimization_level": 1})
+@functools.partial(jax.jit, static_argnames=("Ns",), compiler_options=_FAST_COMPILE)
 def _bon_laws(log_probs, Ns):
     """The exact best-of-N laws π^BoN_N for N in Ns, ``[len(Ns), X, Y]`` (one sort for all N; one compile)."""
     return jnp.swapaxes(jax.vmap(lambda r: exact.bon_log_probs_grid(r, jnp.asarray(Ns)))(log_probs), 0, 1)
@@ -99,7 +103,7 @@ def _permute(key, cls):
     return FiniteClass(log_probs=cls.log_probs[:, perm], valid=cls.valid[:, perm], product=cls.product)
 
 
-@functools.partial(jax.jit, static_argnames=("N_max", "n_grid", "T_max"), compiler_options={"xla_backend_optimization_level": 1})
+@functools.partial(jax.jit, static_argnames=("N_max", "n_grid", "T_max"), compiler_options=_FAST_COMPILE)
 def _errors(keys, oracle, cls, alpha, *, N_max: int, n_grid: tuple, T_max: int):
     """sharpness errors per trial: SFT [K, n, N], offline Eq. 8 [K, G], XPO [K, T, α] (one trajectory per α)."""
     tie, ev = ("random" if _SHUFFLE else "first"), SharpnessEvaluation.of(oracle.pi_base, oracle.mu, DELTA)

@@ -245,6 +245,28 @@ def test_rlhf_sweep_equals_per_point_runs(loss):
         assert list(np.asarray(sw.num_queries)) == [6, 24]
 
 
+def test_rlhf_sweep_traced_loss_equals_the_static_losses():
+    """``losses`` (Eq. 8 and DPO as a traced selector, one program) gives, point by point, exactly the sweep with
+    the static ``config.loss``: catches swapped arms or a selector that mixes the two losses."""
+    import dataclasses
+    inst, cls, beta = _tiny_finite()
+    oracle = SampleEvaluateOracle(inst.pi_base, inst.mu)
+    cfg = RLHFConfig(n=12, beta=beta, tie_break="random")
+    ev = metrics.SharpnessEvaluation.of(inst.pi_base, inst.mu, 0.2)
+    betas, sig = jnp.array([0.5, 0.5, 0.2]), jnp.array([0.0, 0.3, 0.3])
+    for seed in range(3):
+        key = jax.random.key(seed)
+        both = rlhf_sharpening_sweep(key, oracle, cls, cfg, n_grid=(1, 3, 12), betas=betas, reward_noises=sig,
+                                     losses=("squared", "logistic", "logistic"), evaluate=ev)
+        for p, loss in enumerate(("squared", "logistic", "logistic")):
+            one = rlhf_sharpening_sweep(key, oracle, cls, dataclasses.replace(cfg, loss=loss), n_grid=(1, 3, 12),
+                                        betas=betas[p:p + 1], reward_noises=sig[p:p + 1], evaluate=ev)
+            for f in ("sharpness_error", "worst_error", "num_minimizers", "params"):
+                np.testing.assert_array_equal(np.asarray(getattr(both, f))[:, p], np.asarray(getattr(one, f))[:, 0])
+    with pytest.raises(ValueError, match="losses"):
+        rlhf_sharpening_sweep(key, oracle, cls, cfg, losses=("hinge",), evaluate=ev)
+
+
 def test_optimism_sign_is_pinned():
     """On the exploration instance (sharpsim_experiments/_exploration.py: the argmax-deciding features sit on responses
     π_base draws with probability ≈ 1/M each), XPO with Theorem J.2's α sharpens in most trials, and the same

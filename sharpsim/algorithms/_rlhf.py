@@ -94,16 +94,21 @@ def pair_loss_fn(beta, loss, r_y, r_yp, n_y=0.0, n_yp=0.0, target_scale=1.0):
     (log π(y|x), log π(y'|x)), elementwise over the n pairs whose rewards (r_y, r_yp) and reward noise
     (n_y, n_yp) it closes over: what every class's ``fit_pairs`` minimises (its one home).
 
+    ``loss``: ``"squared"``, ``"logistic"``, or a traced 0/1 selector (1 = logistic: one program for both).
     ``target_scale`` (private test hook, 1 = Eq. 8): multiplies the reward difference in the regression target
     only; 0 drops it (a deliberately broken Eq. 8 that tests use to show their checks can fail)."""
 
+    def squared(lp_y, lp_yp):
+        res = pair_residual(beta, lp_y, lp_yp, r_y, r_yp) - (n_y - n_yp)
+        if target_scale != 1.0:
+            res = res + (1.0 - target_scale) * (r_y - r_yp)
+        return res**2
+
     def pair_loss(lp_y, lp_yp):
-        if loss == "squared":
-            res = pair_residual(beta, lp_y, lp_yp, r_y, r_yp) - (n_y - n_yp)
-            if target_scale != 1.0:
-                res = res + (1.0 - target_scale) * (r_y - r_yp)
-            return res**2
-        return _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp)
+        if isinstance(loss, str):
+            return squared(lp_y, lp_yp) if loss == "squared" else _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp)
+        # a traced selector (1 = logistic, 0 = squared): both losses in one program, each value the chosen one's
+        return jnp.where(loss > 0.5, _logistic_noisy(beta, lp_y, lp_yp, r_y, r_yp, n_y, n_yp), squared(lp_y, lp_yp))
 
     return pair_loss
 
@@ -188,14 +193,17 @@ class RLHFSweep:
 
 def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: RLHFConfig, *,
                           evaluate: metrics.SharpnessEvaluation, n_grid: Optional[Sequence[int]] = None,
-                          betas=None, reward_noises=None, _target_scale: float = 1.0) -> RLHFSweep:
+                          betas=None, reward_noises=None, losses: Optional[Sequence[str]] = None,
+                          _target_scale: float = 1.0) -> RLHFSweep:
     """RLHF-sharpening over a finite class for a grid of n (prefixes of one draw) and traced (β, σ) points.
 
     One draw of max(n_grid) pairs (with their noise ξ); the per-pair, per-candidate losses are cumulated
     along the pairs, so prefix n costs one gather. ``betas``/``reward_noises``: 1-D arrays (broadcast), or
     None for ``config``'s values. Entry (g, p) equals ``rlhf_sharpening(key, …, replace(config, n=n_max,
     beta=β_p, reward_noise=σ_p))`` restricted to the first n_grid[g] pairs of the same draw (exactly so at
-    n = n_max). Scoring is the caller's ``evaluate`` (required: a :class:`~sharpsim.metrics.SharpnessEvaluation`,
+    n = n_max). ``losses``: per-point loss names ("squared", "logistic"; broadcast with ``betas``), or None for
+    ``config.loss``; given, the loss is a traced selector, so Eq. 8 and DPO share one compiled program and entry
+    (g, p) equals the sweep with ``config.loss = losses[p]``. Scoring is the caller's ``evaluate`` (required: a :class:`~sharpsim.metrics.SharpnessEvaluation`,
     e.g. ``SharpnessEvaluation.of(pi_base, mu, delta, gamma)``; the sweep never builds one from the oracle).
     ``_target_scale``: private test hook (see :func:`pair_loss_fn`); leave at 1.
     """
@@ -206,7 +214,12 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     n_grid = tuple(check_positive_int(v, "n_grid entry") for v in (n_grid or (config.n,)))
     n_max = max(n_grid)
     dt = jnp.result_type(float)
-    b, s = hyper_grid(("betas", betas, config.beta), ("reward_noises", reward_noises, config.reward_noise))
+    if losses is not None:
+        if isinstance(losses, str) or any(v not in ("squared", "logistic") for v in losses):
+            raise ValueError(f"losses must be a sequence of 'squared' / 'logistic', got {losses!r}.")
+        sel = [1.0 if v == "logistic" else 0.0 for v in losses]
+    b, s, lsel = hyper_grid(("betas", betas, config.beta), ("reward_noises", reward_noises, config.reward_noise),
+                            ("losses", None if losses is None else sel, 1.0 if config.loss == "logistic" else 0.0))
     batch = oracle.sample_and_evaluate(key, n_max, 2)
     xi = jax.random.normal(jax.random.fold_in(key, 1), (n_max, 2), batch.log_probs.dtype)
     x = batch.prompts
@@ -219,8 +232,9 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
     mu = evaluate.mu
     onehot = jax.nn.one_hot(x, X, dtype=dt)  # [n, X]
 
-    def at_hyper_point(beta, sigma):
-        pair_loss = pair_loss_fn(beta, config.loss, r_y, r_yp, sigma * xi[:, 0], sigma * xi[:, 1], _target_scale)
+    def at_hyper_point(beta, sigma, logistic):
+        loss = config.loss if losses is None else logistic
+        pair_loss = pair_loss_fn(beta, loss, r_y, r_yp, sigma * xi[:, 0], sigma * xi[:, 1], _target_scale)
         per = cls.pair_scores(pair_loss, x, y, yp)
         per = jnp.where(jnp.isfinite(per), per, 1e30)  # +inf would poison the cumulative sums
         cum = jnp.cumsum(onehot[:, :, None] * per[:, None, :], axis=0)  # [n, X, K]
@@ -241,7 +255,7 @@ def rlhf_sharpening_sweep(key: PRNGKeyArray, oracle, cls: FiniteClass, config: R
 
         return jax.vmap(at_prefix)(jnp.asarray(n_grid, jnp.int32))
 
-    err, worst, nmin, params = jax.vmap(at_hyper_point)(b, s)  # [P, G, ...]
+    err, worst, nmin, params = jax.vmap(at_hyper_point)(b, s, lsel)  # [P, G, ...]
     swap = lambda v: jnp.swapaxes(v, 0, 1)  # noqa: E731
     nq = jnp.asarray([2 * n for n in n_grid], jnp.int32)
     return RLHFSweep(sharpness_error=swap(err), worst_error=swap(worst), num_minimizers=swap(nmin),

@@ -359,11 +359,13 @@ def _run_all(experiment, work, final, partial, meta, done_rows, *, mode, seed, t
         def ordered():
             return [r for i in sorted(by_setting) for r in by_setting[i]]
 
+        csv_cache: dict = {}  # each setting's rows rendered once (the partial file is rewritten after every setting)
         for i, new in _run_settings(experiment, todo, seed=seed, trials=trials, mode=mode, progress=progress):
             by_setting[i] = new
-            write_atomic(partial, _to_csv(meta, ordered()))
+            parts = [by_setting[j] for j in sorted(by_setting)]
+            write_atomic(partial, _to_csv(meta, ordered(), parts=parts, cache=csv_cache))
         rows = ordered()
-        write_atomic(final, _to_csv(meta, rows))
+        write_atomic(final, _to_csv(meta, rows, parts=[by_setting[j] for j in sorted(by_setting)], cache=csv_cache))
         if partial.exists():
             partial.unlink()
         finalize(experiment, work, rows=rows, mode=mode, plot=plot,

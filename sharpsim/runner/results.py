@@ -118,19 +118,38 @@ def _rows_per_setting(rows: list) -> dict:
     return counts
 
 
-def _to_csv(meta: dict, rows: list) -> str:
+def _to_csv(meta: dict, rows: list, *, parts: list | None = None, cache: dict | None = None) -> str:
     """Metadata lines, then the CSV. The last metadata lines record the row count of every setting and a
-    SHA-256 of the CSV body, so a truncated or edited file is caught when it is read back."""
-    buf = io.StringIO()
-    columns: list = []
-    for r in rows:
-        for k in r:
-            if k not in columns:
-                columns.append(k)
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    body = buf.getvalue()
+    SHA-256 of the CSV body, so a truncated or edited file is caught when it is read back.
+
+    ``parts`` (optional): ``rows`` as consecutive lists (one per setting); with a ``cache`` dict kept across calls,
+    each part is rendered once per column list (the runner rewrites its partial file after every setting, so a
+    run costs O(rows), not O(rows × settings)). The text is the same with or without them: columns in order of
+    first appearance, a missing field written as "" (as ``csv.DictWriter`` does)."""
+    entries = []
+    for part in [rows] if parts is None else parts:
+        e = cache.get(id(part)) if cache is not None else None
+        if e is None or e[0] is not part:
+            keys = dict.fromkeys(k for ks in dict.fromkeys(tuple(r) for r in part) for k in ks)
+            e = (part, list(keys), {})
+            if cache is not None:
+                cache[id(part)] = e
+        entries.append(e)
+    columns = list(dict.fromkeys(k for e in entries for k in e[1]))
+    full = tuple(columns)
+
+    def render(e):
+        if full not in e[2]:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(
+                r.values() if tuple(r) == full else [r.get(c, "") for c in columns] for r in e[0])
+            e[2].clear()
+            e[2][full] = buf.getvalue()
+        return e[2][full]
+
+    head_buf = io.StringIO()
+    csv.writer(head_buf, lineterminator="\n").writerow(columns)
+    body = head_buf.getvalue() + "".join(render(e) for e in entries)
     meta = {k: v for k, v in meta.items() if k not in ("rows_per_setting", "body_sha256")}
     meta["rows_per_setting"] = json.dumps(_rows_per_setting(rows), separators=(",", ":"))
     meta["body_sha256"] = hashlib.sha256(body.encode("utf-8")).hexdigest()
