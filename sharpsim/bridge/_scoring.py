@@ -294,6 +294,8 @@ def _forward_completion_logits(model, input_ids, attention_mask, num_completion:
     The forward pass runs under :func:`float32_forward`: autocast off, accelerate's mixed-precision wrapper bypassed.
     """
     keep, cache_kw = forward_kwargs(model)
+    if stochastic_forward(model):  # active dropout: every row draws its own masks, the prefix included
+        max_shared = 0
     kwargs = {"use_cache": False}
     if keep:  # only materialise the logits we need (V can be ~50k): positions P-1 ... P+T-1
         kwargs["logits_to_keep"] = num_completion + 1
