@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sharpsim._validation import check_positive, check_positive_int
+from sharpsim._validation import check_count, check_positive, check_positive_int
 from sharpsim.policies._autoregressive import AutoregressivePolicy, index_to_sequences
 from sharpsim.policies._markov import MarkovPolicy
 
@@ -195,7 +195,7 @@ def _batched_log_prob(policy, x, seqs):
 def _enumerated_argmax(policy, x):
     """(sequence [H], log π) of the first most likely of all V^H sequences, in one program."""
     seqs = index_to_sequences(jnp.arange(policy.num_sequences, dtype=jnp.int32), policy.vocab_size, policy.horizon)
-    lps = jax.vmap(lambda y: jnp.sum(policy.token_log_probs(x, y)))(seqs)
+    lps = _batched_log_prob(policy, x, seqs)
     i = jnp.argmax(lps)
     return seqs[i], lps[i]
 
@@ -391,9 +391,7 @@ def exact_argmax(
         return ArgmaxResult(y, float(lps[i]), True, "brute_force", lps.size, float(lps[i]))
     if method == "best_first":
         max_nodes = check_positive_int(max_nodes, "max_nodes")
-        if isinstance(enumerate_limit, bool) or not isinstance(enumerate_limit, (int, np.integer)) \
-                or enumerate_limit < 0:
-            raise ValueError(f"enumerate_limit must be a non-negative integer, got {enumerate_limit!r}.")
+        enumerate_limit = check_count("enumerate_limit", enumerate_limit, minimum=0, hint="0 always searches")
         V, H = policy.vocab_size, policy.horizon
         if policy.num_sequences <= enumerate_limit and max_nodes >= _prefix_tree_size(V, H):
             return _argmax_in_one_call(policy, x)

@@ -2,8 +2,9 @@
 prefill, rows leave the batch at EOS, inverse-CDF draws; :func:`_decode`) for pure temperature sampling and
 greedy decoding, ``generate(num_return_sequences=N)`` otherwise.
 
-Rows are grouped per prompt (rows ``i·N … i·N+N−1`` belong to prompt ``i``), as ``generate`` returns them. The completion mask runs up to and including the first EOS (correct when pad == eos), and every
-completion carries its length and a ``truncated`` flag (no EOS within ``max_new_tokens``).
+Rows are grouped per prompt (rows ``i·N … i·N+N−1`` belong to prompt ``i``), as ``generate`` returns them.
+The completion mask runs up to and including the first EOS (correct when pad == eos), and every completion
+carries its length and a ``truncated`` flag (no EOS within ``max_new_tokens``).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
     the raw logits at the drawn token (= teacher forcing, tested). Returns ``(tokens [R, T], logps [R, T] |
     None)`` with pad after each row's EOS, T = the number of steps taken.
     """
-    if ids.shape[1] < 1 or type(model).__name__ in _CACHE_FALLBACK:
+    if type(model).__name__ in _CACHE_FALLBACK:
         return None
     last, cache_kw = forward_kwargs(model)
     lens = mask.long().sum(-1)
@@ -243,8 +244,8 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
             raise TypeError("no repeatable cache")
         if k > 1:
             cache.batch_repeat_interleave(k)
-    except (TypeError, ValueError, AttributeError, NotImplementedError):
-        _CACHE_FALLBACK.add(type(model).__name__)
+    except (TypeError, ValueError, AttributeError, NotImplementedError):  # deliberate fallback: this model class
+        _CACHE_FALLBACK.add(type(model).__name__)  # decodes with generate (which raises any genuine error again)
         return None
     logits = out.logits[:, -1].float().repeat_interleave(k, 0)  # [R, V]
     attn, nxt = attn.repeat_interleave(k, 0), lens[:, None].repeat_interleave(k, 0)  # next position
@@ -263,7 +264,7 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
             tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
         tokens[live, t] = tok
         if want_logps:
-            logps[live, t] = torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+            logps[live, t] = logits.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         steps = t + 1
         going = ~torch.isin(tok, eos)
         if t == max_new_tokens - 1 or not bool(going.any()):

@@ -13,9 +13,8 @@ Traps handled here (``design.md`` §5):
 
 from __future__ import annotations
 
-import inspect
-
 import dataclasses
+import inspect
 import weakref
 from collections.abc import Sequence
 
@@ -265,8 +264,8 @@ def shared_prefix_forward(model, ids, attn, *, max_shared: int, cache_kw: str = 
                         position_ids=torch.arange(c, device=ids.device)[None], use_cache=True)
             cache = out.past_key_values
             cache.batch_repeat_interleave(B)
-        except (TypeError, ValueError, AttributeError, NotImplementedError):
-            cache = None
+        except (TypeError, ValueError, AttributeError, NotImplementedError):  # no repeatable KV cache:
+            cache = None  # the plain pass below (which raises any genuine error again)
         if cache is not None:
             m = int((first + c).min())
             rest = attn[:, m:] * (torch.arange(m, P, device=ids.device)[None] >= (first + c)[:, None]).long()
