@@ -305,3 +305,21 @@ def test_dpo_rows_identical_on_1_and_4_devices():
     """dpo_margin_beta: trials sharded over 4 host devices give exactly the rows of one device (exact and noisy
     settings; catches per-device key reuse or noise drawn per shard)."""
     _assert_same_rows_on_1_and_4_devices(_DPO_DEVICE_SCRIPT)
+
+
+_J1_DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, '.')
+from sharpsim_experiments import xpo_vs_sft_j1 as j1
+from sharpsim.runner import shard_trials, trial_keys
+import jax
+rows = j1.run_setting(shard_trials(trial_keys(0, 0, 8)), j1.settings('quick')[0], 'quick')
+print(json.dumps([len(jax.devices())] + [sorted((k, str(v)) for k, v in r.items()) for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_j1_rows_identical_on_1_and_4_devices():
+    """xpo_vs_sft_j1 (finite class, smallest d): trials sharded over 4 host devices give exactly the rows of one
+    device (catches per-device key reuse, or the per-trial target shuffle drawn per shard)."""
+    _assert_same_rows_on_1_and_4_devices(_J1_DEVICE_SCRIPT)
