@@ -137,3 +137,25 @@ def test_scores_are_float32_for_an_accelerate_wrapped_model(model_tok):
     got = score_completions(model, tok, PROMPTS, COMPLETIONS).logps
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
     assert model.__dict__["forward"] is wrapped  # the caller's wrapper is back in place
+
+
+def test_study_threads_follow_idle_cpus_not_the_load_average(monkeypatch):
+    """The SmolLM2 studies used the 1-minute load average, which remembered the previous study and the run's own
+    earlier settings, so every setting on an idle 2-core machine got 1 thread. Now: the CPUs idle right now."""
+    import os
+
+    from sharpsim.bridge import experiments
+
+    monkeypatch.delenv(_runtime.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # a busy past must not matter
+    monkeypatch.setattr(_runtime, "_available_cpus", lambda: 4)
+    for idle, want in ((4, 4), (9, 4), (2, 2), (0, 1), (None, 1)):
+        monkeypatch.setattr(_runtime, "idle_cpus", lambda idle=idle: idle)
+        assert experiments.study_threads() == want
+    monkeypatch.setenv(_runtime.THREADS_ENV, "3")
+    assert experiments.study_threads() == 3
+
+
+def test_idle_cpus_is_a_count_of_this_process_cpus():
+    n = _runtime.idle_cpus(0.05)
+    assert n is None or 0 <= n <= _runtime._available_cpus()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import time
 
 from sharpsim._validation import check_count
 from sharpsim.bridge._deps import require_torch
@@ -47,6 +48,29 @@ def _available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def idle_cpus(interval: float = 0.3) -> int | None:
+    """How many of this process's CPUs sat idle over the next ``interval`` seconds (``None`` where unknown).
+
+    Read from ``/proc/stat`` (idle + iowait ticks over all ticks, times the machine's CPU count), so unlike the
+    1-minute load average it neither remembers a job that just ended nor counts a run's own earlier work.
+    """
+    def ticks():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # (idle + iowait, all)
+
+    try:
+        idle0, all0 = ticks()
+        time.sleep(interval)
+        idle1, all1 = ticks()
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return None
+    if all1 <= all0:
+        return None
+    share = (idle1 - idle0) / (all1 - all0)
+    return max(0, min(_available_cpus(), int(share * (os.cpu_count() or 1) + 0.5)))
 
 
 def _num_params(model) -> int:

@@ -434,21 +434,19 @@ def _skip_without_smollm2():
 
 
 def study_threads() -> int:
-    """Torch threads for the SmolLM2 studies: ``$SHARPSIM_TORCH_THREADS`` if set; else every CPU this process may
-    use when the machine is idle (1-minute load average below 0.5), else 1. Measured on 2 cores: idle, 2 threads
-    generate ≈ 1.5× faster than 1 (140 vs 95 positions/s, issue 14); shared with other jobs, 1 thread generated
-    28–34 positions/s where 2 managed ≈ 1/s (spinning threads contend)."""
+    """Torch threads for the SmolLM2 studies: ``$SHARPSIM_TORCH_THREADS`` if set; else the CPUs that sat idle over
+    the last 0.3 s (:func:`~sharpsim.bridge._runtime.idle_cpus`, at least 1), measured before each setting. Measured
+    on 2 cores: idle, 2 threads generate ≈ 1.5× faster than 1 (140 vs 95 positions/s, issue 14); shared with other
+    jobs, 1 thread generated 28–34 positions/s where 2 managed ≈ 1/s (spinning threads contend). (The 1-minute load
+    average, used before, remembered the previous study and this run's own earlier settings: every setting got 1.)"""
     import os
 
-    from sharpsim.bridge._runtime import THREADS_ENV, _available_cpus
+    from sharpsim.bridge._runtime import THREADS_ENV, _available_cpus, idle_cpus
 
     if os.environ.get(THREADS_ENV):
         return int(os.environ[THREADS_ENV])
-    try:
-        idle = os.getloadavg()[0] < 0.5
-    except OSError:  # pragma: no cover - no load average on this platform
-        idle = False
-    return _available_cpus() if idle else 1
+    idle = idle_cpus()
+    return 1 if idle is None else max(1, min(_available_cpus(), idle))
 
 
 def _with_study_threads(fn):
