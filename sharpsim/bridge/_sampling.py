@@ -18,6 +18,7 @@ from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
     forward_kwargs,
+    output_cache,
     generation_prompts,
     model_device,
     shared_prefix_forward,
@@ -239,7 +240,7 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
     try:
         out, attn = shared_prefix_forward(model, ids, mask, max_shared=int(lens.min()) - 1, cache_kw=cache_kw,
                                           use_cache=True, **last)
-        cache = out.past_key_values
+        cache = output_cache(out)
         if cache is None or not (hasattr(cache, "batch_repeat_interleave") and hasattr(cache, "batch_select_indices")):
             raise TypeError("no repeatable cache")
         if k > 1:
@@ -275,7 +276,7 @@ def _decode(model, ids, mask, k: int, *, max_new_tokens: int, eos_ids, pad_id: i
             live, tok, attn, nxt = live[keep], tok[keep], attn[keep], nxt[keep]
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], 1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=nxt, use_cache=True, **{cache_kw: cache})
-        cache, logits, nxt = out.past_key_values, out.logits[:, -1].float(), nxt + 1
+        cache, logits, nxt = output_cache(out), out.logits[:, -1].float(), nxt + 1
     return tokens[:, :steps], (None if logps is None else logps[:, :steps])
 
 

@@ -262,7 +262,7 @@ def shared_prefix_forward(model, ids, attn, *, max_shared: int, cache_kw: str = 
         try:
             out = model(input_ids=pre, attention_mask=torch.ones_like(pre),
                         position_ids=torch.arange(c, device=ids.device)[None], use_cache=True)
-            cache = out.past_key_values
+            cache = output_cache(out)
             cache.batch_repeat_interleave(B)
         except (TypeError, ValueError, AttributeError, NotImplementedError):  # no repeatable KV cache:
             cache = None  # the plain pass below (which raises any genuine error again)
@@ -275,6 +275,12 @@ def shared_prefix_forward(model, ids, attn, *, max_shared: int, cache_kw: str = 
             return model(input_ids=ids[:, m:], attention_mask=full, position_ids=pos, **kwargs), full
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     return model(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs), attn
+
+
+def output_cache(out):
+    """The KV cache a forward pass returned: ``out.cache`` (transformers ≥ 5.2x; reading ``past_key_values`` there
+    logs a deprecation warning) or ``out.past_key_values`` (earlier versions)."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def forward_kwargs(model) -> tuple[dict, str]:
