@@ -71,3 +71,30 @@ def test_bridge_tiny_through_the_runner(tmp_path):
     assert any(v.startswith("finding") for v in kinds.values())  # the mass leaving the sampled support
     assert summary["metrics"]["rlhf_squared.converged"] == 1.0
     assert all(r["queries"] >= 0 for r in rows)
+
+
+def test_sft_study_runs_end_to_end_on_a_tiny_model(monkeypatch, capsys):
+    """The SmolLM2 SFT study's mechanics (draws, best-of-N picks, LoRA epochs with their progress lines, held-out
+    evaluation, bootstrap rows) on a randomly initialised character GPT-2 standing in for SmolLM2, 4 + 4 prompts."""
+    pytest.importorskip("peft")
+    import string
+
+    import sharpsim.bridge._models as models
+    from sharpsim.bridge import char_tokenizer, tiny_gpt2
+
+    tok = char_tokenizer(string.printable.replace("$", "").replace("_", ""))
+    model = tiny_gpt2(tok, n_positions=1024)
+    monkeypatch.setattr(models, "smollm2_available", lambda: True)
+    monkeypatch.setattr(bx, "_smollm2", lambda: (model, tok))
+    monkeypatch.setattr(bx, "_reference_eval", bx._reference_eval.__wrapped__)  # no cache across tests
+    monkeypatch.setenv("SHARPSIM_TORCH_THREADS", "1")
+    setting = dict(bx.sft_settings("quick")[0], N=2, num_train=4, num_heldout=4, epochs=2, max_new_tokens=3)
+    import jax
+
+    rows = bx.sft_run_setting(jax.random.split(jax.random.key(0), 2), setting, "quick")
+    metrics = {r["metric"] for r in rows}
+    assert {"train_bon_pick_accuracy", "loss", "heldout_greedy_accuracy_by_epoch", "heldout_greedy_accuracy_gain",
+            "heldout_self_reward_gain", "training_seconds"} <= metrics
+    assert sorted(r["epoch"] for r in rows if r["metric"] == "heldout_greedy_accuracy_by_epoch") == [0, 1, 2]
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out and "held-out evaluation of 4 prompts" in out

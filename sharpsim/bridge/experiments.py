@@ -809,14 +809,16 @@ def sft_settings(mode: str) -> list:
              "epochs": epochs, "max_new_tokens": MAX_NEW_TOKENS} for t in tasks for n in SFT_NS]
 
 
-def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed):
+def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, label=""):
     """Per held-out prompt: greedy correctness, greedy self-reward, sampled accuracy and self-reward (mean over
     SFT_EVAL_N samples), self-rewards under π_base (``reference_ctx()``: a context where ``policy`` is π_base)."""
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids
     from sharpsim.bridge._tasks import check_answer
 
-    B = len(prompts)
+    B, t0 = len(prompts), time.time()
+    print(f"[bridge_smollm2_sft] {label}: held-out evaluation of {B} prompts (greedy, {SFT_EVAL_N} samples each, "
+          "scores under π_base) ...", flush=True)
     g = sample_completions(policy, tok, prompts, 1, max_new_tokens=m, do_sample=False, max_batch_rows=64)
     s = sample_completions(policy, tok, prompts, SFT_EVAL_N, max_new_tokens=m, seed=seed, max_batch_rows=128)
     with reference_ctx():
@@ -825,6 +827,7 @@ def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed):
     g_ok = np.array([check_answer(t, p.answer) for t, p in zip(g.texts(tok), problems)], float)
     s_ok = np.array([check_answer(t, problems[i // SFT_EVAL_N].answer) for i, t in enumerate(s.texts(tok))],
                     float).reshape(B, SFT_EVAL_N)
+    print(f"[bridge_smollm2_sft] {label}: held-out evaluation done in {time.time() - t0:.0f} s", flush=True)
     return {"greedy_accuracy": g_ok, "greedy_self_reward": gsc.logps.double().numpy(),
             "sampled_accuracy": s_ok.mean(1),
             "self_reward": ssc.logps.double().numpy().reshape(B, SFT_EVAL_N).mean(1)}
@@ -848,7 +851,7 @@ def _reference_eval(task, level, n_train, n_held, m):
     model, tok = _smollm2()
     _, held = _problems_split(task, level, n_train, n_held)
     return _heldout_eval(model, contextlib.nullcontext, tok, [chat_prompt(tok, p) for p in held], held, m=m,
-                         seed=PROBLEM_SEED)
+                         seed=PROBLEM_SEED, label=f"{task} (reference π_base)")
 
 
 @_with_study_threads
@@ -899,9 +902,12 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
             step += 1
         g = _greedy_acc(policy, tok, ho_prompts, held, m)
         curve.append(g)
+        print(f"[bridge_smollm2_sft] {task} N={N}: epoch {epoch + 1}/{setting['epochs']}, loss "
+              f"{hist[-1]['loss']:.3f}, held-out greedy accuracy {g.mean():.3f} ({time.time() - t0:.0f} s)", flush=True)
         row("heldout_greedy_accuracy_by_epoch", g.mean(), q, epoch=epoch + 1)
     row("training_seconds", time.time() - t0, q)
-    after = _heldout_eval(policy, policy.disable_adapter, tok, ho_prompts, held, m=m, seed=seed + 17)
+    after = _heldout_eval(policy, policy.disable_adapter, tok, ho_prompts, held, m=m, seed=seed + 17,
+                          label=f"{task} N={N} (sharpened)")
     for k in ("greedy_accuracy", "sampled_accuracy", "self_reward", "greedy_self_reward"):
         for stage, d in (("reference", ref), ("sharpened", after)):
             v, lo, hi = bootstrap_mean(d[k], rng)
