@@ -122,7 +122,9 @@ def test_shared_prefix_prefill_and_row_dropping_keep_logps_and_greedy(arch):
     assert s.truncated.any() and (~s.truncated).any()  # rows leave the batch at different steps
     sc = score_ids(model, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask)
     torch.testing.assert_close(s.logps, sc.logps.float(), atol=1e-4, rtol=0)
-    g = sample_completions(model, tok, prompts, 1, max_new_tokens=7, do_sample=False)
+    g = sample_completions(model, tok, prompts, 1, max_new_tokens=7, do_sample=False, return_logps=True)
+    gsc = score_ids(model, g.prompt_ids, g.prompt_mask, g.completion_ids, g.completion_mask)
+    torch.testing.assert_close(g.logps, gsc.logps.float(), atol=1e-4, rtol=0)  # greedy tokens' log π, too
     ref = sample_completions(model, tok, prompts, 1, max_new_tokens=7, do_sample=False, share_prompt_cache=False)
     assert g.texts(tok, skip_special_tokens=False) == ref.texts(tok, skip_special_tokens=False)
     assert type(model).__name__ not in _sampling._CACHE_FALLBACK  # the loop ran, not generate

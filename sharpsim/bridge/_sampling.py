@@ -125,8 +125,8 @@ def sample_completions(
 
     ``return_logps=True`` also returns each sampled token's log-probability, taken from the generation pass's raw
     (unprocessed) logits in float32: with temperature 1 and no top-k / top-p these ARE log π(y_t | x, y_<t), so no
-    second (teacher-forcing) pass is needed. Refused for other temperatures or filters, where the sampling law is
-    not π.
+    second (teacher-forcing) pass is needed. Also with ``do_sample=False``: the greedy tokens' log π from the same raw
+    logits. Refused for other temperatures or filters, whose logits are not π's.
     """
     check_num_samples(N)
     prompts = check_prompts(prompts)
@@ -139,9 +139,9 @@ def sample_completions(
                     hint="temperature=0 is greedy decoding: pass do_sample=False (with N=1) instead")
         check_count("top_k", top_k, minimum=0, hint="top_k=0 turns top-k filtering off")
         check_float("top_p", top_p, low=0.0, high=1.0, hint="top_p=1.0 turns nucleus filtering off")
-    if return_logps and not (do_sample and float(temperature) == 1.0 and top_k == 0 and float(top_p) == 1.0):
-        raise ValueError("return_logps=True needs pure sampling from π (do_sample=True, temperature=1.0, top_k=0, "
-                         "top_p=1.0); score other samples with score_ids")
+    if return_logps and do_sample and not (float(temperature) == 1.0 and top_k == 0 and float(top_p) == 1.0):
+        raise ValueError("return_logps=True needs pure sampling from π (temperature=1.0, top_k=0, top_p=1.0) or greedy "
+                         "decoding (do_sample=False); score other samples with score_ids")
     p_ids, prompt_ids, prompt_mask, pad_id, eos_ids = generation_prompts(
         model, tokenizer, prompts, max_new_tokens, add_special_tokens=add_special_tokens)
     dev = model_device(model)

@@ -811,7 +811,8 @@ def sft_settings(mode: str) -> list:
 
 def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, label=""):
     """Per held-out prompt: greedy correctness, greedy self-reward, sampled accuracy and self-reward (mean over
-    SFT_EVAL_N samples), self-rewards under π_base (``reference_ctx()``: a context where ``policy`` is π_base)."""
+    SFT_EVAL_N samples), self-rewards under π_base (``reference_ctx()``: a context where ``policy`` is π_base;
+    ``None`` when ``policy`` is π_base itself: the log-probs then come from the generation pass, no scoring pass)."""
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids
     from sharpsim.bridge._tasks import check_answer
@@ -819,11 +820,17 @@ def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, lab
     B, t0 = len(prompts), time.time()
     print(f"[bridge_smollm2_sft] {label}: held-out evaluation of {B} prompts (greedy, {SFT_EVAL_N} samples each, "
           "scores under π_base) ...", flush=True)
-    g = sample_completions(policy, tok, prompts, 1, max_new_tokens=m, do_sample=False, max_batch_rows=64)
-    s = sample_completions(policy, tok, prompts, SFT_EVAL_N, max_new_tokens=m, seed=seed, max_batch_rows=128)
-    with reference_ctx():
-        gsc = score_ids(policy, g.prompt_ids, g.prompt_mask, g.completion_ids, g.completion_mask, batch_size=64)
-        ssc = score_ids(policy, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask, batch_size=64)
+    own = reference_ctx is None
+    g = sample_completions(policy, tok, prompts, 1, max_new_tokens=m, do_sample=False, max_batch_rows=64,
+                           return_logps=own)
+    s = sample_completions(policy, tok, prompts, SFT_EVAL_N, max_new_tokens=m, seed=seed, max_batch_rows=128,
+                           return_logps=own)
+    if own:
+        gsc, ssc = g, s
+    else:
+        with reference_ctx():
+            gsc = score_ids(policy, g.prompt_ids, g.prompt_mask, g.completion_ids, g.completion_mask, batch_size=64)
+            ssc = score_ids(policy, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask, batch_size=64)
     g_ok = np.array([check_answer(t, p.answer) for t, p in zip(g.texts(tok), problems)], float)
     s_ok = np.array([check_answer(t, problems[i // SFT_EVAL_N].answer) for i, t in enumerate(s.texts(tok))],
                     float).reshape(B, SFT_EVAL_N)
@@ -844,13 +851,11 @@ def _problems_split(task, level, n_train, n_held):
 
 @functools.lru_cache(maxsize=4)
 def _reference_eval(task, level, n_train, n_held, m):
-    import contextlib
-
     from sharpsim.bridge._tasks import chat_prompt
 
     model, tok = _smollm2()
     _, held = _problems_split(task, level, n_train, n_held)
-    return _heldout_eval(model, contextlib.nullcontext, tok, [chat_prompt(tok, p) for p in held], held, m=m,
+    return _heldout_eval(model, None, tok, [chat_prompt(tok, p) for p in held], held, m=m,
                          seed=PROBLEM_SEED, label=f"{task} (reference π_base)")
 
 
@@ -894,20 +899,25 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
     t0 = time.time()
     step = 0
     curve = []
-    for epoch in range(int(setting["epochs"])):
+    epochs = int(setting["epochs"])
+    for epoch in range(epochs):
         hist = fine_tune(policy, tok, kept_p, kept_c, epochs=1, batch_size=8, learning_rate=1e-3,
                          lr_schedule="constant", max_grad_norm=1.0, seed=seed + epoch)
         for h in hist:
             row("loss", h["loss"], q, step=step, epoch=epoch)
             step += 1
-        g = _greedy_acc(policy, tok, ho_prompts, held, m)
+        if epoch == epochs - 1:  # the last point of the curve is the final evaluation's greedy pass (same policy)
+            train_seconds = time.time() - t0
+            after = _heldout_eval(policy, policy.disable_adapter, tok, ho_prompts, held, m=m, seed=seed + 17,
+                                  label=f"{task} N={N} (sharpened)")
+            g = after["greedy_accuracy"]
+        else:
+            g = _greedy_acc(policy, tok, ho_prompts, held, m)
         curve.append(g)
         print(f"[bridge_smollm2_sft] {task} N={N}: epoch {epoch + 1}/{setting['epochs']}, loss "
               f"{hist[-1]['loss']:.3f}, held-out greedy accuracy {g.mean():.3f} ({time.time() - t0:.0f} s)", flush=True)
         row("heldout_greedy_accuracy_by_epoch", g.mean(), q, epoch=epoch + 1)
-    row("training_seconds", time.time() - t0, q)
-    after = _heldout_eval(policy, policy.disable_adapter, tok, ho_prompts, held, m=m, seed=seed + 17,
-                          label=f"{task} N={N} (sharpened)")
+    row("training_seconds", train_seconds, q)
     for k in ("greedy_accuracy", "sampled_accuracy", "self_reward", "greedy_self_reward"):
         for stage, d in (("reference", ref), ("sharpened", after)):
             v, lo, hi = bootstrap_mean(d[k], rng)
