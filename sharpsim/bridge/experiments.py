@@ -798,32 +798,34 @@ def bon_plot(rows, summary, out_dir) -> list:
 
 # --------------------------------------------------------------------------------------- bridge_smollm2_sft
 SFT_NS = (4, 16)
-SFT_EVAL_N = 4  # samples per held-out prompt for sampled accuracy and self-reward
+#: samples per held-out prompt for sampled accuracy and self-reward (quick, full): full has 8× the prompts
+SFT_EVAL_N = {"quick": 4, "full": 2}
 
 
 def sft_settings(mode: str) -> list:
     """(task, N) for N ∈ {4, 16}: quick runs arithmetic only (32 train / 32 held-out prompts), full every task
     (128 / 256)."""
-    tasks, n_train, n_held, epochs = (("arithmetic",), 32, 32, 3) if mode == "quick" else (TASKS, 128, 256, 4)
+    tasks, n_train, n_held, epochs = (("arithmetic",), 32, 32, 3) if mode == "quick" else (TASKS, 128, 256, 2)
     return [{"task": t, "level": TASK_LEVELS[t], "N": n, "num_train": n_train, "num_heldout": n_held,
-             "epochs": epochs, "max_new_tokens": MAX_NEW_TOKENS} for t in tasks for n in SFT_NS]
+             "epochs": epochs, "eval_samples": SFT_EVAL_N[mode], "max_new_tokens": MAX_NEW_TOKENS}
+            for t in tasks for n in SFT_NS]
 
 
-def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, label=""):
+def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, n, label=""):
     """Per held-out prompt: greedy correctness, greedy self-reward, sampled accuracy and self-reward (mean over
-    SFT_EVAL_N samples), self-rewards under π_base (``reference_ctx()``: a context where ``policy`` is π_base;
+    ``n`` samples), self-rewards under π_base (``reference_ctx()``: a context where ``policy`` is π_base;
     ``None`` when ``policy`` is π_base itself: the log-probs then come from the generation pass, no scoring pass)."""
     from sharpsim.bridge._sampling import sample_completions
     from sharpsim.bridge._scoring import score_ids
     from sharpsim.bridge._tasks import check_answer
 
     B, t0 = len(prompts), time.time()
-    print(f"[bridge_smollm2_sft] {label}: held-out evaluation of {B} prompts (greedy, {SFT_EVAL_N} samples each, "
+    print(f"[bridge_smollm2_sft] {label}: held-out evaluation of {B} prompts (greedy, {n} samples each, "
           "scores under π_base) ...", flush=True)
     own = reference_ctx is None
     g = sample_completions(policy, tok, prompts, 1, max_new_tokens=m, do_sample=False, max_batch_rows=64,
                            return_logps=own)
-    s = sample_completions(policy, tok, prompts, SFT_EVAL_N, max_new_tokens=m, seed=seed, max_batch_rows=128,
+    s = sample_completions(policy, tok, prompts, n, max_new_tokens=m, seed=seed, max_batch_rows=128,
                            return_logps=own)
     if own:
         gsc, ssc = g, s
@@ -832,12 +834,12 @@ def _heldout_eval(policy, reference_ctx, tok, prompts, problems, *, m, seed, lab
             gsc = score_ids(policy, g.prompt_ids, g.prompt_mask, g.completion_ids, g.completion_mask, batch_size=64)
             ssc = score_ids(policy, s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask, batch_size=64)
     g_ok = np.array([check_answer(t, p.answer) for t, p in zip(g.texts(tok), problems)], float)
-    s_ok = np.array([check_answer(t, problems[i // SFT_EVAL_N].answer) for i, t in enumerate(s.texts(tok))],
-                    float).reshape(B, SFT_EVAL_N)
+    s_ok = np.array([check_answer(t, problems[i // n].answer) for i, t in enumerate(s.texts(tok))],
+                    float).reshape(B, n)
     print(f"[bridge_smollm2_sft] {label}: held-out evaluation done in {time.time() - t0:.0f} s", flush=True)
     return {"greedy_accuracy": g_ok, "greedy_self_reward": gsc.logps.double().numpy(),
             "sampled_accuracy": s_ok.mean(1),
-            "self_reward": ssc.logps.double().numpy().reshape(B, SFT_EVAL_N).mean(1)}
+            "self_reward": ssc.logps.double().numpy().reshape(B, n).mean(1)}
 
 
 def _problems_split(task, level, n_train, n_held):
@@ -850,12 +852,12 @@ def _problems_split(task, level, n_train, n_held):
 
 
 @functools.lru_cache(maxsize=4)
-def _reference_eval(task, level, n_train, n_held, m):
+def _reference_eval(task, level, n_train, n_held, m, n):
     from sharpsim.bridge._tasks import chat_prompt
 
     model, tok = _smollm2()
     _, held = _problems_split(task, level, n_train, n_held)
-    return _heldout_eval(model, None, tok, [chat_prompt(tok, p) for p in held], held, m=m,
+    return _heldout_eval(model, None, tok, [chat_prompt(tok, p) for p in held], held, m=m, n=n,
                          seed=PROBLEM_SEED, label=f"{task} (reference π_base)")
 
 
@@ -874,7 +876,8 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
     base, tok = _smollm2()
     train, held = _problems_split(task, level, n_train, n_held)
     tr_prompts, ho_prompts = [chat_prompt(tok, p) for p in train], [chat_prompt(tok, p) for p in held]
-    ref = _reference_eval(task, level, n_train, n_held, m)
+    n_eval = int(setting.get("eval_samples", SFT_EVAL_N["quick"]))
+    ref = _reference_eval(task, level, n_train, n_held, m, n_eval)
     rows = []
 
     def row(metric, value, queries=0, **extra):
@@ -909,7 +912,7 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
         if epoch == epochs - 1:  # the last point of the curve is the final evaluation's greedy pass (same policy)
             train_seconds = time.time() - t0
             after = _heldout_eval(policy, policy.disable_adapter, tok, ho_prompts, held, m=m, seed=seed + 17,
-                                  label=f"{task} N={N} (sharpened)")
+                                  n=n_eval, label=f"{task} N={N} (sharpened)")
             g = after["greedy_accuracy"]
         else:
             g = _greedy_acc(policy, tok, ho_prompts, held, m)
