@@ -803,8 +803,8 @@ SFT_EVAL_N = {"quick": 4, "full": 2}
 
 
 def sft_settings(mode: str) -> list:
-    """(task, N) for N ∈ {4, 16}: quick runs arithmetic only (32 train / 32 held-out prompts), full every task
-    (128 / 256)."""
+    """(task, N) for N ∈ {4, 16}: quick runs arithmetic only (32 train / 32 held-out prompts, 3 epochs, 4 samples
+    per held-out prompt), full every task (128 / 256, 2 epochs, 2 samples)."""
     tasks, n_train, n_held, epochs = (("arithmetic",), 32, 32, 3) if mode == "quick" else (TASKS, 128, 256, 2)
     return [{"task": t, "level": TASK_LEVELS[t], "N": n, "num_train": n_train, "num_heldout": n_held,
              "epochs": epochs, "eval_samples": SFT_EVAL_N[mode], "max_new_tokens": MAX_NEW_TOKENS}
