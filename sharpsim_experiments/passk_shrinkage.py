@@ -146,20 +146,21 @@ def analyze(rows: list, mode: str) -> dict:
         ex = [m for m, _ in EXACT]
         rise = min(float(np.min(delta["shrink", m, 1])) for m in ex)
         fall = max(float(np.max(delta["shrink", m, kmax])) for m in ex)
+        margin = min(rise, -fall)  # both effects at once: the smaller of the pass@1 gain and the pass@k drop
         checks.append(Check(
-            f"exact sharpening (best-of-N law, π^{{1+1/β}}) on shrink tasks: pass@1 up, pass@{kmax} down", 0.0, rise,
-            rise, fall, "consistent" if rise > 0 and fall < 0 else "inconsistent",
+            f"exact sharpening (best-of-N law, π^{{1+1/β}}) on shrink tasks: min(pass@1 gain, pass@{kmax} drop) > 0",
+            0.0, margin, margin, margin, "consistent" if margin > 0 else "inconsistent",
             f"smallest pass@1 gain over methods {ex} and trials: {rise:.4f}; largest pass@{kmax} change: {fall:.4f} "
             "(exact values; both must hold in every trial).").as_dict())
         pg = [m for m, _, _ in PG if m != TRAP]
         d1 = {m: _interval(delta["shrink", m, 1]) for m in pg}
         dk = {m: _interval(delta["shrink", m, kmax]) for m in pg}
-        wrong = [m for m in pg if d1[m][2] <= 0 or dk[m][1] >= 0]
-        unsure = [m for m in pg if m not in wrong and (d1[m][1] <= 0 or dk[m][2] >= 0)]
+        # per method min(Δpass@1, −Δpass@k) with its interval from the two (monotone in both); the smallest over methods
+        lo, mid, hi = (min(min(d1[m][i], -dk[m][j]) for m in pg) for i, j in ((1, 2), (0, 0), (2, 1)))
         checks.append(Check(
-            f"GRPO with self-rewards on shrink tasks: pass@1 up, pass@{kmax} down (exact, mean over trials)", 0.0,
-            min(d1[m][0] for m in pg), min(d1[m][1] for m in pg), max(dk[m][2] for m in pg),
-            "inconsistent" if wrong else ("inconclusive" if unsure else "consistent"),
+            f"GRPO with self-rewards on shrink tasks: min(pass@1 gain, pass@{kmax} drop) > 0 (exact, mean over "
+            "trials, smallest over methods)", 0.0, mid, lo, hi,
+            "inconsistent" if hi <= 0 else ("inconclusive" if lo <= 0 else "consistent"),
             "per method (Δpass@1 mean [lo, hi]; Δpass@k mean [lo, hi]), ±3 s.e. over trials: "
             + "; ".join(f"{m}: {d1[m][0]:+.3f} [{d1[m][1]:+.3f}, {d1[m][2]:+.3f}], {dk[m][0]:+.3f} "
                         f"[{dk[m][1]:+.3f}, {dk[m][2]:+.3f}]" for m in pg)).as_dict())

@@ -149,6 +149,11 @@ def test_verdict_vocabulary_orders_findings_between_consistent_and_inconsistent(
     assert verdict_kind("finding: the bound is loose here") == "finding"
     with pytest.raises(ValueError, match="verdict"):
         Check("q", 1.0, 1.0, 0.9, 1.1, "consistant")
+    # Catches: two different quantities printed as one interval (passk_shrinkage showed "0.0771 [0.0771, -0.142]")
+    with pytest.raises(ValueError, match="inverted"):
+        Check("q", 0.0, 0.077, 0.077, -0.142, "consistent")
+    Check("q", 0.0, 1.0, float("nan"), float("nan"), "inconclusive")  # no interval: allowed
+    Check("q", 0.0, 1.0, -1e-4, float("inf"), "consistent")  # one-sided: allowed
     f = {"verdict": "finding: 1/δ is not needed"}
     assert overall_verdict([{"verdict": "consistent"}, f]) == f["verdict"]
     assert overall_verdict([{"verdict": "inconsistent"}, f]) == "inconsistent"

@@ -78,6 +78,8 @@ class Check:
     """A predicted-vs-measured comparison for the report.
 
     ``verdict``: one of :data:`VERDICTS` (consistent / ``finding: …`` / inconclusive / inconsistent).
+    ``lower``/``upper``: the measurement's interval (equal to ``measured`` for an exact value; NaN or ±inf where
+    there is none); an inverted interval (lower > upper) is refused.
     """
 
     quantity: str
@@ -90,6 +92,13 @@ class Check:
 
     def __post_init__(self):
         verdict_kind(self.verdict)
+        try:
+            inverted = float(self.lower) > float(self.upper)  # False when either is NaN
+        except (TypeError, ValueError):
+            inverted = False
+        if inverted:
+            raise ValueError(f"check {self.quantity!r}: interval [{self.lower}, {self.upper}] is inverted (lower > "
+                             "upper); report a one-number quantity with its own interval")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
