@@ -73,7 +73,7 @@ def test_bridge_tiny_through_the_runner(tmp_path):
     assert all(r["queries"] >= 0 for r in rows)
 
 
-def test_sft_study_runs_end_to_end_on_a_tiny_model(monkeypatch, capsys):
+def test_sft_study_runs_end_to_end_on_a_tiny_model(monkeypatch, capsys, tmp_path):
     """The SmolLM2 SFT study's mechanics (draws, best-of-N picks, LoRA epochs with their progress lines, held-out
     evaluation, bootstrap rows) on a randomly initialised character GPT-2 standing in for SmolLM2, 4 + 4 prompts."""
     pytest.importorskip("peft")
@@ -98,3 +98,7 @@ def test_sft_study_runs_end_to_end_on_a_tiny_model(monkeypatch, capsys):
     assert sorted(r["epoch"] for r in rows if r["metric"] == "heldout_greedy_accuracy_by_epoch") == [0, 1, 2]
     out = capsys.readouterr().out
     assert "epoch 2/2" in out and "held-out evaluation of 4 prompts" in out
+    full = [dict(r, setting=0, **setting) for r in rows]  # as the runner stores them
+    summary = bx.sft_analyze(full, "quick")
+    assert len(summary["checks"]) == 2 and all(c["quantity"].startswith("arithmetic:") for c in summary["checks"])
+    assert [p.suffix for p in bx.sft_plot(full, summary, tmp_path)] == [".png", ".pdf"]

@@ -998,16 +998,21 @@ def sft_plot(rows, summary, out_dir) -> list:
         axes[i, 0].legend()
         axes[i, 1].set(xlabel="epoch", ylabel="held-out greedy accuracy", title=f"{task}: held-out accuracy")
         axes[i, 1].legend()
-        for j, (metric, lab) in enumerate((("heldout_greedy_accuracy_gain", "greedy accuracy gain"),
-                                           ("heldout_self_reward_gain", "self-reward gain (nats)"))):
+        # the two gains have different units (accuracy, nats): one axis each, the self-reward on the right
+        twin = axes[i, 2].twinx()
+        for j, (ax, metric, lab) in enumerate(((axes[i, 2], "heldout_greedy_accuracy_gain", "greedy accuracy gain"),
+                                               (twin, "heldout_self_reward_gain", "self-reward gain (nats, right)"))):
             pts = [_get([r for r in rows if r.get("task") == task and r.get("N") == N], metric) for N in Ns]
             x = np.arange(len(Ns)) + 0.2 * (2 * j - 1)
-            axes[i, 2].errorbar(x, [p["value"] for p in pts], yerr=[[p["value"] - p["ci_low"] for p in pts],
-                                                           [p["ci_high"] - p["value"] for p in pts]],
-                        fmt="o", capsize=3, label=lab)
-        axes[i, 2].axhline(0, color="k", lw=1)
+            ax.errorbar(x, [p["value"] for p in pts], yerr=[[p["value"] - p["ci_low"] for p in pts],
+                                                            [p["ci_high"] - p["value"] for p in pts]],
+                        fmt="o", capsize=3, color=f"C{j}", label=lab)
+        axes[i, 2].axhline(0, color="C0", lw=1, ls=":")
+        twin.axhline(0, color="C1", lw=1, ls=":")
         axes[i, 2].set_xticks(range(len(Ns)), [f"N = {N}" for N in Ns])
-        axes[i, 2].set(title=f"{task}: effect of N (Figure 9 analogue)", ylabel="held-out change, 95% CI")
-        axes[i, 2].legend(fontsize=8)
+        axes[i, 2].set(title=f"{task}: effect of N (Figure 9 analogue)", ylabel="greedy accuracy gain, 95% CI")
+        twin.set_ylabel("self-reward gain (nats), 95% CI")
+        handles = [h for a in (axes[i, 2], twin) for h in a.get_legend_handles_labels()[0]]
+        axes[i, 2].legend(handles, [h.get_label() for h in handles], fontsize=8)
     fig.tight_layout()
     return _save(fig, out_dir, "bridge_smollm2_sft")
