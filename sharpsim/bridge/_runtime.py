@@ -104,6 +104,17 @@ def torch_threads(num_threads: int):
         torch.set_num_threads(before)
 
 
+def env_threads() -> int | None:
+    """``$SHARPSIM_TORCH_THREADS`` as a positive count, or ``None`` when it is unset or empty."""
+    env = os.environ.get(THREADS_ENV)
+    if env in (None, ""):
+        return None
+    try:
+        return check_count(f"${THREADS_ENV}", int(env))
+    except ValueError as err:
+        raise ValueError(f"${THREADS_ENV} must be a positive integer, got {env!r}") from err
+
+
 def choose_threads(model, phase: str) -> int | None:
     """The thread count the bridge uses for ``phase`` on ``model`` (``None``: leave torch's setting alone).
 
@@ -114,12 +125,9 @@ def choose_threads(model, phase: str) -> int | None:
     explicit = _explicit.get()
     if explicit is not None:
         return explicit
-    env = os.environ.get(THREADS_ENV)
-    if env not in (None, ""):
-        try:
-            return check_count(f"${THREADS_ENV}", int(env))
-        except ValueError as err:
-            raise ValueError(f"${THREADS_ENV} must be a positive integer, got {env!r}") from err
+    env = env_threads()
+    if env is not None:
+        return env
     if _device_type(model) != "cpu":
         return None
     if _num_params(model) < SMALL_MODEL_PARAMS:

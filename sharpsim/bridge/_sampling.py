@@ -18,9 +18,9 @@ from sharpsim.bridge._runtime import bridge_threads
 from sharpsim.bridge._scoring import (
     completion_mask_from_ids,
     forward_kwargs,
-    output_cache,
     generation_prompts,
     model_device,
+    output_cache,
     shared_prefix_forward,
 )
 

@@ -439,12 +439,11 @@ def study_threads() -> int:
     on 2 cores: idle, 2 threads generate ≈ 1.5× faster than 1 (140 vs 95 positions/s, issue 14); shared with other
     jobs, 1 thread generated 28–34 positions/s where 2 managed ≈ 1/s (spinning threads contend). (The 1-minute load
     average, used before, remembered the previous study and this run's own earlier settings: every setting got 1.)"""
-    import os
+    from sharpsim.bridge._runtime import _available_cpus, env_threads, idle_cpus
 
-    from sharpsim.bridge._runtime import THREADS_ENV, _available_cpus, idle_cpus
-
-    if os.environ.get(THREADS_ENV):
-        return int(os.environ[THREADS_ENV])
+    env = env_threads()
+    if env is not None:
+        return env
     idle = idle_cpus()
     return 1 if idle is None else max(1, min(_available_cpus(), idle))
 
@@ -917,7 +916,7 @@ def sft_run_setting(keys, setting: dict, mode: str) -> list:
         else:
             g = _greedy_acc(policy, tok, ho_prompts, held, m)
         curve.append(g)
-        print(f"[bridge_smollm2_sft] {task} N={N}: epoch {epoch + 1}/{setting['epochs']}, loss "
+        print(f"[bridge_smollm2_sft] {task} N={N}: epoch {epoch + 1}/{epochs}, loss "
               f"{hist[-1]['loss']:.3f}, held-out greedy accuracy {g.mean():.3f} ({time.time() - t0:.0f} s)", flush=True)
         row("heldout_greedy_accuracy_by_epoch", g.mean(), q, epoch=epoch + 1)
     row("training_seconds", train_seconds, q)
